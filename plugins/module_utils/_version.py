@@ -1,0 +1,60 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Version numbers and version requirements, shared by every table in the collection.
+
+Private module_utils: other collections must not import it.
+"""
+
+from __future__ import annotations
+
+import re
+import typing as t
+
+_VERSION_RE = re.compile(r"^\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:[-+~](\S*))?\s*$")
+_REQ_RE = re.compile(r"^\s*(==|>=|<=|>|<|=)?\s*(\S+)\s*$")
+
+
+class VersionError(ValueError):
+    """A version or version requirement string that cannot be parsed."""
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """Parse ``1.13.2``, ``1.8.0-dirty``, ``v9.0``, ``11`` into a 3-tuple of ints."""
+    m = _VERSION_RE.match(text or "")
+    if not m:
+        raise VersionError(f"not a version number: {text!r} (expected X.Y.Z)")
+    return (int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0))
+
+
+def format_version(version: t.Sequence[int]) -> str:
+    return ".".join(str(p) for p in version)
+
+
+def libvirt_int_to_version(number: int) -> tuple[int, int, int]:
+    """Turn libvirt's ``getLibVersion()`` integer (major*1e6 + minor*1e3 + micro) into a tuple."""
+    return (number // 1000000, (number // 1000) % 1000, number % 1000)
+
+
+def parse_requirement(text: str) -> tuple[str, tuple[int, int, int]]:
+    """Parse ``1.13.2`` (exact), ``==1.13.2``, ``>=1.10.0`` ... into ``(operator, version)``."""
+    m = _REQ_RE.match(text or "")
+    if not m:
+        raise VersionError(f"not a version requirement: {text!r} (expected e.g. 1.13.2 or >=1.10.0)")
+    op = m.group(1) or "=="
+    if op == "=":
+        op = "=="
+    return op, parse_version(m.group(2))
+
+
+def satisfies(version: t.Sequence[int], requirement: str) -> bool:
+    """True when ``version`` meets ``requirement`` (see :func:`parse_requirement`)."""
+    op, wanted = parse_requirement(requirement)
+    have = tuple(version)
+    return {
+        "==": have == wanted,
+        ">=": have >= wanted,
+        "<=": have <= wanted,
+        ">": have > wanted,
+        "<": have < wanted,
+    }[op]

@@ -1,0 +1,125 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Shared fixtures for integration tests on the real lab (tests/lab/lab up).
+
+- ``lab``: the lab state (lab.json); tests skip with a reason when the lab is not up.
+- ``run_playbook(path_or_text, extra_vars=None, check=False, diff=False, limit=None)``:
+  runs ansible-playbook against the lab inventory with the JSON callback and returns
+  a ``PlaybookResult`` (rc, stdout, per-task results by task name).
+- ``labctl``: the tests/lab/labctl.py module (clone_guest, destroy_guest, guest_ssh, wait_ssh).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def _load_labctl():
+    spec = importlib.util.spec_from_file_location("labctl", ROOT / "tests" / "lab" / "labctl.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+LABCTL = _load_labctl()
+
+
+@pytest.fixture(scope="session")
+def labctl():
+    return LABCTL
+
+
+@pytest.fixture(scope="session")
+def lab() -> dict:
+    state = LABCTL.load_state()
+    if not state:
+        pytest.skip("the lab is not up: run tests/lab/lab up (tests/bin/run-tests does)")
+    return state
+
+
+@dataclass
+class PlaybookResult:
+    rc: int
+    stdout: str
+    stderr: str
+    data: dict = field(default_factory=dict)
+
+    def tasks(self, name: str) -> list[dict]:
+        """Per-host results of every task called ``name`` (all plays), as ``{host: result}`` dicts."""
+        found = []
+        for play in self.data.get("plays", []):
+            for task in play.get("tasks", []):
+                if task.get("task", {}).get("name") == name:
+                    found.append(task.get("hosts", {}))
+        return found
+
+    def result(self, name: str, host: str = "hypervisor") -> dict:
+        """The single result of task ``name`` on ``host``."""
+        matches = [h[host] for h in self.tasks(name) if host in h]
+        assert matches, f"task {name!r} did not run on {host}; rc={self.rc}\n{self.stderr[-3000:]}"
+        return matches[-1]
+
+    @property
+    def stats(self) -> dict:
+        return self.data.get("stats", {})
+
+
+def ansible_env(extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH",
+                   str(Path(os.environ.get("VIRTIOFS_DEV_HOME", Path.home() / ".cache/virtiofs-libvirt")) / "collections"))
+    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+    env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"
+    env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["ANSIBLE_RETRY_FILES_ENABLED"] = "False"
+    env["ANSIBLE_ROLES_PATH"] = str(ROOT / "roles")
+    if extra:
+        env.update(extra)
+    return env
+
+
+@pytest.fixture
+def run_playbook(lab):
+    def _run(playbook, extra_vars: dict | None = None, check: bool = False, diff: bool = False,
+             limit: str | None = None, timeout: int = 1800, env: dict | None = None) -> PlaybookResult:
+        tmp = None
+        path = Path(playbook) if not str(playbook).lstrip().startswith(("-", "[")) else None
+        if path is None or not path.exists():
+            tmp = tempfile.NamedTemporaryFile("w", suffix=".yml", dir=ROOT / "tests" / "integration", delete=False,
+                                              prefix=".tmp-play-")
+            tmp.write(str(playbook))
+            tmp.close()
+            path = Path(tmp.name)
+        argv = [str(VENV_BIN / "ansible-playbook"), "-i", lab["inventory"], str(path)]
+        if extra_vars:
+            argv += ["-e", json.dumps(extra_vars)]
+        if check:
+            argv.append("--check")
+        if diff:
+            argv.append("--diff")
+        if limit:
+            argv += ["--limit", limit]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=ansible_env(env), cwd=ROOT)
+        finally:
+            if tmp:
+                os.unlink(tmp.name)
+        try:
+            data = json.loads(proc.stdout[proc.stdout.index("{"):]) if "{" in proc.stdout else {}
+        except ValueError:
+            data = {}
+        return PlaybookResult(proc.returncode, proc.stdout, proc.stderr, data)
+
+    return _run

@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""ansible-test sanity, ansible-lint and the galaxy build, as gates of the test suite."""
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+from .conftest import ROOT, env_with_venv, tool
+
+
+def _run(argv, cwd, timeout=1800):
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env_with_venv())
+
+
+def test_ansible_test_sanity(collection_tree: Path):
+    proc = _run([tool("ansible-test"), "sanity", "--python", "3.13", "--requirements", "--color", "no"],
+                cwd=collection_tree, timeout=2400)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-12000:]
+    assert "Running sanity test" in out
+
+
+def test_sanity_ignores_are_explained():
+    for ignore in sorted((ROOT / "tests" / "sanity").glob("ignore-*.txt")):
+        for n, line in enumerate(ignore.read_text().splitlines(), 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                assert "#" in line, f"{ignore.name}:{n} has no comment saying why: {line}"
+
+
+def test_ansible_lint_production():
+    targets = [p for p in ("roles", "playbooks") if any((ROOT / p).rglob("*.yml"))]
+    assert targets, "no roles or playbooks to lint"
+    proc = _run([tool("ansible-lint"), "--profile", "production", "--offline", "--nocolor", *targets], cwd=ROOT)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-12000:]
+
+
+def test_galaxy_build_install_and_doc(tmp_path: Path, collection_tree: Path):
+    proc = _run([tool("ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path), str(collection_tree)],
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tarballs = list(tmp_path.glob("virtiofs-libvirt-*.tar.gz"))
+    assert [t.name for t in tarballs] == ["virtiofs-libvirt-0.1.0.tar.gz"]
+    with tarfile.open(tarballs[0]) as tf:
+        names = set(tf.getnames())
+    assert "MANIFEST.json" in names and "meta/runtime.yml" in names
+    assert not any(n.startswith(".ci") or "__pycache__" in n for n in names)
+    inst = tmp_path / "installed"
+    proc = _run([tool("ansible-galaxy"), "collection", "install", "--offline", "--no-deps", "-p", str(inst),
+                 str(tarballs[0])], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    modules = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("*.py") if p.stem != "__init__")
+    assert modules, "no modules"
+    env = env_with_venv()
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(inst)
+    for mod in modules:
+        proc = subprocess.run([tool("ansible-doc"), "--json", f"virtiofs.libvirt.{mod}"], capture_output=True,
+                              text=True, env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)[f"virtiofs.libvirt.{mod}"]
+        assert doc["doc"]["short_description"], mod
+        assert doc["examples"].strip(), mod
+        assert "attributes" in doc["doc"], f"{mod} has no attributes block"
