@@ -174,6 +174,8 @@ def ensure_daemons() -> None:
         _record_started("pid", daemon, pids[0])
     import libvirt  # noqa: PLC0415 (system python3-libvirt)
 
+    libvirt.registerErrorHandler(lambda *_: None, None)
+
     deadline = time.time() + 60
     while True:
         try:
@@ -468,7 +470,7 @@ def _overlay(name: str, base: str) -> str:
 
 def clone_guest(name: str, ssh_port: int, start: bool = True, wait: bool = True,
                 shared_memory: bool = False, filesystems: list[dict] | None = None,
-                memory_mib: int = 1024) -> dict:
+                memory_mib: int = 1024, state: dict | None = None) -> dict:
     """Define (and boot) a TCG guest from a fresh overlay of the lab's base image.
 
     Returns ``{"name", "ssh_port", "ssh_key", "disk"}``. Any existing domain of that name is
@@ -476,7 +478,7 @@ def clone_guest(name: str, ssh_port: int, start: bool = True, wait: bool = True,
     """
     import libvirt  # noqa: PLC0415
 
-    state = load_state()
+    state = state or load_state()
     if not state:
         raise LabError("domain", "lab is not up (no lab.json): run tests/lab/lab up")
     destroy_guest(name)
@@ -493,12 +495,14 @@ def clone_guest(name: str, ssh_port: int, start: bool = True, wait: bool = True,
         conn.close()
     info = {"name": name, "ssh_port": ssh_port, "ssh_key": state["ssh_key"], "disk": disk}
     if start and wait:
-        wait_ssh(ssh_port)
+        wait_ssh(ssh_port, key=state["ssh_key"])
     return info
 
 
 def destroy_guest(name: str) -> None:
     import libvirt  # noqa: PLC0415
+
+    libvirt.registerErrorHandler(lambda *_: None, None)
 
     conn = libvirt.open(URI)
     try:
@@ -534,13 +538,13 @@ def guest_ssh(port: int, command: str, check: bool = True, timeout: int = 120) -
     return proc
 
 
-def wait_ssh(port: int, timeout: int = 300) -> None:
+def wait_ssh(port: int, timeout: int = 300, key: str | None = None) -> None:
     """Wait until the guest answers SSH and systemd finished booting (running or degraded)."""
     deadline = time.time() + timeout
     last = ""
     while time.time() < deadline:
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc = subprocess.run(ssh_argv(port) + ["systemctl is-system-running --wait"],
+            proc = subprocess.run(ssh_argv(port, key) + ["systemctl is-system-running --wait"],
                                   capture_output=True, text=True, timeout=60)
             state = proc.stdout.strip()
             if state in ("running", "degraded"):
@@ -550,7 +554,7 @@ def wait_ssh(port: int, timeout: int = 300) -> None:
     raise LabError("domain", f"guest on port {port} not reachable over SSH after {timeout}s ({last})")
 
 
-def ensure_lab_domain(image: dict) -> None:
+def ensure_lab_domain(state: dict) -> None:
     import libvirt  # noqa: PLC0415
 
     conn = libvirt.open(URI)
@@ -563,11 +567,11 @@ def ensure_lab_domain(image: dict) -> None:
         conn.close()
     if dom is None:
         log(f"defining and booting {LAB_DOMAIN} (TCG)")
-        clone_guest(LAB_DOMAIN, LAB_SSH_PORT, wait=False)
+        clone_guest(LAB_DOMAIN, LAB_SSH_PORT, wait=False, state=state)
     elif not dom.isActive():
         log(f"starting {LAB_DOMAIN}")
         dom.create()
-    wait_ssh(LAB_SSH_PORT)
+    wait_ssh(LAB_SSH_PORT, key=state["ssh_key"])
 
 
 def write_inventory(state: dict) -> None:
@@ -622,7 +626,7 @@ def cmd_up() -> int:
         "source_archive_url": f"{http['artifact_base_url']}/{Path(vfs['source_archive']).name}",
         "inventory": str(STATE / "inventory.yml"),
     }
-    ensure_lab_domain(image)
+    ensure_lab_domain(state)
     write_inventory(state)
     _write_json(STATE / "lab.json", state)
     log(f"lab up in {time.time() - t0:.0f}s; inventory {STATE / 'inventory.yml'}")
@@ -682,6 +686,9 @@ def main(argv: list[str]) -> int:
         return {"up": cmd_up, "down": cmd_down, "status": cmd_status}[argv[0]]()
     except LabError as exc:
         print(f"[lab] {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # libvirt errors and the like: name the command, not a traceback
+        print(f"[lab] FAILED during {argv[0]}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 
 
