@@ -112,7 +112,7 @@ def run_playbook(lab):
         if limit:
             argv += ["--limit", limit]
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=ansible_env(env), cwd=ROOT)
+            proc = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout, env=ansible_env(env), cwd=ROOT)
         finally:
             if tmp:
                 os.unlink(tmp.name)

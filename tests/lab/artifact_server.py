@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Serve the lab's virtiofsd artifacts on loopback, logging every request to a file.
 

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The real lab for virtiofs.libvirt: libvirtd + QEMU (TCG) + Debian guest + virtiofsd sources.
 
@@ -9,7 +8,6 @@ Python (python3-libvirt, python3-lxml), on Debian 12 and Debian 13, without syst
 from __future__ import annotations
 
 import contextlib
-import copy
 import glob
 import hashlib
 import json
@@ -58,7 +56,7 @@ def run(step: str, argv: list[str], **kw) -> subprocess.CompletedProcess:
     kw.setdefault("capture_output", True)
     kw.setdefault("text", True)
     try:
-        proc = subprocess.run(argv, **kw)
+        proc = subprocess.run(argv, check=False, **kw)
     except OSError as exc:
         raise LabError(step, f"{argv[0]}: {exc}") from exc
     if proc.returncode != 0:
@@ -174,7 +172,7 @@ def ensure_daemons() -> None:
         _record_started("pid", daemon, pids[0])
     import libvirt  # noqa: PLC0415 (system python3-libvirt)
 
-    libvirt.registerErrorHandler(lambda *_: None, None)
+    libvirt.registerErrorHandler(lambda *_args: None, None)
 
     deadline = time.time() + 60
     while True:
@@ -502,7 +500,7 @@ def clone_guest(name: str, ssh_port: int, start: bool = True, wait: bool = True,
 def destroy_guest(name: str) -> None:
     import libvirt  # noqa: PLC0415
 
-    libvirt.registerErrorHandler(lambda *_: None, None)
+    libvirt.registerErrorHandler(lambda *_args: None, None)
 
     conn = libvirt.open(URI)
     try:
@@ -532,7 +530,7 @@ def ssh_argv(port: int, key: str | None = None) -> list[str]:
 
 def guest_ssh(port: int, command: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
     """Run ``command`` in a guest through SSH; returns the CompletedProcess."""
-    proc = subprocess.run(ssh_argv(port) + [command], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(ssh_argv(port) + [command], check=False, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise RuntimeError(f"guest command {command!r} exited {proc.returncode}: {proc.stderr.strip()}")
     return proc
@@ -544,7 +542,7 @@ def wait_ssh(port: int, timeout: int = 300, key: str | None = None) -> None:
     last = ""
     while time.time() < deadline:
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc = subprocess.run(ssh_argv(port, key) + ["systemctl is-system-running --wait"],
+            proc = subprocess.run(ssh_argv(port, key) + ["systemctl is-system-running --wait"], check=False,
                                   capture_output=True, text=True, timeout=60)
             state = proc.stdout.strip()
             if state in ("running", "degraded"):
@@ -665,7 +663,7 @@ def cmd_down() -> int:
             log(f"stopping {name} (pid {pid})")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
+            for _attempt in range(50):
                 if not _pid_alive(pid):
                     break
                 time.sleep(0.1)

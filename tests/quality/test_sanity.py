@@ -11,7 +11,7 @@ from .conftest import ROOT, env_with_venv, tool
 
 
 def _run(argv, cwd, timeout=1800):
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env_with_venv())
+    return subprocess.run(argv, check=False, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env_with_venv())
 
 
 def test_ansible_test_sanity(collection_tree: Path):
@@ -55,7 +55,7 @@ def test_galaxy_build_install_and_doc(tmp_path: Path, collection_tree: Path):
     env = env_with_venv()
     env["ANSIBLE_COLLECTIONS_PATH"] = str(inst)
     for mod in modules:
-        proc = subprocess.run([tool("ansible-doc"), "--json", f"virtiofs.libvirt.{mod}"], capture_output=True,
+        proc = subprocess.run([tool("ansible-doc"), "--json", f"virtiofs.libvirt.{mod}"], check=False, capture_output=True,
                               text=True, env=env, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         doc = json.loads(proc.stdout)[f"virtiofs.libvirt.{mod}"]
