@@ -1,0 +1,1053 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Idempotent patching of libvirt domain XML for virtio-fs shares.
+
+Private module_utils: other collections must not import it.
+
+Plain Python over lxml: no Ansible and no libvirt imports, so it is unit-testable anywhere.
+
+Ownership rules (see docs/development.md and the design notes):
+
+* A share is a ``<devices><filesystem>`` whose ``<driver type='virtiofs'/>``, identified by
+  its tag (``<target dir='TAG'/>``). Only those elements and the ``<memoryBacking>`` children
+  ``<source>``/``<access>`` are ever touched; everything else (metadata, other namespaces,
+  comments, device order, whitespace) is left as it is.
+* Changes are detected semantically: ``<address>``, ``<alias>``, attribute order, quoting,
+  whitespace, child order and the defaults libvirt adds (``type='mount'``,
+  ``accessmode='passthrough'``) are ignored. An element is only rewritten when its meaning
+  differs from the wanted one.
+* ``<lock>`` is never written (the Rust virtiofsd rejects it); an existing one on a managed
+  share is dropped with a warning, one on any other share is reported in a warning.
+* All XML is built with lxml's element API.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import posixpath
+import re
+import traceback
+import typing as t
+from dataclasses import dataclass, field
+
+try:
+    from lxml import etree
+
+    HAS_LXML = True
+    LXML_IMPORT_ERROR: t.Optional[str] = None
+except ImportError:  # pragma: no cover - exercised by ansible-test's import sanity test
+    etree = None  # type: ignore[assignment]
+    HAS_LXML = False
+    LXML_IMPORT_ERROR = traceback.format_exc()
+
+
+TAG_MAX_BYTES = 36
+CACHE_MODES = ("none", "always")
+SANDBOX_MODES = ("namespace", "chroot")
+STATES = ("present", "absent")
+MEMORY_BACKING_MODES = ("auto", "skip")
+
+# Order in which libvirt formats elements; used to insert new elements at the place libvirt
+# itself would print them (libvirt re-orders on define anyway, so this is cosmetic).
+DOMAIN_ORDER = (
+    "name", "uuid", "genid", "title", "description", "metadata", "maxMemory", "memory",
+    "currentMemory", "blkiotune", "memtune", "memoryBacking", "vcpu", "vcpus", "iothreads",
+    "iothreadids", "defaultiothread", "cputune", "numatune", "resource", "sysinfo", "bootloader",
+    "bootloader_args", "os", "idmap", "features", "cpu", "clock", "on_poweroff", "on_reboot",
+    "on_crash", "on_lockfailure", "pm", "perf", "devices", "seclabel", "keywrap", "launchSecurity",
+)
+DEVICES_ORDER = (
+    "emulator", "disk", "controller", "lease", "filesystem", "interface", "smartcard", "serial",
+    "parallel", "console", "channel", "input", "tpm", "graphics", "sound", "audio", "video",
+    "hostdev", "redirdev", "redirfilter", "hub", "watchdog", "memballoon", "rng", "panic", "shmem",
+    "memory", "iommu", "vsock", "crypto", "pstore",
+)
+MEMORY_BACKING_ORDER = ("hugepages", "nosharepages", "locked", "source", "access", "allocation", "discard")
+FILESYSTEM_ORDER = ("driver", "binary", "idmap", "source", "target", "readonly", "boot", "alias", "address")
+BINARY_ORDER = ("cache", "sandbox", "lock", "thread_pool", "openfiles")
+
+# Children ignored when comparing filesystems: assigned by libvirt, not meaning we own.
+IGNORED_CHILDREN = ("address", "alias")
+# Attributes libvirt adds when they are missing.
+ELEMENT_DEFAULTS = {"filesystem": {"type": "mount", "accessmode": "passthrough"}}
+
+# Keys of a share dict that the share module manages (compared after define).
+MANAGED_KEYS = (
+    "source", "binary_path", "readonly", "cache", "sandbox", "xattr", "thread_pool_size",
+    "openfiles", "queue_size", "idmap", "ats", "iommu", "packed", "lock",
+)
+
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+
+
+class DomainXMLError(Exception):
+    """Bad input for the patcher: the message names the problem and the fix."""
+
+
+def require_lxml() -> None:
+    if not HAS_LXML:
+        raise DomainXMLError("the Python library lxml is required (install python3-lxml or pip install lxml)")
+
+
+def looks_like_uuid(text: str) -> bool:
+    return bool(_UUID_RE.match(text or ""))
+
+
+def _onoff(value: t.Optional[bool]) -> t.Optional[str]:
+    if value is None:
+        return None
+    return "on" if value else "off"
+
+
+def _from_onoff(value: t.Optional[str]) -> t.Optional[bool]:
+    if value is None:
+        return None
+    return value.lower() in ("on", "yes", "true", "1")
+
+
+def _int_or_none(value: t.Optional[str]) -> t.Optional[int]:
+    if value is None:
+        return None
+    try:
+        return int(value, 0) if value.lower().startswith("0x") else int(value)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Share specification
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdMapRange:
+    """One ``<uid>``/``<gid>`` range of ``<idmap>``: guest ``start`` maps to host ``target``."""
+
+    start: int
+    target: int
+    count: int
+
+    def to_dict(self) -> t.Dict[str, int]:
+        return {"start": self.start, "target": self.target, "count": self.count}
+
+
+@dataclass
+class ShareSpec:
+    """The wanted state of one virtio-fs share. ``None`` means "not set" (libvirt's default).
+
+    A spec describes the whole managed share: options that are not set are removed from an
+    existing share, so the result does not depend on what was there before.
+    """
+
+    tag: str
+    source: t.Optional[str] = None
+    state: str = "present"
+    binary_path: t.Optional[str] = None
+    readonly: bool = False
+    cache: t.Optional[str] = None
+    sandbox: t.Optional[str] = None
+    xattr: t.Optional[bool] = None
+    thread_pool_size: t.Optional[int] = None
+    openfiles: t.Optional[int] = None
+    queue_size: t.Optional[int] = None
+    uid_map: t.List[IdMapRange] = field(default_factory=list)
+    gid_map: t.List[IdMapRange] = field(default_factory=list)
+    ats: t.Optional[bool] = None
+    iommu: t.Optional[bool] = None
+    packed: t.Optional[bool] = None
+
+    @classmethod
+    def from_params(cls, params: t.Mapping[str, t.Any]) -> "ShareSpec":
+        """Build a spec from module-style parameters (``idmap: {uid: [...], gid: [...]}``)."""
+        idmap = params.get("idmap") or {}
+        if not isinstance(idmap, t.Mapping):
+            raise DomainXMLError("idmap must be a dict with the keys uid and gid (lists of start/target/count)")
+
+        def ranges(kind: str) -> t.List[IdMapRange]:
+            out = []
+            for i, item in enumerate(idmap.get(kind) or []):
+                try:
+                    out.append(IdMapRange(int(item["start"]), int(item["target"]), int(item["count"])))
+                except (KeyError, TypeError, ValueError):
+                    raise DomainXMLError(
+                        f"idmap.{kind}[{i}] must be a dict with the integers start, target and count, got {item!r}"
+                    ) from None
+            return out
+
+        tag = params.get("tag")
+        return cls(
+            tag="" if tag is None else str(tag),
+            source=params.get("source"),
+            state=params.get("state") or "present",
+            binary_path=params.get("binary_path"),
+            readonly=bool(params.get("readonly")),
+            cache=params.get("cache"),
+            sandbox=params.get("sandbox"),
+            xattr=params.get("xattr"),
+            thread_pool_size=params.get("thread_pool_size"),
+            openfiles=params.get("openfiles"),
+            queue_size=params.get("queue_size"),
+            uid_map=ranges("uid"),
+            gid_map=ranges("gid"),
+            ats=params.get("ats"),
+            iommu=params.get("iommu"),
+            packed=params.get("packed"),
+        )
+
+    def validate(self) -> None:
+        """Check the spec on its own (no domain, no host); raise :class:`DomainXMLError`."""
+        if not self.tag:
+            raise DomainXMLError("tag is empty: give the mount tag (libvirt <target dir>), 1 to 36 bytes")
+        size = len(self.tag.encode("utf-8"))
+        if size > TAG_MAX_BYTES:
+            raise DomainXMLError(
+                f"tag {self.tag!r} is {size} bytes long, the virtio-fs limit is {TAG_MAX_BYTES} bytes: use a shorter tag"
+            )
+        if any(ord(c) < 32 for c in self.tag):
+            raise DomainXMLError(f"tag {self.tag!r} contains control characters: use printable characters only")
+        if self.state not in STATES:
+            raise DomainXMLError(f"share {self.tag!r}: state must be one of {', '.join(STATES)}, got {self.state!r}")
+        if self.state == "absent":
+            return
+        if not self.source:
+            raise DomainXMLError(f"share {self.tag!r}: source is required with state=present (an absolute host directory)")
+        if not posixpath.isabs(self.source):
+            raise DomainXMLError(
+                f"share {self.tag!r}: source {self.source!r} is a relative path: give an absolute host directory"
+            )
+        if self.binary_path is not None and not posixpath.isabs(self.binary_path):
+            raise DomainXMLError(
+                f"share {self.tag!r}: binary_path {self.binary_path!r} is not absolute: give the absolute path "
+                "of the virtiofsd binary or wrapper"
+            )
+        if self.cache is not None and self.cache not in CACHE_MODES:
+            raise DomainXMLError(
+                f"share {self.tag!r}: cache must be one of {', '.join(CACHE_MODES)} (libvirt's values), got {self.cache!r}"
+            )
+        if self.sandbox is not None and self.sandbox not in SANDBOX_MODES:
+            raise DomainXMLError(
+                f"share {self.tag!r}: sandbox must be one of {', '.join(SANDBOX_MODES)}, got {self.sandbox!r}"
+            )
+        for name, minimum in (("thread_pool_size", 0), ("openfiles", 1), ("queue_size", 1)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
+                raise DomainXMLError(f"share {self.tag!r}: {name} must be an integer >= {minimum}, got {value!r}")
+        for kind, ranges in (("uid", self.uid_map), ("gid", self.gid_map)):
+            for r in ranges:
+                if r.start < 0 or r.target < 0 or r.count < 1:
+                    raise DomainXMLError(
+                        f"share {self.tag!r}: idmap {kind} range {r.to_dict()} is invalid: "
+                        "start and target must be >= 0 and count >= 1"
+                    )
+
+    def features(self) -> t.List[str]:
+        """Names of :mod:`_libvirt_features` entries this share needs."""
+        if self.state != "present":
+            return []
+        out = ["virtiofs"]
+        if self.binary_path is not None:
+            out.append("binary_path")
+        if self.xattr is not None:
+            out.append("xattr")
+        if self.cache is not None:
+            out.append("cache")
+        if self.queue_size is not None:
+            out.append("queue_size")
+        for name in ("ats", "iommu", "packed"):
+            if getattr(self, name) is not None:
+                out.append(name)
+        if self.sandbox is not None:
+            out.append("sandbox")
+        if self.thread_pool_size is not None:
+            out.append("thread_pool")
+        if self.uid_map or self.gid_map:
+            out.append("idmap")
+        if self.openfiles is not None:
+            out.append("openfiles")
+        if self.readonly:
+            out.append("readonly")
+        return out
+
+    def to_dict(self) -> t.Dict[str, t.Any]:
+        """Same keys as :func:`share_to_dict` returns for an element."""
+        idmap = None
+        if self.uid_map or self.gid_map:
+            idmap = {"uid": [r.to_dict() for r in self.uid_map], "gid": [r.to_dict() for r in self.gid_map]}
+        return {
+            "tag": self.tag,
+            "source": self.source,
+            "binary_path": self.binary_path,
+            "readonly": bool(self.readonly),
+            "cache": self.cache,
+            "sandbox": self.sandbox,
+            "xattr": self.xattr,
+            "thread_pool_size": self.thread_pool_size,
+            "openfiles": self.openfiles,
+            "queue_size": self.queue_size,
+            "idmap": idmap,
+            "ats": self.ats,
+            "iommu": self.iommu,
+            "packed": self.packed,
+            "lock": None,
+        }
+
+
+def validate_specs(specs: t.Sequence[ShareSpec]) -> None:
+    """Validate each spec and reject duplicated tags."""
+    seen: t.Set[str] = set()
+    for spec in specs:
+        spec.validate()
+        if spec.tag in seen:
+            raise DomainXMLError(f"tag {spec.tag!r} is given more than once: each share needs its own tag")
+        seen.add(spec.tag)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading elements
+# --------------------------------------------------------------------------------------------
+
+
+def _is_element(node: t.Any) -> bool:
+    return isinstance(node.tag, str)
+
+
+def _children(parent: t.Any, tag: t.Optional[str] = None) -> t.List[t.Any]:
+    return [c for c in parent if _is_element(c) and (tag is None or c.tag == tag)]
+
+
+def _child(parent: t.Any, tag: str) -> t.Any:
+    for c in parent:
+        if _is_element(c) and c.tag == tag:
+            return c
+    return None
+
+
+def is_virtiofs(fs: t.Any) -> bool:
+    driver = _child(fs, "driver")
+    return driver is not None and driver.get("type") == "virtiofs"
+
+
+def filesystem_tag(fs: t.Any) -> t.Optional[str]:
+    target = _child(fs, "target")
+    return None if target is None else target.get("dir")
+
+
+def _describe_filesystem(fs: t.Any) -> str:
+    driver = _child(fs, "driver")
+    dtype = driver.get("type") if driver is not None else None
+    kind = fs.get("type", "mount")
+    if dtype in (None, "path", "handle") and kind == "mount":
+        what = f"a 9p filesystem (driver {dtype or 'path'}, accessmode {fs.get('accessmode', 'passthrough')})"
+    else:
+        what = f"a <filesystem type='{kind}'>" + (f" with driver type '{dtype}'" if dtype else "")
+    return what
+
+
+def share_to_dict(fs: t.Any) -> t.Dict[str, t.Any]:
+    """The virtio-fs ``<filesystem>`` element as a plain dict (keys of :meth:`ShareSpec.to_dict` + extras)."""
+    driver = _child(fs, "driver")
+    binary = _child(fs, "binary")
+    source = _child(fs, "source")
+    idmap_el = _child(fs, "idmap")
+    alias = _child(fs, "alias")
+    boot = _child(fs, "boot")
+
+    def bchild(tag: str, attr: str) -> t.Optional[str]:
+        if binary is None:
+            return None
+        el = _child(binary, tag)
+        return None if el is None else el.get(attr)
+
+    lock = None
+    if binary is not None and _child(binary, "lock") is not None:
+        lock_el = _child(binary, "lock")
+        lock = {"posix": lock_el.get("posix"), "flock": lock_el.get("flock")}
+    idmap = None
+    if idmap_el is not None:
+        idmap = {
+            kind: [
+                {k: _int_or_none(e.get(k)) for k in ("start", "target", "count")}
+                for e in _children(idmap_el, kind)
+            ]
+            for kind in ("uid", "gid")
+        }
+    return {
+        "tag": filesystem_tag(fs),
+        "source": None if source is None else source.get("dir"),
+        "source_socket": None if source is None else source.get("socket"),
+        "binary_path": None if binary is None else binary.get("path"),
+        "readonly": _child(fs, "readonly") is not None,
+        "cache": bchild("cache", "mode"),
+        "sandbox": bchild("sandbox", "mode"),
+        "xattr": None if binary is None else _from_onoff(binary.get("xattr")),
+        "thread_pool_size": _int_or_none(bchild("thread_pool", "size")),
+        "openfiles": _int_or_none(bchild("openfiles", "max")),
+        "queue_size": None if driver is None else _int_or_none(driver.get("queue")),
+        "idmap": idmap,
+        "ats": None if driver is None else _from_onoff(driver.get("ats")),
+        "iommu": None if driver is None else _from_onoff(driver.get("iommu")),
+        "packed": None if driver is None else _from_onoff(driver.get("packed")),
+        "lock": lock,
+        "alias": None if alias is None else alias.get("name"),
+        "boot_order": None if boot is None else _int_or_none(boot.get("order")),
+    }
+
+
+def canonical(elem: t.Any, ignore: t.Sequence[str] = IGNORED_CHILDREN) -> t.Tuple[t.Any, ...]:
+    """A hashable form of ``elem`` for semantic comparison.
+
+    Ignores comments, whitespace, attribute order, child order between different tags (the
+    order of same-tag children is kept), the children in ``ignore`` and libvirt's defaults.
+    """
+    attrs = dict(elem.attrib)
+    for key, value in ELEMENT_DEFAULTS.get(elem.tag, {}).items():
+        attrs.setdefault(key, value)
+    kids = [canonical(c, ignore) for c in elem if _is_element(c) and c.tag not in ignore]
+    kids.sort(key=lambda k: k[0])
+    return (elem.tag, tuple(sorted(attrs.items())), (elem.text or "").strip(), tuple(kids))
+
+
+def _managed_view(d: t.Mapping[str, t.Any]) -> t.Dict[str, t.Any]:
+    return {k: d.get(k) for k in MANAGED_KEYS}
+
+
+def _describe_changes(before: t.Mapping[str, t.Any], after: t.Mapping[str, t.Any]) -> t.List[str]:
+    out = []
+    for key in MANAGED_KEYS:
+        if before.get(key) != after.get(key):
+            out.append(f"{key} {before.get(key)!r} -> {after.get(key)!r}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Whitespace-preserving element insertion/removal
+# --------------------------------------------------------------------------------------------
+
+
+class _Layout:
+    """Keeps inserted elements indented like their neighbours (when the document is indented)."""
+
+    def __init__(self, pretty: bool = False, unit: str = "  ", detached: t.Any = None, detached_indent: str = "") -> None:
+        self.pretty = pretty
+        self.unit = unit
+        # a copy of an element that is edited before it replaces the original in the document
+        self.detached = detached
+        self.detached_indent = detached_indent
+
+    @classmethod
+    def for_root(cls, root: t.Any) -> "_Layout":
+        text = root.text or ""
+        if _children(root) and "\n" in text and not text.strip():
+            return cls(True, text.rsplit("\n", 1)[1] or "  ")
+        return cls(False)
+
+    def for_copy(self, original: t.Any, copy_: t.Any) -> "_Layout":
+        return _Layout(self.pretty, self.unit, copy_, self.own_indent(original))
+
+    @staticmethod
+    def _ws_before(parent: t.Any, index: int) -> t.Optional[str]:
+        if index == 0:
+            return parent.text
+        return parent[index - 1].tail
+
+    def own_indent(self, elem: t.Any) -> str:
+        parent = elem.getparent()
+        if parent is None:
+            return self.detached_indent if elem is self.detached else ""
+        ws = self._ws_before(parent, parent.index(elem)) or ""
+        return ws.rsplit("\n", 1)[1] if "\n" in ws else ""
+
+    def child_indent(self, parent: t.Any) -> str:
+        if len(parent):
+            ws = parent.text or ""
+            if "\n" in ws and not ws.strip():
+                return ws.rsplit("\n", 1)[1]
+        return self.own_indent(parent) + self.unit
+
+    def format_new(self, elem: t.Any, indent: str) -> None:
+        kids = list(elem)
+        if not kids:
+            return
+        inner = indent + self.unit
+        elem.text = "\n" + inner
+        for i, kid in enumerate(kids):
+            self.format_new(kid, inner)
+            kid.tail = "\n" + (inner if i < len(kids) - 1 else indent)
+
+    def insert(self, parent: t.Any, index: int, child: t.Any) -> None:
+        count = len(parent)
+        if self.pretty:
+            self.format_new(child, self.child_indent(parent))
+        if count == 0:
+            if self.pretty and not (parent.text or "").strip():
+                parent.text = "\n" + self.child_indent(parent)
+                child.tail = "\n" + self.own_indent(parent)
+            parent.insert(0, child)
+        elif index >= count:
+            last = parent[count - 1]
+            if self.pretty:
+                child.tail = last.tail
+                last.tail = self._ws_before(parent, count - 1)
+            parent.append(child)
+        else:
+            if self.pretty:
+                child.tail = self._ws_before(parent, index)
+            parent.insert(index, child)
+
+    def insert_ordered(self, parent: t.Any, child: t.Any, order: t.Sequence[str]) -> None:
+        """Insert after the last child that libvirt prints before (or as) ``child.tag``."""
+        rank = order.index(child.tag) if child.tag in order else len(order)
+        index = 0
+        for i, node in enumerate(parent):
+            if _is_element(node) and node.tag in order and order.index(node.tag) <= rank:
+                index = i + 1
+        if index == 0 and child.tag not in order:
+            index = len(parent)
+        self.insert(parent, index, child)
+
+    def remove(self, child: t.Any) -> None:
+        parent = child.getparent()
+        index = parent.index(child)
+        if index == len(parent) - 1:
+            # keep the closing indentation that followed the removed element
+            if index == 0:
+                # the parent becomes empty: print it as <parent/> again
+                if not (parent.text or "").strip():
+                    parent.text = None
+            else:
+                prev = parent[index - 1]
+                if not (prev.tail or "").strip():
+                    prev.tail = child.tail
+        parent.remove(child)
+
+
+def _ensure_child(layout: _Layout, parent: t.Any, tag: str, order: t.Sequence[str]) -> t.Any:
+    el = _child(parent, tag)
+    if el is None:
+        el = etree.Element(tag)
+        layout.insert_ordered(parent, el, order)
+    return el
+
+
+def _drop_child(layout: _Layout, parent: t.Any, tag: str) -> None:
+    for el in _children(parent, tag):
+        layout.remove(el)
+
+
+def _set_attr(el: t.Any, name: str, value: t.Optional[str]) -> None:
+    if value is None:
+        if name in el.attrib:
+            del el.attrib[name]
+    elif el.get(name) != value:
+        el.set(name, value)
+
+
+# --------------------------------------------------------------------------------------------
+# The document
+# --------------------------------------------------------------------------------------------
+
+
+class DomainXML:
+    """A parsed domain definition. Mutating methods keep unrelated content untouched."""
+
+    def __init__(self, tree: t.Any, declaration: bool = False, trailing_newline: bool = False) -> None:
+        self.tree = tree
+        self.root = tree.getroot()
+        self.declaration = declaration
+        self.trailing_newline = trailing_newline
+        self.layout = _Layout.for_root(self.root)
+
+    # -- parsing / serialising ---------------------------------------------------------------
+
+    @classmethod
+    def from_string(cls, text: t.Union[str, bytes], what: str = "domain XML") -> "DomainXML":
+        require_lxml()
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False, huge_tree=False)
+        try:
+            root = etree.fromstring(data, parser)
+        except etree.XMLSyntaxError as exc:
+            raise DomainXMLError(f"{what} is not well-formed XML: {exc}. Fix the XML (for example with xmllint) and retry") from None
+        if root.tag != "domain":
+            raise DomainXMLError(
+                f"{what} is not a libvirt domain definition: the root element is <{root.tag}>, expected <domain>"
+            )
+        stripped = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+        return cls(
+            root.getroottree(),
+            declaration=stripped.startswith(b"<?xml"),
+            trailing_newline=data.endswith(b"\n"),
+        )
+
+    @classmethod
+    def from_file(cls, path: str) -> "DomainXML":
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise DomainXMLError(f"cannot read xml_file {path!r}: {exc.strerror}") from None
+        return cls.from_string(data, what=f"xml_file {path!r}")
+
+    def to_bytes(self) -> bytes:
+        if self.declaration:
+            encoding = self.tree.docinfo.encoding or "UTF-8"
+            out = etree.tostring(self.tree, xml_declaration=True, encoding=encoding)
+        else:
+            out = etree.tostring(self.tree, encoding="UTF-8", xml_declaration=False)
+        if self.trailing_newline and not out.endswith(b"\n"):
+            out += b"\n"
+        return out
+
+    def to_string(self) -> str:
+        if self.declaration:
+            return self.to_bytes().decode(self.tree.docinfo.encoding or "UTF-8")
+        out = etree.tostring(self.tree, encoding="unicode")
+        if self.trailing_newline and not out.endswith("\n"):
+            out += "\n"
+        return out
+
+    def copy(self) -> "DomainXML":
+        return DomainXML(copy.deepcopy(self.tree), self.declaration, self.trailing_newline)
+
+    # -- facts -------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> t.Optional[str]:
+        el = _child(self.root, "name")
+        return None if el is None else (el.text or "").strip()
+
+    @property
+    def uuid(self) -> t.Optional[str]:
+        el = _child(self.root, "uuid")
+        return None if el is None else (el.text or "").strip()
+
+    @property
+    def devices(self) -> t.Any:
+        return _child(self.root, "devices")
+
+    def filesystems(self) -> t.List[t.Any]:
+        devices = self.devices
+        return [] if devices is None else _children(devices, "filesystem")
+
+    def virtiofs_filesystems(self) -> t.List[t.Any]:
+        return [fs for fs in self.filesystems() if is_virtiofs(fs)]
+
+    def find_share(self, tag: str) -> t.Any:
+        found = [fs for fs in self.virtiofs_filesystems() if filesystem_tag(fs) == tag]
+        if len(found) > 1:
+            raise DomainXMLError(
+                f"the domain has {len(found)} virtio-fs filesystems with tag {tag!r}: libvirt allows one; "
+                "remove the duplicates from the definition first"
+            )
+        return found[0] if found else None
+
+    def shares(self) -> t.List[t.Dict[str, t.Any]]:
+        return [share_to_dict(fs) for fs in self.virtiofs_filesystems()]
+
+    def memory_status(self) -> t.Dict[str, t.Any]:
+        return memory_status(self.root)
+
+    def lock_warnings(self, skip_tags: t.Collection[str] = ()) -> t.List[str]:
+        out = []
+        for fs in self.virtiofs_filesystems():
+            tag = filesystem_tag(fs)
+            d = share_to_dict(fs)
+            if d["lock"] is not None and tag not in skip_tags:
+                out.append(
+                    f"share {tag!r} has <lock posix={d['lock']['posix']!r} flock={d['lock']['flock']!r}>: "
+                    "the Rust virtiofsd rejects locking options and the domain will not start with it; "
+                    "manage the share with this module to drop it"
+                )
+        return out
+
+    # -- comparison helpers ------------------------------------------------------------------
+
+    def owned_canonical(self) -> t.Tuple[t.Any, ...]:
+        shares = sorted(
+            ((filesystem_tag(fs) or "", canonical(fs)) for fs in self.virtiofs_filesystems()),
+            key=lambda p: p[0],
+        )
+        mb = _child(self.root, "memoryBacking")
+        owned_mb: t.Tuple[t.Any, ...] = ()
+        if mb is not None:
+            owned_mb = tuple(canonical(c) for c in mb if _is_element(c) and c.tag in ("source", "access"))
+        return (tuple(shares), owned_mb)
+
+    def outside_c14n(self, tags: t.Optional[t.Collection[str]] = None) -> bytes:
+        """Canonical XML (C14N 2.0) of everything outside the owned subtree.
+
+        Removes the virtio-fs filesystems (those with a tag in ``tags``, or all when ``tags`` is
+        None), ``memoryBacking/source``, ``memoryBacking/access``, then an empty
+        ``<memoryBacking/>`` or ``<devices/>``, and strips whitespace-only text.
+        """
+        root = copy.deepcopy(self.root)
+        devices = _child(root, "devices")
+        if devices is not None:
+            for fs in _children(devices, "filesystem"):
+                if is_virtiofs(fs) and (tags is None or filesystem_tag(fs) in tags):
+                    devices.remove(fs)
+        mb = _child(root, "memoryBacking")
+        if mb is not None:
+            for c in _children(mb):
+                if c.tag in ("source", "access"):
+                    mb.remove(c)
+        for tag in ("memoryBacking", "devices"):
+            el = _child(root, tag)
+            if el is not None and not _children(el):
+                root.remove(el)
+        for el in root.iter():
+            if el.text is not None and not el.text.strip():
+                el.text = None
+            if el.tail is not None and not el.tail.strip():
+                el.tail = None
+        return etree.tostring(root, method="c14n2", strip_text=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared memory
+# --------------------------------------------------------------------------------------------
+
+
+def memory_status(root: t.Any) -> t.Dict[str, t.Any]:
+    """Summary of the domain's memory backing as far as vhost-user (virtio-fs) cares."""
+    mb = _child(root, "memoryBacking")
+    source = access = None
+    hugepages = False
+    if mb is not None:
+        src = _child(mb, "source")
+        acc = _child(mb, "access")
+        source = None if src is None else src.get("type")
+        access = None if acc is None else acc.get("mode")
+        hugepages = _child(mb, "hugepages") is not None
+    cells = []
+    cpu = _child(root, "cpu")
+    numa = None if cpu is None else _child(cpu, "numa")
+    if numa is not None:
+        cells = _children(numa, "cell")
+    private = [c.get("id", str(i)) for i, c in enumerate(cells) if c.get("memAccess") == "private"]
+    default_cells = [c for c in cells if c.get("memAccess") not in ("shared", "private")]
+    if cells:
+        shared = not private and (not default_cells or (access == "shared" and source != "anonymous"))
+    else:
+        shared = access == "shared" and source != "anonymous"
+    return {
+        "shared": bool(shared),
+        "source": source,
+        "access": access,
+        "hugepages": hugepages,
+        "numa_cells": len(cells),
+        "numa_shared_cells": len([c for c in cells if c.get("memAccess") == "shared"]),
+        "numa_private_cells": private,
+    }
+
+
+def _check_numa_private(status: t.Mapping[str, t.Any]) -> None:
+    if status["numa_private_cells"] and not status["shared"]:
+        raise DomainXMLError(
+            "virtio-fs needs shared guest memory, but NUMA cell(s) "
+            + ", ".join(status["numa_private_cells"])
+            + " have memAccess='private'; this module does not change <numa>: set memAccess='shared' on "
+            "those <cell> elements (or remove memAccess), or use memory_backing=skip and arrange shared memory yourself"
+        )
+
+
+def _ensure_shared_memory(doc: DomainXML, result: "PatchResult") -> None:
+    status = memory_status(doc.root)
+    if status["shared"]:
+        return
+    _check_numa_private(status)
+    layout = doc.layout
+    mb = _child(doc.root, "memoryBacking")
+    if mb is None:
+        mb = etree.Element("memoryBacking")
+        layout.insert_ordered(doc.root, mb, DOMAIN_ORDER)
+    src = _child(mb, "source")
+    if not status["hugepages"] and (src is None or src.get("type") == "anonymous"):
+        if src is None:
+            src = etree.Element("source")
+            src.set("type", "memfd")
+            layout.insert_ordered(mb, src, MEMORY_BACKING_ORDER)
+            result.actions.append("add <memoryBacking><source type='memfd'/> (shared memory for virtio-fs)")
+        else:
+            src.set("type", "memfd")
+            result.actions.append("change <memoryBacking><source type='anonymous'/> to type='memfd' (virtio-fs needs fd-backed memory)")
+        if not status["numa_cells"]:
+            result.features.append("memfd")
+    acc = _child(mb, "access")
+    if acc is None:
+        acc = etree.Element("access")
+        acc.set("mode", "shared")
+        layout.insert_ordered(mb, acc, MEMORY_BACKING_ORDER)
+        result.actions.append("add <memoryBacking><access mode='shared'/>")
+    elif acc.get("mode") != "shared":
+        result.actions.append(f"change <memoryBacking><access mode='{acc.get('mode')}'/> to mode='shared'")
+        acc.set("mode", "shared")
+    result.memory_changed = True
+    result.changed = True
+
+
+# --------------------------------------------------------------------------------------------
+# Applying shares
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PatchResult:
+    changed: bool = False
+    actions: t.List[str] = field(default_factory=list)
+    warnings: t.List[str] = field(default_factory=list)
+    added: t.List[str] = field(default_factory=list)
+    updated: t.List[str] = field(default_factory=list)
+    removed: t.List[str] = field(default_factory=list)
+    memory_changed: bool = False
+    features: t.List[str] = field(default_factory=list)
+    memory_backing: t.Dict[str, t.Any] = field(default_factory=dict)
+
+
+def build_filesystem(spec: ShareSpec) -> t.Any:
+    """A new ``<filesystem>`` element for ``spec`` (lxml element API only)."""
+    require_lxml()
+    fs = etree.Element("filesystem")
+    fs.set("type", "mount")
+    fs.set("accessmode", "passthrough")
+    _apply_spec(_Layout(), fs, spec)
+    return fs
+
+
+def _apply_spec(layout: _Layout, fs: t.Any, spec: ShareSpec) -> None:
+    """Make ``fs`` describe ``spec``; unmanaged content (address, alias, boot, ...) is kept."""
+    if fs.get("type") not in (None, "mount"):
+        fs.set("type", "mount")
+    if fs.get("accessmode") not in (None, "passthrough"):
+        fs.set("accessmode", "passthrough")
+
+    driver = _ensure_child(layout, fs, "driver", FILESYSTEM_ORDER)
+    _set_attr(driver, "type", "virtiofs")
+    _set_attr(driver, "queue", None if spec.queue_size is None else str(spec.queue_size))
+    _set_attr(driver, "ats", _onoff(spec.ats))
+    _set_attr(driver, "iommu", _onoff(spec.iommu))
+    _set_attr(driver, "packed", _onoff(spec.packed))
+
+    binary_wanted = any(
+        v is not None for v in (spec.binary_path, spec.xattr, spec.cache, spec.sandbox, spec.thread_pool_size, spec.openfiles)
+    )
+    binary = _child(fs, "binary")
+    if binary is None and binary_wanted:
+        binary = _ensure_child(layout, fs, "binary", FILESYSTEM_ORDER)
+    if binary is not None:
+        _set_attr(binary, "path", spec.binary_path)
+        _set_attr(binary, "xattr", _onoff(spec.xattr))
+        for tag, attr, value in (
+            ("cache", "mode", spec.cache),
+            ("sandbox", "mode", spec.sandbox),
+            ("thread_pool", "size", None if spec.thread_pool_size is None else str(spec.thread_pool_size)),
+            ("openfiles", "max", None if spec.openfiles is None else str(spec.openfiles)),
+        ):
+            if value is None:
+                _drop_child(layout, binary, tag)
+            else:
+                el = _ensure_child(layout, binary, tag, BINARY_ORDER)
+                _set_attr(el, attr, value)
+        _drop_child(layout, binary, "lock")
+        if not binary_wanted and not len(binary.attrib) and not _children(binary):
+            layout.remove(binary)
+
+    if spec.uid_map or spec.gid_map:
+        wanted = [("uid", r) for r in spec.uid_map] + [("gid", r) for r in spec.gid_map]
+        idmap = _child(fs, "idmap")
+        current = []
+        if idmap is not None:
+            current = [(e.tag, (e.get("start"), e.get("target"), e.get("count"))) for e in _children(idmap)]
+        target = [(k, (str(r.start), str(r.target), str(r.count))) for k, r in wanted]
+        if sorted(current, key=lambda p: p[0]) != sorted(target, key=lambda p: p[0]) or idmap is None:
+            if idmap is not None:
+                layout.remove(idmap)
+            idmap = etree.Element("idmap")
+            for kind, r in wanted:
+                e = etree.SubElement(idmap, kind)
+                e.set("start", str(r.start))
+                e.set("target", str(r.target))
+                e.set("count", str(r.count))
+            layout.insert_ordered(fs, idmap, FILESYSTEM_ORDER)
+    else:
+        _drop_child(layout, fs, "idmap")
+
+    sources = _children(fs, "source")
+    for extra in sources[1:]:
+        layout.remove(extra)
+    source = _ensure_child(layout, fs, "source", FILESYSTEM_ORDER)
+    for name in list(source.attrib):
+        if name != "dir":
+            del source.attrib[name]
+    _set_attr(source, "dir", spec.source)
+
+    target = _ensure_child(layout, fs, "target", FILESYSTEM_ORDER)
+    _set_attr(target, "dir", spec.tag)
+
+    if spec.readonly:
+        _ensure_child(layout, fs, "readonly", FILESYSTEM_ORDER)
+    else:
+        _drop_child(layout, fs, "readonly")
+
+
+def _check_tag_conflicts(doc: DomainXML, specs: t.Sequence[ShareSpec]) -> None:
+    wanted = {s.tag for s in specs if s.state == "present"}
+    for fs in doc.filesystems():
+        tag = filesystem_tag(fs)
+        if tag in wanted and not is_virtiofs(fs):
+            raise DomainXMLError(
+                f"tag {tag!r} is already used by {_describe_filesystem(fs)} in this domain: "
+                "choose another tag, or remove that <filesystem> first"
+            )
+    for spec in specs:
+        doc.find_share(spec.tag)  # raises on duplicated virtio-fs tags
+
+
+def apply_shares(
+    doc: DomainXML,
+    specs: t.Sequence[ShareSpec],
+    exclusive: bool = False,
+    memory_backing: str = "auto",
+) -> PatchResult:
+    """Make ``doc`` (modified in place) contain ``specs``; return what changed.
+
+    ``exclusive`` removes every virtio-fs share whose tag is not in ``specs``. With
+    ``memory_backing='auto'`` shared memory is ensured whenever a share is present.
+    Raises :class:`DomainXMLError` before modifying anything when the input is invalid.
+    """
+    require_lxml()
+    if memory_backing not in MEMORY_BACKING_MODES:
+        raise DomainXMLError(f"memory_backing must be one of {', '.join(MEMORY_BACKING_MODES)}, got {memory_backing!r}")
+    validate_specs(specs)
+    _check_tag_conflicts(doc, specs)
+    if memory_backing == "auto" and any(s.state == "present" for s in specs):
+        _check_numa_private(doc.memory_status())
+
+    result = PatchResult()
+    result.memory_backing["before"] = doc.memory_status()
+    layout = doc.layout
+    managed = {s.tag for s in specs}
+
+    for spec in specs:
+        existing = doc.find_share(spec.tag)
+        if spec.state == "absent":
+            if existing is not None:
+                layout.remove(existing)
+                result.removed.append(spec.tag)
+                result.actions.append(f"remove share {spec.tag!r}")
+            continue
+        result.features.extend(spec.features())
+        if existing is None:
+            fs = build_filesystem(spec)
+            devices = doc.devices
+            if devices is None:
+                devices = etree.Element("devices")
+                layout.insert_ordered(doc.root, devices, DOMAIN_ORDER)
+            layout.insert_ordered(devices, fs, DEVICES_ORDER)
+            result.added.append(spec.tag)
+            result.actions.append(f"add share {spec.tag!r} (source {spec.source})")
+            continue
+        candidate = copy.deepcopy(existing)
+        candidate.tail = existing.tail
+        before = share_to_dict(existing)
+        _apply_spec(layout.for_copy(existing, candidate), candidate, spec)
+        if canonical(candidate) != canonical(existing):
+            if before["lock"] is not None:
+                result.warnings.append(
+                    f"share {spec.tag!r}: removed <lock> (the Rust virtiofsd rejects locking options)"
+                )
+            existing.getparent().replace(existing, candidate)
+            result.updated.append(spec.tag)
+            changes = _describe_changes(before, share_to_dict(candidate)) or ["normalised"]
+            result.actions.append(f"update share {spec.tag!r}: " + ", ".join(changes))
+
+    if exclusive:
+        for fs in doc.virtiofs_filesystems():
+            tag = filesystem_tag(fs)
+            if tag not in managed:
+                layout.remove(fs)
+                result.removed.append(tag or "")
+                result.actions.append(f"remove share {tag!r} (exclusive)")
+
+    result.changed = bool(result.added or result.updated or result.removed)
+    if any(s.state == "present" for s in specs):
+        if memory_backing == "auto":
+            _ensure_shared_memory(doc, result)
+        elif not doc.memory_status()["shared"]:
+            result.warnings.append(
+                "memory_backing=skip but the domain has no shared memory: libvirt refuses virtio-fs "
+                "without it ('virtiofs' requires shared memory); use memory_backing=auto or add "
+                "<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>"
+            )
+    result.warnings.extend(doc.lock_warnings(skip_tags=managed))
+    result.memory_backing["after"] = doc.memory_status()
+    seen: t.List[str] = []
+    for name in result.features:
+        if name not in seen:
+            seen.append(name)
+    result.features = seen
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Verification and diffs
+# --------------------------------------------------------------------------------------------
+
+
+def verify_converged(
+    wanted: DomainXML,
+    actual: DomainXML,
+    specs: t.Sequence[ShareSpec],
+    exclusive: bool = False,
+    memory_backing: str = "auto",
+) -> t.List[str]:
+    """Compare what was defined with what libvirt stored; return human-readable differences."""
+    problems = []
+    for spec in specs:
+        got = actual.find_share(spec.tag)
+        if spec.state == "absent":
+            if got is not None:
+                problems.append(f"share {spec.tag!r} is still in the definition after removing it")
+            continue
+        if got is None:
+            problems.append(f"share {spec.tag!r} is missing from the definition libvirt stored")
+            continue
+        want_el = wanted.find_share(spec.tag)
+        want = _managed_view(share_to_dict(want_el)) if want_el is not None else _managed_view(spec.to_dict())
+        have = _managed_view(share_to_dict(got))
+        if want != have:
+            problems.append(
+                f"libvirt stored share {spec.tag!r} differently: " + ", ".join(
+                    f"{k} wanted {want[k]!r}, stored {have[k]!r}" for k in MANAGED_KEYS if want[k] != have[k]
+                )
+            )
+    if exclusive:
+        names = {s.tag for s in specs}
+        extra = [filesystem_tag(fs) for fs in actual.virtiofs_filesystems() if filesystem_tag(fs) not in names]
+        if extra:
+            problems.append("shares not listed are still defined: " + ", ".join(repr(x) for x in extra))
+    if memory_backing == "auto" and any(s.state == "present" for s in specs):
+        if not actual.memory_status()["shared"]:
+            problems.append("the stored definition has no shared memory backing")
+    return problems
+
+
+def unified_diff(before: str, after: str, name: str = "domain") -> str:
+    return "".join(
+        difflib.unified_diff(
+            before.splitlines(True), after.splitlines(True),
+            fromfile=f"{name} (before)", tofile=f"{name} (after)",
+        )
+    )
+
+
+def element_to_string(elem: t.Any, strip: t.Sequence[str] = ()) -> str:
+    """Serialise one element (for attach/detach), optionally without some children."""
+    el = copy.deepcopy(elem)
+    el.tail = None
+    for tag in strip:
+        for c in _children(el, tag):
+            el.remove(c)
+    return etree.tostring(el, encoding="unicode")

@@ -1,0 +1,252 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Validation and rendering of the POSIX sh wrapper that libvirt runs as ``<binary path=...>``.
+
+Private module_utils: other collections must not import it.
+
+Plain Python, no Ansible imports. The wrapper (see virtiofs.md A.5):
+
+* answers the bare probe ``WRAPPER --print-capabilities`` by exec'ing the daemon with exactly
+  that argument (stdout stays pure JSON);
+* otherwise runs ``exec /abs/daemon "$@" <options>``: libvirt's arguments first, the
+  configured options after them, so they win over libvirt's duplicates (virtiofsd >= 1.7.1
+  keeps the last occurrence);
+* never prints anything itself; every value is quoted with :func:`shlex.quote`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import typing as t
+from dataclasses import dataclass, field
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
+    DaemonInfo,
+    RunCallable,
+    VirtiofsdError,
+    parse_capabilities,
+    parse_version_output,
+)
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import (
+    OptionsError,
+    merge_values,
+    parse_extra_args,
+    render_values,
+    validate_values,
+)
+
+MODULE_NAME = "virtiofs.libvirt.virtiofsd_wrapper"
+MARKER = f"managed by Ansible ({MODULE_NAME})"
+WRAPPER_MODE = 0o755
+#: first virtiofsd release where a repeated flag is accepted (clap ``args_override_self``)
+_OVERRIDE_SELF_SINCE = (1, 7, 1)
+
+
+class WrapperError(Exception):
+    """A wrapper that must not be written (bad paths, wrong daemon, bad options, failed test)."""
+
+
+@dataclass
+class WrapperPlan:
+    path: str
+    binary: str
+    argv: t.List[str]
+    script: str
+    daemon: DaemonInfo
+    warnings: t.List[str] = field(default_factory=list)
+
+    @property
+    def daemon_version(self) -> t.Optional[str]:
+        return self.daemon.version_string
+
+
+def is_managed_wrapper(content: t.Union[str, bytes, None]) -> bool:
+    """True when ``content`` (the start of a file) is a wrapper written by this module."""
+    if content is None:
+        return False
+    if isinstance(content, bytes):
+        content = content[:4096].decode("utf-8", "replace")
+    return content.startswith("#!") and MARKER in content[:4096]
+
+
+def _read_head(path: str, size: int = 4096) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError:
+        return b""
+
+
+def check_paths(path: str, binary: str) -> None:
+    """Refuse wrapper/binary combinations that cannot work or would recurse."""
+    for name, value in (("path", path), ("binary", binary)):
+        if not value or not os.path.isabs(value):
+            raise WrapperError(f"{name} must be an absolute path, got {value!r}")
+        if "\n" in value or "\0" in value or "\r" in value:
+            raise WrapperError(f"{name} must not contain newline or NUL characters: {value!r}")
+    if os.path.normpath(path) == os.path.normpath(binary):
+        raise WrapperError(
+            f"binary {binary} is the wrapper path itself; the wrapper would exec itself forever. "
+            "Point binary at the real virtiofsd"
+        )
+    if os.path.realpath(path) == os.path.realpath(binary):
+        raise WrapperError(
+            f"binary {binary} resolves to the wrapper path {path} ({os.path.realpath(binary)}); the wrapper would "
+            "exec itself forever. Point binary at the real virtiofsd"
+        )
+    if os.path.isdir(path):
+        raise WrapperError(f"path {path} is a directory; give the file name of the wrapper")
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise WrapperError(f"the directory of path, {parent}, does not exist; create it first")
+    if not os.path.exists(binary):
+        raise WrapperError(f"binary {binary} does not exist; install virtiofsd first")
+    if not os.path.isfile(binary):
+        raise WrapperError(f"binary {binary} is not a regular file")
+    if not os.access(binary, os.X_OK):
+        raise WrapperError(f"binary {binary} is not executable; fix its mode (e.g. 0755)")
+    if is_managed_wrapper(_read_head(binary)):
+        raise WrapperError(
+            f"binary {binary} is itself a wrapper managed by {MODULE_NAME}; point binary at the real virtiofsd"
+        )
+
+
+def check_daemon(info: DaemonInfo) -> None:
+    """Refuse anything but the Rust virtiofsd."""
+    if info.is_c:
+        raise WrapperError(
+            f"binary {info.path} is the legacy C virtiofsd ({info.version_raw!r}); it rejects the Rust daemon's "
+            "options at start ('fuse: unknown option(s)'). Install the Rust virtiofsd and point binary at it"
+        )
+    if not info.is_rust or info.version is None:
+        raise WrapperError(
+            f"binary {info.path} is not a recognised Rust virtiofsd: --version printed {info.version_raw!r}"
+        )
+
+
+def _comment(text: str) -> str:
+    """Make ``text`` safe inside a ``#`` comment line."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def render_script(binary: str, argv: t.Sequence[str]) -> str:
+    """Render the wrapper script for ``binary`` with the options ``argv``."""
+    qbin = shlex.quote(binary)
+    lines = [
+        "#!/bin/sh",
+        f"# virtiofsd wrapper -- {MARKER}.",
+        "# Local changes are overwritten. libvirt runs it as <binary path=.../> of a virtio-fs share.",
+        f"# daemon: {_comment(binary)}",
+    ]
+    if argv:
+        lines.append("# options, appended after libvirt's own arguments (the last duplicate wins):")
+        lines.extend(f"#   {_comment(shlex.quote(arg))}" for arg in argv)
+    else:
+        lines.append("# options: none")
+    lines += [
+        "# The capability probe (exactly '--print-capabilities') gets the daemon without extra options.",
+        'if [ "$#" -eq 1 ] && [ "$1" = "--print-capabilities" ]; then',
+        f"    exec {qbin} --print-capabilities",
+        "fi",
+        " ".join([f"exec {qbin} \"$@\""] + [shlex.quote(arg) for arg in argv]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plan_wrapper(
+    path: str,
+    binary: str,
+    daemon: DaemonInfo,
+    options: t.Optional[t.Mapping[str, t.Any]] = None,
+    extra_args: t.Optional[t.Sequence[t.Any]] = None,
+) -> WrapperPlan:
+    """Validate everything that can be validated without running anything and render.
+
+    ``daemon`` comes from ``_virtiofsd.probe_daemon(binary, run)``. Raises
+    :class:`WrapperError`; options problems name the option, the installed version and
+    the version that added the option.
+    """
+    check_paths(path, binary)
+    check_daemon(daemon)  # guarantees a Rust daemon with a version
+    version = t.cast(t.Tuple[int, int, int], daemon.version)
+    try:
+        extra, extra_origins = parse_extra_args(extra_args)
+        values, origins = merge_values(options, extra, extra_origins)
+        warnings = validate_values(values, version, daemon.supported_options or None, origins)
+    except OptionsError as exc:
+        raise WrapperError(
+            f"invalid virtiofsd options for {binary} (virtiofsd {format_version(version)}): {exc}"
+        ) from None
+    argv = render_values(values, version)
+    return WrapperPlan(path, binary, argv, render_script(binary, argv), daemon, warnings)
+
+
+def _short(text: str, limit: int = 400) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_argv_with_daemon(binary: str, argv: t.Sequence[str], run: RunCallable) -> None:
+    """Let the daemon's own parser check ``argv`` without starting it.
+
+    Runs ``binary --print-capabilities ARGV...``: virtiofsd parses every argument (rc 2 on a
+    bad one) and then only prints its capabilities.
+    """
+    if not argv:
+        return
+    cmd = [binary, "--print-capabilities"] + list(argv)
+    rc, out, err = run(cmd)
+    if rc != 0:
+        raise WrapperError(
+            f"virtiofsd rejected the options (rc {rc}) when checked with {' '.join(shlex.quote(c) for c in cmd)}: "
+            f"{_short(err or out)}"
+        )
+    try:
+        parse_capabilities(out)
+    except VirtiofsdError as exc:
+        raise WrapperError(f"checking the options with {binary}: {exc}") from None
+
+
+def self_test(path: str, daemon: DaemonInfo, run: RunCallable) -> t.Dict[str, t.Any]:
+    """Run the written wrapper the way libvirt does and check the answers.
+
+    * ``WRAPPER --version`` must report the daemon's Rust version;
+    * ``WRAPPER --print-capabilities`` (libvirt's probe) must print JSON of type ``fs``;
+    * for virtiofsd >= 1.7.1 also ``WRAPPER --print-capabilities --print-capabilities``,
+      which takes the full ``exec BINARY "$@" OPTIONS`` line, so the daemon parses the
+      options exactly as the script passes them.
+
+    Returns ``{"version": ..., "capabilities": ...}``; raises :class:`WrapperError`.
+    """
+    rc, out, err = run([path, "--version"])
+    if rc != 0:
+        raise WrapperError(f"self-test: {path} --version failed with rc {rc}: {_short(err or out)}")
+    ver = parse_version_output(out)
+    if not ver.is_rust or ver.version != daemon.version:
+        raise WrapperError(
+            f"self-test: {path} --version printed {_short(out)!r}, expected 'virtiofsd {daemon.version_string}'"
+        )
+    rc, out, err = run([path, "--print-capabilities"])
+    if rc != 0:
+        raise WrapperError(f"self-test: {path} --print-capabilities failed with rc {rc}: {_short(err or out)}")
+    try:
+        caps = parse_capabilities(out)
+    except VirtiofsdError as exc:
+        raise WrapperError(f"self-test: {path}: {exc}") from None
+    if daemon.version is not None and tuple(daemon.version) >= _OVERRIDE_SELF_SINCE:
+        cmd = [path, "--print-capabilities", "--print-capabilities"]
+        rc, out, err = run(cmd)
+        if rc != 0:
+            raise WrapperError(
+                f"self-test: {' '.join(cmd)} (the full exec line with the options) failed with rc {rc}: "
+                f"{_short(err or out)}"
+            )
+        try:
+            parse_capabilities(out)
+        except VirtiofsdError as exc:
+            raise WrapperError(f"self-test: {' '.join(cmd)}: {exc}") from None
+    return {"version": ver.version_string, "capabilities": caps}

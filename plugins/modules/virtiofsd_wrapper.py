@@ -1,0 +1,504 @@
+#!/usr/bin/python
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: virtiofsd_wrapper
+short_description: Write the wrapper script libvirt runs instead of virtiofsd
+version_added: 0.1.0
+description:
+  - Writes a POSIX C(sh) wrapper around the Rust C(virtiofsd) for use as C(<binary path='...'/>) of a libvirt
+    virtio-fs share, so that daemon options libvirt has no XML for (or that must be forced) reach the daemon.
+  - The wrapper passes libvirt's own arguments through and appends the configured options after them
+    (C(exec BINARY "$@" OPTIONS)), so they win over libvirt's duplicates (virtiofsd 1.7.1 and later keep the last
+    occurrence of an option). The bare capability probe C(WRAPPER --print-capabilities) execs the daemon with just
+    that argument. The wrapper never prints anything itself; every value is shell-quoted.
+  - Both libvirt calling styles work, C(--fd=N -o source=DIR,...) (libvirt before the C(separate-options)
+    feature) and C(--fd=N --shared-dir DIR ...) (newer libvirt, for example libvirt 11 on Debian 13).
+  - Every option is checked before anything is written, against the option table for the version the daemon
+    reports with C(--version), against the options the daemon lists in C(--help), and by the daemon's own parser
+    (C(BINARY --print-capabilities OPTIONS)). An error names the option, the installed version and the version that
+    added the option; an existing wrapper is then left byte-identical.
+  - After writing, the module runs C(WRAPPER --version) (must report the daemon's version) and
+    C(WRAPPER --print-capabilities) (must print JSON of type C(fs)); if either fails the previous file is restored
+    byte for byte (or the new file removed) and the module fails.
+  - Several wrappers with different O(path) values can coexist, for example one per share.
+author:
+  - virtiofs.libvirt contributors (@virtiofs-libvirt)
+extends_documentation_fragment:
+  - virtiofs.libvirt._attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details:
+      - The diff shows the wrapper script before and after.
+  idempotent:
+    support: full
+options:
+  path:
+    description:
+      - Absolute path of the wrapper script; use it as C(<binary path='...'/>) in the domain XML.
+      - Its directory must exist. On Debian/Ubuntu a confined libvirtd needs an AppArmor rule that allows executing
+        it (C(PATH PUx,) in C(/etc/apparmor.d/local/usr.sbin.libvirtd)).
+    type: path
+    default: /opt/virtiofsd-rust/virtiofsd.sh
+  binary:
+    description:
+      - Absolute path of the real Rust virtiofsd the wrapper execs. Required when O(state=present).
+      - Refused when it is (or resolves to) O(path), when it is another wrapper written by this module, when it is
+        not executable, and when it is the legacy C virtiofsd of QEMU 7.2 and older.
+    type: path
+  state:
+    description:
+      - V(present) writes the wrapper, V(absent) removes the file at O(path).
+    type: str
+    choices: [present, absent]
+    default: present
+  backup:
+    description:
+      - Keep a timestamped copy of the previous file next to it before changing or removing it.
+    type: bool
+    default: false
+  extra_args:
+    description:
+      - Further virtiofsd arguments, written as on the command line (V(--cache=never), V(--no-readdirplus),
+        V(--translate-uid=map:0:1000:1)).
+      - Each argument is mapped back to its O(options) key and validated exactly like it; unknown options are an
+        error, and an option may not be set both here and in O(options).
+      - Options libvirt owns are refused (V(--fd), V(--socket-path), V(--socket), V(--socket-group),
+        V(--shared-dir), V(--tag), V(-o), V(--print-capabilities), V(--help), V(--version)), as are the deprecated
+        V(-d) and V(-f).
+    type: list
+    elements: str
+    default: []
+  options:
+    description:
+      - Daemon options, one typed key per virtiofsd option (virtiofsd's long option name with V(_) for V(-)).
+        Unset keys render nothing. Value options render as one argument C(--flag=value).
+      - Keys added in a virtiofsd release newer than the installed daemon are refused with an error that names both
+        versions.
+    type: dict
+    default: {}
+    suboptions:
+      allow_direct_io:
+        description:
+          - Honour the O_DIRECT flag of guest applications. Added in virtiofsd 1.0.0.
+          - V(true) renders C(--allow-direct-io); V(false) renders nothing (the default).
+        type: bool
+      allow_mmap:
+        description:
+          - Allow shared mmap of files with O(options.cache=metadata) or O(options.cache=never). Added in virtiofsd
+            1.11.0.
+          - V(true) renders C(--allow-mmap); V(false) renders nothing (the default).
+        type: bool
+      announce_submounts:
+        description:
+          - Tell the guest which directories are mount points. Added in virtiofsd 1.0.0; on by default since 1.6.0.
+          - V(true) renders C(--announce-submounts) (1.0.0; a no-op since 1.6.0).
+          - V(false) renders C(--no-announce-submounts), which needs virtiofsd 1.6.0 (before that submounts were not
+            announced unless asked for, so leave the option unset there).
+        type: bool
+      cache:
+        description:
+          - Caching policy. Added in virtiofsd 1.0.0; V(metadata) added in 1.8.0.
+          - Renders C(--cache=VALUE).
+          - libvirt also sets it from C(<binary><cache mode=.../></binary>); older libvirt passes that as C(-o cache=),
+            which overrides the wrapper. Prefer the cache option of the C(virtiofs.libvirt.share) module (a warning
+            says so).
+        type: str
+        choices: [always, auto, metadata, never]
+      gid_map:
+        description:
+          - User-namespace GID mappings C(:NAMESPACE_GID:HOST_GID:COUNT:), needs the C(namespace) sandbox. Added in
+            virtiofsd 1.6.0; more than one entry needs 1.11.0.
+          - Renders one C(--gid-map=ENTRY) per entry.
+        type: list
+        elements: str
+      inode_file_handles:
+        description:
+          - Reference inodes by file handles instead of O_PATH file descriptors (needs CAP_DAC_READ_SEARCH). Added in
+            virtiofsd 1.0.0 (V(never), V(fallback)); V(mandatory) added in 1.1.0, V(prefer) in 1.2.0. V(fallback) is a
+            deprecated alias of V(prefer) (warning). Default V(never) up to 1.13.2, V(prefer) since 1.13.3.
+          - Renders C(--inode-file-handles=VALUE) (virtiofsd requires the C(=) form).
+        type: str
+        choices: [fallback, mandatory, never, prefer]
+      killpriv_v2:
+        description:
+          - FUSE_HANDLE_KILLPRIV_V2 support. Off by default since virtiofsd 1.3.0 (on by default in 1.1.x-1.2.x).
+          - V(true) renders C(--killpriv-v2), added in virtiofsd 1.3.0.
+          - V(false) renders C(--no-killpriv-v2), added in virtiofsd 1.1.0 (a no-op since 1.3.0).
+        type: bool
+      log_level:
+        description:
+          - Daemon log level (its output ends up in libvirt's per-device virtiofsd log). Added in virtiofsd 1.0.0;
+            V(off) added in 1.1.0. The RUST_LOG environment variable overrides it.
+          - Renders C(--log-level=VALUE).
+        type: str
+        choices: [debug, error, info, 'off', trace, warn]
+      migration_confirm_paths:
+        description:
+          - For find-paths migration, double-check inode paths at switch-over. Added in virtiofsd 1.11.0. Conflicts
+            with O(options.migration_mode=file-handles).
+          - V(true) renders C(--migration-confirm-paths); V(false) renders nothing (the default).
+        type: bool
+      migration_mode:
+        description:
+          - How the daemon state is migrated. Added in virtiofsd 1.11.0 (V(find-paths)); V(file-handles) added in
+            1.12.0.
+          - Renders C(--migration-mode=VALUE).
+        type: str
+        choices: [file-handles, find-paths]
+      migration_on_error:
+        description:
+          - What the migration destination does when an inode cannot be migrated. Added in virtiofsd 1.11.0.
+          - Renders C(--migration-on-error=VALUE).
+        type: str
+        choices: [abort, guest-error]
+      migration_verify_handles:
+        description:
+          - For find-paths migration, verify that the destination opened the same inodes. Added in virtiofsd 1.11.0.
+            Conflicts with O(options.migration_mode=file-handles).
+          - V(true) renders C(--migration-verify-handles); V(false) renders nothing (the default).
+        type: bool
+      modcaps:
+        description:
+          - Modify the daemon's capability set, a C(:)-separated list of C(+cap)/C(-cap), for example
+            V(+sys_admin:-chown). Added in virtiofsd 1.2.0.
+          - Renders C(--modcaps=VALUE).
+        type: str
+      posix_acl:
+        description:
+          - POSIX ACL support (implies xattr). Added in virtiofsd 1.2.0. Conflicts with O(options.translate_uid) and
+            O(options.translate_gid).
+          - V(true) renders C(--posix-acl); V(false) renders nothing (the default).
+        type: bool
+      preserve_noatime:
+        description:
+          - Keep the O_NOATIME open flag. Added in virtiofsd 1.7.0.
+          - V(true) renders C(--preserve-noatime); V(false) renders nothing (the default).
+        type: bool
+      readdirplus:
+        description:
+          - READDIRPLUS support; on by default, always off with O(options.cache=never). Added in virtiofsd 1.0.0.
+          - V(false) renders C(--no-readdirplus); V(true) renders nothing (the default).
+        type: bool
+      readonly:
+        description:
+          - Refuse every guest modification of the share. Added in virtiofsd 1.13.0.
+          - V(true) renders C(--readonly); V(false) renders nothing (the default).
+        type: bool
+      rlimit_nofile:
+        description:
+          - Maximum number of open files; V(0) leaves the limit unchanged. Added in virtiofsd 1.0.0.
+          - Renders C(--rlimit-nofile=VALUE).
+        type: int
+      sandbox:
+        description:
+          - Sandbox mechanism. Added in virtiofsd 1.0.0.
+          - Renders C(--sandbox=VALUE).
+          - libvirt also sets it from C(<binary><sandbox mode=.../></binary>) (libvirt 7.2.0 and later); older libvirt
+            passes that as C(-o sandbox=), which overrides the wrapper. Prefer the sandbox option of the
+            C(virtiofs.libvirt.share) module (a warning says so).
+        type: str
+        choices: [chroot, namespace, none]
+      seccomp:
+        description:
+          - Action on a syscall outside the seccomp allow list. Added in virtiofsd 1.0.0; V(log) added in 1.1.0.
+          - Renders C(--seccomp=VALUE).
+        type: str
+        choices: [kill, log, none, trap]
+      security_label:
+        description:
+          - Store the guest's security label on new files (implies xattr). Added in virtiofsd 1.4.0.
+          - V(true) renders C(--security-label); V(false) renders nothing (the default).
+        type: bool
+      syslog:
+        description:
+          - Log to syslog instead of stderr. Added in virtiofsd 1.1.0.
+          - V(true) renders C(--syslog); V(false) renders nothing (the default).
+        type: bool
+      thread_pool_size:
+        description:
+          - Thread pool size; V(0) disables the pool. Added in virtiofsd 1.0.0.
+          - Renders C(--thread-pool-size=VALUE).
+        type: int
+      translate_gid:
+        description:
+          - In-daemon GID translation rules C(TYPE:SOURCE:TARGET:COUNT) (TYPE one of C(guest), C(host),
+            C(squash-guest), C(squash-host), C(map)) or C(forbid-guest:SOURCE:COUNT). Added in virtiofsd 1.13.0.
+            Conflicts with O(options.posix_acl).
+          - Renders one C(--translate-gid=ENTRY) per entry.
+        type: list
+        elements: str
+      translate_uid:
+        description:
+          - In-daemon UID translation rules, same format as O(options.translate_gid). Added in virtiofsd 1.13.0.
+            Conflicts with O(options.posix_acl).
+          - Renders one C(--translate-uid=ENTRY) per entry.
+        type: list
+        elements: str
+      uid_map:
+        description:
+          - User-namespace UID mappings C(:NAMESPACE_UID:HOST_UID:COUNT:), needs the C(namespace) sandbox. Added in
+            virtiofsd 1.6.0; more than one entry needs 1.11.0.
+          - Renders one C(--uid-map=ENTRY) per entry.
+        type: list
+        elements: str
+      writeback:
+        description:
+          - Writeback caching. Added in virtiofsd 1.0.0.
+          - V(true) renders C(--writeback); V(false) renders nothing (the default).
+        type: bool
+      xattr:
+        description:
+          - Extended attribute support. Added in virtiofsd 1.0.0.
+          - V(true) renders C(--xattr); V(false) renders nothing (the default).
+          - libvirt also sets it from C(<binary xattr='on|off'>); older libvirt passes that as C(-o xattr), which
+            overrides the wrapper. Prefer the xattr option of the C(virtiofs.libvirt.share) module (a warning says so).
+        type: bool
+      xattrmap:
+        description:
+          - Extended attribute name mapping rules (implies xattr), for example V(:map::user.virtiofs.:). Added in
+            virtiofsd 1.0.0.
+          - Renders C(--xattrmap=VALUE).
+        type: str
+notes:
+  - The module needs root (the wrapper is written owned by root with mode 0755).
+  - libvirt starts the daemon only when the domain starts; running domains keep the daemon they have until they are
+    shut off and started again.
+seealso:
+  - name: virtiofsd command line
+    description: Options of the Rust virtiofsd.
+    link: https://gitlab.com/virtio-fs/virtiofsd
+  - name: libvirt virtio-fs guide
+    description: How libvirt starts virtiofsd and what the domain needs.
+    link: https://libvirt.org/kbase/virtiofs.html
+"""
+
+EXAMPLES = r"""
+---
+- name: Wrapper that forces metadata caching and file handles
+  virtiofs.libvirt.virtiofsd_wrapper:
+    path: /opt/virtiofsd-rust/virtiofsd.sh
+    binary: /opt/virtiofsd-rust/virtiofsd
+    options:
+      inode_file_handles: prefer
+      cache: metadata
+      allow_mmap: true
+      log_level: warn
+
+- name: A second wrapper for a read-only share with ID translation
+  virtiofs.libvirt.virtiofsd_wrapper:
+    path: /opt/virtiofsd-rust/virtiofsd-ro.sh
+    binary: /opt/virtiofsd-rust/virtiofsd
+    backup: true
+    options:
+      readonly: true
+      translate_uid:
+        - map:0:1000:1
+      translate_gid:
+        - map:0:1000:1
+    extra_args:
+      - --no-readdirplus
+
+- name: Remove a wrapper
+  virtiofs.libvirt.virtiofsd_wrapper:
+    path: /opt/virtiofsd-rust/virtiofsd-ro.sh
+    state: absent
+"""
+
+RETURN = r"""
+path:
+  description: Path of the wrapper.
+  returned: always
+  type: str
+  sample: /opt/virtiofsd-rust/virtiofsd.sh
+binary:
+  description: The daemon the wrapper execs.
+  returned: when O(state=present)
+  type: str
+  sample: /opt/virtiofsd-rust/virtiofsd
+argv:
+  description: The options the wrapper appends after libvirt's arguments, one argument per item.
+  returned: when O(state=present)
+  type: list
+  elements: str
+  sample: ["--cache=metadata", "--inode-file-handles=prefer", "--log-level=warn"]
+daemon_version:
+  description: Version the daemon reports with C(--version).
+  returned: when O(state=present)
+  type: str
+  sample: 1.13.2
+backup_file:
+  description: Name of the backup of the previous file.
+  returned: when O(backup=true) and a previous file was changed or removed
+  type: str
+  sample: /opt/virtiofsd-rust/virtiofsd.sh.12345.2025-01-01@00:00:00~
+"""
+
+import os
+import tempfile
+import typing as t
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
+    VirtiofsdError,
+    probe_daemon,
+)
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import (
+    argument_spec as options_argument_spec,
+)
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import (
+    WRAPPER_MODE,
+    WrapperError,
+    check_argv_with_daemon,
+    check_paths,
+    is_managed_wrapper,
+    plan_wrapper,
+    self_test,
+)
+
+
+def _read(path: str) -> t.Optional[bytes]:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomic(module: AnsibleModule, path: str, data: bytes, mode: int, uid: int, gid: int) -> None:
+    """Write ``data`` to a temp file in the same directory, then ``atomic_move`` it over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.chown(tmp, uid, gid)
+        module.atomic_move(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    os.chmod(path, mode)
+    os.chown(path, uid, gid)
+
+
+def _attrs_differ(path: str) -> bool:
+    st = os.stat(path)
+    return (st.st_mode & 0o7777) != WRAPPER_MODE or st.st_uid != 0 or st.st_gid != 0
+
+
+def _diff(path: str, before: t.Optional[bytes], after: t.Optional[bytes]) -> t.Dict[str, str]:
+    return {
+        "before_header": path,
+        "after_header": path,
+        "before": to_native(before or b"", errors="surrogate_or_replace"),
+        "after": to_native(after or b"", errors="surrogate_or_replace"),
+    }
+
+
+def run_absent(module: AnsibleModule, path: str) -> None:
+    result: t.Dict[str, t.Any] = {"changed": False, "path": path}
+    if os.path.isdir(path):
+        module.fail_json(msg=f"path {path} is a directory, not a wrapper", **result)
+    before = _read(path) if os.path.lexists(path) else None
+    if not os.path.lexists(path):
+        module.exit_json(**result)
+    result["changed"] = True
+    if module._diff:
+        result["diff"] = _diff(path, before, None)
+    if not module.check_mode:
+        if module.params["backup"] and before is not None:
+            result["backup_file"] = module.backup_local(path)
+        os.unlink(path)
+    module.exit_json(**result)
+
+
+def run_present(module: AnsibleModule, path: str, binary: str) -> None:
+    def run(argv: t.List[str]) -> t.Tuple[int, str, str]:
+        return module.run_command(argv)
+
+    result: t.Dict[str, t.Any] = {"changed": False, "path": path, "binary": binary}
+    try:
+        # paths first: probing a missing or recursive binary would only give a vague error
+        check_paths(path, binary)
+        daemon = probe_daemon(binary, run)
+        plan = plan_wrapper(path, binary, daemon, module.params["options"], module.params["extra_args"])
+        check_argv_with_daemon(binary, plan.argv, run)
+    except (WrapperError, VirtiofsdError) as exc:
+        module.fail_json(msg=str(exc), **result)
+
+    for warning in plan.warnings:
+        module.warn(warning)
+    result.update(argv=plan.argv, daemon_version=plan.daemon_version)
+
+    before = _read(path)
+    after = plan.script.encode("utf-8")
+    content_changed = before != after
+    attrs_changed = before is not None and not content_changed and _attrs_differ(path)
+    result["changed"] = content_changed or attrs_changed
+    if module._diff and content_changed:
+        result["diff"] = _diff(path, before, after)
+    if content_changed and before is not None and not is_managed_wrapper(before) and not module.params["backup"]:
+        module.warn(f"{path} was not written by this module and is replaced; use backup: true to keep a copy")
+    if module.check_mode or not result["changed"]:
+        module.exit_json(**result)
+
+    if os.geteuid() != 0:
+        module.fail_json(msg="writing a root-owned wrapper needs root; run the task with become: true", **result)
+
+    if not content_changed:
+        os.chmod(path, WRAPPER_MODE)
+        os.chown(path, 0, 0)
+        module.exit_json(**result)
+
+    old_stat = os.stat(path) if before is not None else None
+    if module.params["backup"] and before is not None:
+        result["backup_file"] = module.backup_local(path)
+    _write_atomic(module, path, after, WRAPPER_MODE, 0, 0)
+    try:
+        self_test(path, plan.daemon, run)
+    except WrapperError as exc:
+        if before is not None and old_stat is not None:
+            _write_atomic(module, path, before, old_stat.st_mode & 0o7777, old_stat.st_uid, old_stat.st_gid)
+            restored = "the previous file was restored"
+        else:
+            os.unlink(path)
+            restored = "the new file was removed"
+        module.fail_json(msg=f"{exc}; {restored}", **result)
+    module.exit_json(**result)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", default="/opt/virtiofsd-rust/virtiofsd.sh"),
+            binary=dict(type="path"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            backup=dict(type="bool", default=False),
+            extra_args=dict(type="list", elements="str", default=[]),
+            options=dict(type="dict", default={}, options=options_argument_spec()),
+        ),
+        required_if=[("state", "present", ["binary"])],
+        supports_check_mode=True,
+    )
+    path = module.params["path"]
+    if not os.path.isabs(path):
+        module.fail_json(msg=f"path must be an absolute path, got {path!r}", changed=False, path=path)
+    if module.params["state"] == "absent":
+        run_absent(module, path)
+    else:
+        run_present(module, path, module.params["binary"])
+
+
+if __name__ == "__main__":
+    main()
