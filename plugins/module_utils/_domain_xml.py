@@ -591,22 +591,30 @@ class DomainXML:
         return cls.from_string(data, what=f"xml_file {path!r}")
 
     def to_bytes(self) -> bytes:
+        """The whole document: declaration (when the input had one), DOCTYPE, comments around
+        the root element (one per line, as libvirt writes its files), the root element."""
+        encoding = (self.tree.docinfo.encoding or "UTF-8") if self.declaration else "UTF-8"
+        parts = []
         if self.declaration:
-            encoding = self.tree.docinfo.encoding or "UTF-8"
-            out = etree.tostring(self.tree, xml_declaration=True, encoding=encoding)
-        else:
-            out = etree.tostring(self.tree, encoding="UTF-8", xml_declaration=False)
-        if self.trailing_newline and not out.endswith(b"\n"):
+            parts.append(etree.tostring(self.tree, xml_declaration=True, encoding=encoding).split(b"\n", 1)[0])
+        if self.tree.docinfo.doctype:
+            parts.append(self.tree.docinfo.doctype.encode(encoding))
+        parts.extend(
+            etree.tostring(node, encoding=encoding, xml_declaration=False)
+            for node in reversed(list(self.root.itersiblings(preceding=True)))
+        )
+        parts.append(etree.tostring(self.root, encoding=encoding, xml_declaration=False, with_tail=False))
+        parts.extend(
+            etree.tostring(node, encoding=encoding, xml_declaration=False) for node in self.root.itersiblings()
+        )
+        out = b"\n".join(parts)
+        if self.trailing_newline:
             out += b"\n"
         return out
 
     def to_string(self) -> str:
-        if self.declaration:
-            return self.to_bytes().decode(self.tree.docinfo.encoding or "UTF-8")
-        out = etree.tostring(self.tree, encoding="unicode")
-        if self.trailing_newline and not out.endswith("\n"):
-            out += "\n"
-        return out
+        encoding = (self.tree.docinfo.encoding or "UTF-8") if self.declaration else "UTF-8"
+        return self.to_bytes().decode(encoding)
 
     def copy(self) -> "DomainXML":
         return DomainXML(copy.deepcopy(self.tree), self.declaration, self.trailing_newline)

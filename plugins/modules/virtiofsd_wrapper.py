@@ -474,6 +474,7 @@ def run_present(module: AnsibleModule, path: str, binary: str) -> None:
         else:
             os.unlink(path)
             restored = "the new file was removed"
+        result["changed"] = False
         module.fail_json(msg=f"{exc}; {restored}", **result)
     module.exit_json(**result)
 

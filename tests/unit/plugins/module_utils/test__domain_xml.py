@@ -444,6 +444,7 @@ def test_comments_metadata_and_namespaces_preserved():
     apply_shares(doc, [ShareSpec(tag="x", source="/x")])
     text = doc.to_string()
     assert text.startswith("<!--\nWARNING: THIS IS AN AUTO-GENERATED FILE.")
+    assert "\nor other application using the libvirt API.\n-->\n<domain " in text
     assert '<app:info xmlns:app="http://example.org/app/1.0">' in text
     assert "<qemu:arg value=\"user,id=n0,hostfwd=tcp:127.0.0.1:2299-:22\"/>" in text
     assert doc.outside_c14n() == before_outside
@@ -457,6 +458,22 @@ def test_xml_declaration_and_trailing_newline_kept():
     assert out.startswith("<?xml version='1.0' encoding='UTF-8'?>\n<domain>")
     assert out.endswith("</domain>\n")
     assert DomainXML.from_string(out).find_share("x") is not None
+
+
+def test_encoding_doctype_and_comments_around_root_kept():
+    text = (
+        '<?xml version="1.0" encoding="ISO-8859-1"?>\n<!DOCTYPE domain>\n<!-- one -->\n<!-- two -->\n'
+        "<domain><name>caf\xe9</name></domain>\n<!-- after -->\n"
+    ).encode("iso-8859-1")
+    doc = DomainXML.from_string(text)
+    apply_shares(doc, [ShareSpec(tag="x", source="/x")])
+    out = doc.to_bytes()
+    assert out.startswith(
+        b"<?xml version='1.0' encoding='ISO-8859-1'?>\n<!DOCTYPE domain>\n<!-- one -->\n<!-- two -->\n<domain>"
+    )
+    assert out.endswith(b"</domain>\n<!-- after -->\n")
+    assert b"<name>caf\xe9</name>" in out
+    assert DomainXML.from_string(out).name == "caf\xe9"
 
 
 @pytest.mark.parametrize(
