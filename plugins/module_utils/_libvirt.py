@@ -97,7 +97,10 @@ class Domain:
             raise LibvirtAdapterError(f"cannot read the state of domain {self.name!r}: {_message(exc)}") from None
 
     def is_persistent(self) -> bool:
-        return bool(self.dom.isPersistent())
+        try:
+            return bool(self.dom.isPersistent())
+        except libvirt.libvirtError as exc:
+            raise LibvirtAdapterError(f"cannot read domain {self.name!r}: {_message(exc)}") from None
 
     def inactive_xml(self) -> str:
         """The persistent definition (``virsh dumpxml --inactive``)."""

@@ -103,7 +103,7 @@ def get_feature(name: str) -> LibvirtFeature:
     try:
         return FEATURES[name]
     except KeyError:
-        raise LibvirtFeatureError(f"unknown libvirt feature {name!r} (known: {', '.join(sorted(FEATURES))})")
+        raise LibvirtFeatureError(f"unknown libvirt feature {name!r} (known: {', '.join(sorted(FEATURES))})") from None
 
 
 def supports(name: str, version: t.Union[int, str, t.Sequence[int]]) -> bool:

@@ -44,7 +44,7 @@ notes:
   - "Errors, each with the domain definition left exactly as it was: unknown domain; tag empty, longer than
     36 bytes or given twice; a 9p or other C(<filesystem>) already using the tag; relative or missing O(source)
     (unless O(create_source=true)); O(binary_path) not absolute or not executable; feature too new for the host's
-    libvirt; libvirt unreachable; malformed O(xml_file); NUMA cells with C(memAccess='private')."
+    libvirt; libvirt unreachable; malformed O(xml_file); NUMA cells with C(memAccess='private'); a transient domain."
 seealso:
   - module: virtiofs.libvirt.share_info
   - module: community.libvirt.virt
@@ -499,7 +499,7 @@ DEFINE_ATTEMPTS = 5
 
 
 class ShareError(Exception):
-    """A host-side problem (source, binary) found before anything is written."""
+    """A problem found by the module itself (host checks before writing, verification after a define)."""
 
 
 class MissingLibrary(Exception):
@@ -702,6 +702,11 @@ class ShareModule:
     def run_domain(self, specs: t.Sequence[ShareSpec], missing: t.Sequence[str]) -> None:
         with Connection(self.p["uri"]) as conn:
             dom = conn.lookup(self.p["domain"])
+            if not dom.is_persistent():
+                raise ShareError(
+                    f"domain {dom.name!r} is transient (it has no persistent definition): defining it would make it "
+                    "persistent; define the domain first (virsh define) or patch its XML with xml_file before creating it"
+                )
             version = conn.version()
             self.result["libvirt_version"] = format_version(version)
             for spec in specs:

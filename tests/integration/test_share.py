@@ -143,7 +143,7 @@ def test_running_domain(run_playbook, lab, labctl, rust_binary):
         assert "not_attached" in [p["code"] for p in info["problems"]]
 
         # the same run again: nothing to define, still needs the restart
-        result, _ = run_share(run_playbook, RUN_DOMAIN, [share_one], live="auto")
+        result, _info = run_share(run_playbook, RUN_DOMAIN, [share_one], live="auto")
         assert result["changed"] is False and result["restart_required"] is True
 
         # 2. full stop and start: the guest boots with the share and mounts it
@@ -175,44 +175,78 @@ def test_running_domain(run_playbook, lab, labctl, rust_binary):
         assert proc["log_exists"] is True
         assert info["problems"] == []
 
-        # 3. live attach of a second share (live given as a YAML boolean)
+        # 3. live attach of a second share fails: the running q35 guest has no free PCI slot
         result, info = run_share(run_playbook, RUN_DOMAIN, [share_one, share_two], live=True)
         assert result["changed"] is True
-        assert result["actions"] == [f"add share 'two' (source {two})", "attach share 'two' to the running domain"]
-        assert result["restart_required"] is False, result["restart_reasons"]
-        assert [s["attached"] for s in info["shares"]] == [True, True]
-        out = labctl.guest_ssh(RUN_PORT, "mkdir -p /mnt/two && mount -t virtiofs two /mnt/two && cat /mnt/two/two.txt")
-        assert out.stdout.strip() == "two"
-        result, _ = run_share(run_playbook, RUN_DOMAIN, [share_one, share_two], live=True)
+        assert result["actions"] == [f"add share 'two' (source {two})"]
+        assert result["restart_required"] is True
+        assert result["restart_reasons"] == [
+            "share 'two' cannot be attached live: internal error: No more available PCI slots"]
+        assert [s["attached"] for s in info["shares"]] == [True, False]
+
+        # 4. the test gives the definition two more root ports (the module never touches controllers)
+        #    and restarts: the guest boots with both shares
+        conn = libvirt.open(uri)
+        try:
+            dom = conn.lookupByName(RUN_DOMAIN)
+            dom.destroy()
+            root = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
+            devices = root.find("devices")
+            for _port in range(2):
+                etree.SubElement(devices, "controller", type="pci", model="pcie-root-port")
+            conn.defineXML(etree.tostring(root, encoding="unicode")).create()
+        finally:
+            conn.close()
+        labctl.wait_ssh(RUN_PORT)
+        out = labctl.guest_ssh(RUN_PORT, "mkdir -p /mnt/one /mnt/two && mount -t virtiofs one /mnt/one && "
+                                         "mount -t virtiofs two /mnt/two && cat /mnt/two/two.txt /mnt/one/from-host.txt")
+        assert out.stdout.split() == ["two", marker]
+        result, info = run_share(run_playbook, RUN_DOMAIN, [share_one, share_two], live=True)
+        assert result["changed"] is False and result["restart_required"] is False, result["restart_reasons"]
+
+        # 5. live attach of a third share (live given as a YAML boolean)
+        (three / "three.txt").write_text("three\n")
+        share_three = {"tag": "three", "source": str(three), "binary_path": rust_binary}
+        result, info = run_share(run_playbook, RUN_DOMAIN, [share_three], live=True)
+        assert result["changed"] is True
+        assert result["actions"] == [f"add share 'three' (source {three})", "attach share 'three' to the running domain"], (
+            result["restart_reasons"])
+        assert result["restart_required"] is False
+        assert {s["tag"]: s["attached"] for s in info["shares"]} == {"one": True, "two": True, "three": True}
+        out = labctl.guest_ssh(RUN_PORT, "mkdir -p /mnt/three && mount -t virtiofs three /mnt/three && "
+                                         "cat /mnt/three/three.txt")
+        assert out.stdout.strip() == "three"
+        result, _info = run_share(run_playbook, RUN_DOMAIN, [share_three], live=True)
         assert result["changed"] is False and result["restart_required"] is False
 
-        # 4. live=false: the definition changes, the running guest does not
-        share_three = {"tag": "three", "source": str(three), "binary_path": rust_binary}
-        result, info = run_share(run_playbook, RUN_DOMAIN, [share_three])
+        # 6. live=false: the definition changes, the running guest does not
+        four = SRC / "four"
+        four.mkdir(parents=True, exist_ok=True)
+        result, info = run_share(run_playbook, RUN_DOMAIN, [{"tag": "four", "source": str(four)}])
         assert result["changed"] is True and result["restart_required"] is True
-        assert result["restart_reasons"] == ["share 'three' is not attached to the running domain (live=false)"]
-        result, _ = run_share(run_playbook, RUN_DOMAIN, [{"tag": "three", "state": "absent"}])
+        assert result["restart_reasons"] == ["share 'four' is not attached to the running domain (live=false)"]
+        result, _info = run_share(run_playbook, RUN_DOMAIN, [{"tag": "four", "state": "absent"}])
         assert result["changed"] is True and result["restart_required"] is False
 
-        # 5. changed options cannot be applied live
-        result, _ = run_share(run_playbook, RUN_DOMAIN, [dict(share_one, cache="none")], live="auto")
+        # 7. changed options cannot be applied live
+        result, _info = run_share(run_playbook, RUN_DOMAIN, [dict(share_one, cache="none")], live="auto")
         assert result["changed"] is True and result["restart_required"] is True
         assert result["restart_reasons"] == [
             "share 'one' runs with other options (cache): libvirt cannot change a virtio-fs device of a running domain"]
 
-        # 6. live detach after the guest unmounted the tag
-        labctl.guest_ssh(RUN_PORT, "umount /mnt/two")
-        result, info = run_share(run_playbook, RUN_DOMAIN, [{"tag": "two", "state": "absent"}], live="auto")
+        # 8. live detach after the guest unmounted the tag
+        labctl.guest_ssh(RUN_PORT, "umount /mnt/three")
+        result, info = run_share(run_playbook, RUN_DOMAIN, [{"tag": "three", "state": "absent"}], live="auto")
         assert result["changed"] is True
-        assert result["actions"] == ["remove share 'two'", "detach share 'two' from the running domain"]
+        assert result["actions"] == ["remove share 'three'", "detach share 'three' from the running domain"]
         assert result["restart_required"] is False, result["restart_reasons"]
         conn = libvirt.open(uri)
         try:
             live_xml = conn.lookupByName(RUN_DOMAIN).XMLDesc(0)
         finally:
             conn.close()
-        assert tags_of(live_xml) == ["one"]
-        assert tags_of(inactive_xml(uri, RUN_DOMAIN)) == ["one"]
+        assert tags_of(live_xml) == ["one", "two"]
+        assert tags_of(inactive_xml(uri, RUN_DOMAIN)) == ["one", "two"]
         out = labctl.guest_ssh(RUN_PORT, "cat /mnt/one/from-host.txt")
         assert out.stdout.strip() == marker
     finally:
@@ -220,36 +254,50 @@ def test_running_domain(run_playbook, lab, labctl, rust_binary):
 
 
 def test_concurrent_runs(run_playbook, lab, labctl):
-    """Two ansible-playbook processes patch the same domain at once; neither loses a share."""
+    """Two ansible-playbook processes patch the same domain at once; neither loses a share.
+
+    Each playbook runs the share module for COUNT in-memory hosts (all this hypervisor) with as
+    many forks, so 2 x COUNT module processes read, patch and define the same domain at nearly the
+    same moment. Without the per-domain lock and the re-read before define, shares get lost.
+    """
     uri = lab["uri"]
-    count = 6
+    count = 10
     for side in ("p", "q"):
         for i in range(count):
             (SRC / f"{side}{i}").mkdir(parents=True, exist_ok=True)
 
     def playbook(side: str) -> str:
-        tasks = "".join(
-            f"""
-    - name: Share {side}{i}
-      virtiofs.libvirt.share:
-        domain: {CONC_DOMAIN}
-        tag: {side}{i}
-        source: {SRC / f"{side}{i}"}
-"""
-            for i in range(count)
-        )
         return f"""
-- name: Concurrent {side}
+- name: Hosts for concurrent {side}
   hosts: hypervisor
   gather_facts: false
-  tasks:{tasks}
+  tasks:
+    - name: Add in-memory hosts
+      ansible.builtin.add_host:
+        name: "it-conc-{side}{{{{ item }}}}"
+        groups: it_conc
+        ansible_connection: local
+        ansible_python_interpreter: /usr/bin/python3
+        it_tag: "{side}{{{{ item }}}}"
+      loop: "{{{{ range({count}) | list }}}}"
+
+- name: Concurrent {side}
+  hosts: it_conc
+  gather_facts: false
+  tasks:
+    - name: Share
+      virtiofs.libvirt.share:
+        domain: {CONC_DOMAIN}
+        tag: "{{{{ it_tag }}}}"
+        source: "{SRC}/{{{{ it_tag }}}}"
 """
 
     results: dict[str, object] = {}
     try:
         labctl.clone_guest(CONC_DOMAIN, CONC_PORT, start=False, wait=False)
         threads = [
-            threading.Thread(target=lambda s=side: results.__setitem__(s, run_playbook(playbook(s))))
+            threading.Thread(target=lambda s=side: results.__setitem__(
+                s, run_playbook(playbook(s), env={"ANSIBLE_FORKS": str(count)})))
             for side in ("p", "q")
         ]
         for th in threads:
@@ -260,7 +308,8 @@ def test_concurrent_runs(run_playbook, lab, labctl):
             res = results[side]
             assert res.rc == 0, res.stdout[-6000:] + res.stderr[-2000:]
             for i in range(count):
-                assert res.result(f"Share {side}{i}")["changed"] is True
+                result = res.result("Share", host=f"it-conc-{side}{i}")
+                assert result["changed"] is True, result
         tags = tags_of(inactive_xml(uri, CONC_DOMAIN))
         assert sorted(tags) == sorted([f"p{i}" for i in range(count)] + [f"q{i}" for i in range(count)])
     finally:

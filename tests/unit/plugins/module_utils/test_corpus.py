@@ -126,10 +126,10 @@ def test_corpus_libvirt_accepts_patched(path, test_conn):
     if dom is None:
         pytest.skip(f"libvirt {format_version(libvirt_int_to_version(libvirt.getVersion()))} test driver rejects the original: {error}")
     dom.undefine()
-    _, invalid = _define(test_conn, original.to_string(), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
-    original_validates = invalid is None
-    if original_validates:
-        test_conn.lookupByName(original.name).undefine()
+    validated, _error = _define(test_conn, original.to_string(), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+    original_validates = validated is not None
+    if validated is not None:
+        validated.undefine()
 
     patched = original.copy()
     apply_shares(patched, [SPEC])

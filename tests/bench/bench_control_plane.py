@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Control-plane benchmark: the host role's share step against the usual hand-written workflow.
+
+A script, not a test (the suite never runs it). Needs root and the lab (tests/lab/lab up); run
+it with the dev venv's Python, which has ansible, libvirt-python, lxml and matplotlib:
+
+    ~/.cache/virtiofs-libvirt/venv/bin/python tests/bench/bench_control_plane.py [--sizes 10 50 200]
+
+For each N it defines N domains on the lab's libvirtd (minimal q35 XML built with lxml, type
+qemu, never started) twice over, one set per approach, and gives each domain one share:
+
+* role: ``virtiofs.libvirt.host`` with ``virtiofs_host_shares`` (one ``virtiofs.libvirt.share``
+  call per domain); timed: the role's share step (its tasks in shares.yml), from the JSON
+  callback's task timestamps;
+* workflow: what people write today, per domain ``community.libvirt.virt`` get_xml, then
+  ``community.general.xml`` (count the share, add the <filesystem>, set memoryBacking source and
+  access), then ``community.libvirt.virt`` define; timed: the whole play.
+
+Both are timed on the first apply and on a re-run with nothing to change. It prints per-domain
+cost and the workflow/role ratio, fits time = a + b*N to show how cost grows, checks that the
+workflow's result is what the role would have written (role in check mode: no change), writes
+a PNG (time against N) and a JSON file, and undefines every domain it defined.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import libvirt
+from lxml import etree
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+STATE = Path(os.environ.get("VIRTIOFS_LAB_STATE", "/var/lib/virtiofs-libvirt-lab"))
+URI = "qemu:///system"
+PREFIX = "bench-cp-"
+INSTALL_DIR = "/opt/bench-virtiofsd"
+SOURCE = "/srv/bench-cp"
+TAG = "bench"
+ROLE_STEP = ("Create the source directories", "Apply the shares of each domain",
+             "Remember what changed and which domains need a restart")
+
+WORKFLOW_TASKS = """---
+- name: Read the domain XML
+  community.libvirt.virt:
+    command: get_xml
+    name: "{{ bench_domain }}"
+  register: bench_xml
+
+- name: Count the share
+  community.general.xml:
+    xmlstring: "{{ bench_xml.get_xml }}"
+    xpath: /domain/devices/filesystem/target[@dir='bench']
+    count: true
+  register: bench_count
+
+- name: Add the filesystem
+  community.general.xml:
+    xmlstring: "{{ bench_xml.get_xml }}"
+    xpath: /domain/devices
+    input_type: xml
+    add_children:
+      - "<filesystem type='mount' accessmode='passthrough'><driver type='virtiofs'/><binary path='{{ bench_binary }}'/><source dir='{{ bench_source }}'/><target dir='bench'/></filesystem>"
+  register: bench_fs
+  when: bench_count.count == 0
+
+- name: Shared memory source
+  community.general.xml:
+    xmlstring: "{{ bench_fs.xmlstring | default(bench_xml.get_xml) }}"
+    xpath: /domain/memoryBacking/source
+    attribute: type
+    value: memfd
+  register: bench_src
+
+- name: Shared memory access
+  community.general.xml:
+    xmlstring: "{{ bench_src.xmlstring }}"
+    xpath: /domain/memoryBacking/access
+    attribute: mode
+    value: shared
+  register: bench_acc
+
+- name: Define the domain
+  community.libvirt.virt:
+    command: define
+    # community.general.xml returns an XML declaration that the virt module's parser refuses
+    xml: >-
+      {{ bench_acc.xmlstring | regex_replace('^<[?]xml[^>]*[?]>', '') | trim }}
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[bench-cp] {msg}", file=sys.stderr, flush=True)
+
+
+def lab_state() -> dict:
+    try:
+        return json.loads((STATE / "lab.json").read_text())
+    except FileNotFoundError:
+        sys.exit("the lab is not up (no lab.json): run tests/lab/lab up")
+
+
+def domain_xml(name: str) -> str:
+    dom = etree.Element("domain", type="qemu")
+    etree.SubElement(dom, "name").text = name
+    etree.SubElement(dom, "title").text = "virtiofs.libvirt control-plane benchmark"
+    etree.SubElement(dom, "memory", unit="MiB").text = "128"
+    os_el = etree.SubElement(dom, "os")
+    etree.SubElement(os_el, "type", arch="x86_64", machine="q35").text = "hvm"
+    devices = etree.SubElement(dom, "devices")
+    etree.SubElement(devices, "emulator").text = "/usr/bin/qemu-system-x86_64"
+    etree.SubElement(devices, "controller", type="pci", model="pcie-root")
+    return etree.tostring(dom, encoding="unicode")
+
+
+def define(names: list[str]) -> None:
+    conn = libvirt.open(URI)
+    try:
+        for name in names:
+            conn.defineXML(domain_xml(name))
+    finally:
+        conn.close()
+
+
+def undefine_all() -> int:
+    conn = libvirt.open(URI)
+    n = 0
+    try:
+        for dom in conn.listAllDomains():
+            if dom.name().startswith(PREFIX):
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefine()
+                n += 1
+    finally:
+        conn.close()
+    return n
+
+
+def ansible_env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(Path.home() / ".cache/virtiofs-libvirt/collections"))
+    env.update({"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_NOCOLOR": "1",
+                "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_RETRY_FILES_ENABLED": "False"})
+    return env
+
+
+def _ts(text: str) -> float:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def run(playbook: Path, extra: dict, inventory: str, check: bool = False) -> tuple[dict, float]:
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", inventory, str(playbook), "-e", json.dumps(extra)]
+    if check:
+        argv.append("--check")
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), cwd=ROOT)
+    wall = time.monotonic() - t0
+    try:
+        data = json.loads(proc.stdout[proc.stdout.index("{"):])
+    except ValueError:
+        data = {}
+    if proc.returncode != 0:
+        raise SystemExit(f"{playbook.name} failed (rc {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+    return data, wall
+
+
+def tasks(data: dict):
+    for play in data.get("plays", []):
+        for task in play.get("tasks", []):
+            yield task
+
+
+def span(data: dict, names=None) -> float:
+    """Seconds from the first to the last of the matching tasks (all tasks when names is None)."""
+    starts, ends = [], []
+    for task in tasks(data):
+        name = task["task"]["name"]
+        if names is not None and not any(name.endswith(n) for n in names):
+            continue
+        dur = task["task"].get("duration", {})
+        if "start" in dur and "end" in dur:
+            starts.append(_ts(dur["start"]))
+            ends.append(_ts(dur["end"]))
+    if not starts:
+        raise SystemExit(f"no timed tasks matched {names}")
+    return max(ends) - min(starts)
+
+
+def changed_results(data: dict, name: str) -> list[bool]:
+    for task in tasks(data):
+        if task["task"]["name"].endswith(name):
+            res = task["hosts"]["hypervisor"]
+            return [r.get("changed", False) for r in res.get("results", [res])]
+    return []
+
+
+def fit(ns: list[int], ts: list[float]) -> tuple[float, float, float]:
+    """Least squares t = a + b*n; returns (a, b, r^2)."""
+    k = len(ns)
+    mx, my = sum(ns) / k, sum(ts) / k
+    sxx = sum((x - mx) ** 2 for x in ns)
+    b = sum((x - mx) * (y - my) for x, y in zip(ns, ts)) / sxx if sxx else 0.0
+    a = my - b * mx
+    ss_tot = sum((y - my) ** 2 for y in ts)
+    ss_res = sum((y - (a + b * x)) ** 2 for x, y in zip(ns, ts))
+    return a, b, (1 - ss_res / ss_tot) if ss_tot else 1.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200])
+    ap.add_argument("--out", type=Path, default=ROOT / "docs", help="directory for the PNG and JSON")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root (qemu:///system)")
+    lab = lab_state()
+    inventory = lab["inventory"]
+    Path(SOURCE).mkdir(parents=True, exist_ok=True)
+    removed = undefine_all()
+    if removed:
+        log(f"removed {removed} leftover {PREFIX}* domains")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-cp-"))
+    (work / "workflow_domain.yml").write_text(WORKFLOW_TASKS)
+    (work / "workflow.yml").write_text(f"""---
+- name: Patch each domain the usual way
+  hosts: hypervisor
+  gather_facts: false
+  tasks:
+    - name: One domain
+      ansible.builtin.include_tasks: {work / 'workflow_domain.yml'}
+      loop: "{{{{ bench_domains }}}}"
+      loop_control:
+        loop_var: bench_domain
+""")
+    (work / "role.yml").write_text("""---
+- name: The host role
+  hosts: hypervisor
+  gather_facts: false
+  roles:
+    - role: virtiofs.libvirt.host
+""")
+    role_vars = {
+        "virtiofs_host_install_packages": False,
+        "virtiofs_host_virtiofsd_method": "url",
+        "virtiofs_host_virtiofsd_url": lab["artifact_url"],
+        "virtiofs_host_virtiofsd_checksum": f"sha256:{lab['artifact_sha256']}",
+        "virtiofs_host_virtiofsd_allow_http": True,
+        "virtiofs_host_virtiofsd_install_dir": INSTALL_DIR,
+    }
+    wrapper = f"{INSTALL_DIR}/virtiofsd.sh"
+
+    def role_shares(names):
+        return {**role_vars, "virtiofs_host_shares": [{"domain": n, "tag": TAG, "source": SOURCE} for n in names]}
+
+    # install the daemon and the wrapper once, outside the timings
+    run(work / "role.yml", role_vars, inventory)
+
+    rows = []
+    try:
+        for n in args.sizes:
+            role_names = [f"{PREFIX}r{n}-{i:04d}" for i in range(n)]
+            wf_names = [f"{PREFIX}w{n}-{i:04d}" for i in range(n)]
+            log(f"N={n}: defining {2 * n} domains")
+            define(role_names + wf_names)
+            row = {"n": n}
+            for phase in ("first", "rerun"):
+                data, wall = run(work / "role.yml", role_shares(role_names), inventory)
+                row[f"role_{phase}"] = span(data, ROLE_STEP)
+                row[f"role_{phase}_wall"] = wall
+                changed = changed_results(data, "Apply the shares of each domain")
+                row[f"role_{phase}_changed"] = sum(changed)
+                assert len(changed) == n, f"expected {n} share calls, got {len(changed)}"
+                data, wall = run(work / "workflow.yml", {"bench_domains": wf_names, "bench_binary": wrapper,
+                                                         "bench_source": SOURCE}, inventory)
+                row[f"workflow_{phase}"] = span(data)
+                row[f"workflow_{phase}_wall"] = wall
+                log(f"N={n} {phase}: role share step {row[f'role_{phase}']:.1f}s, "
+                    f"workflow {row[f'workflow_{phase}']:.1f}s")
+            # the workflow wrote what the role would have: the role (check mode) sees nothing to do
+            sample = wf_names[: min(n, 10)]
+            data, _ = run(work / "role.yml", role_shares(sample), inventory, check=True)
+            row["equivalent"] = not any(changed_results(data, "Apply the shares of each domain"))
+            rows.append(row)
+            conn = libvirt.open(URI)
+            try:
+                for name in role_names + wf_names:
+                    conn.lookupByName(name).undefine()
+            finally:
+                conn.close()
+    finally:
+        undefine_all()
+
+    print()
+    print("Control plane: applying one virtio-fs share to each of N defined (not running) domains,")
+    print(f"libvirt {libvirt.getVersion() // 1000000}.{libvirt.getVersion() // 1000 % 1000}.{libvirt.getVersion() % 1000}, "
+          f"lab {lab['uri']}; times in seconds (per domain in ms).")
+    print()
+    hdr = f"{'N':>5} | {'role first':>16} | {'workflow first':>16} | {'ratio':>6} | {'role re-run':>16} | {'workflow re-run':>16} | {'ratio':>6} | eq"
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        def cell(key):
+            return f"{r[key]:7.1f} ({1000 * r[key] / r['n']:5.0f})"
+        print(f"{r['n']:>5} | {cell('role_first'):>16} | {cell('workflow_first'):>16} | "
+              f"{r['workflow_first'] / r['role_first']:5.1f}x | {cell('role_rerun'):>16} | "
+              f"{cell('workflow_rerun'):>16} | {r['workflow_rerun'] / r['role_rerun']:5.1f}x | "
+              f"{'yes' if r['equivalent'] else 'NO'}")
+    print()
+    ns = [r["n"] for r in rows]
+    for key in ("role_first", "role_rerun", "workflow_first", "workflow_rerun"):
+        if len(ns) >= 2:
+            a, b, r2 = fit(ns, [r[key] for r in rows])
+            print(f"fit {key:15s}: t = {a:6.2f} s + {1000 * b:6.1f} ms * N   (r^2 = {r2:.4f})")
+    print(f"role re-runs changed nothing: {all(r['role_rerun_changed'] == 0 for r in rows)}; "
+          f"role first runs changed every domain: {all(r['role_first_changed'] == r['n'] for r in rows)}")
+    at50 = [r for r in rows if r["n"] == 50]
+    if at50:
+        ratio = at50[0]["workflow_rerun"] / at50[0]["role_rerun"]
+        print(f"target: no-change re-run at N=50 at least 5x faster than the workflow: {ratio:.1f}x "
+              f"-> {'met' if ratio >= 5 else 'NOT met'}")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench-control-plane.json").write_text(json.dumps(rows, indent=2) + "\n")
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, label, style in (("workflow_first", "virt get_xml + xml + define, first apply", "o--"),
+                              ("workflow_rerun", "virt get_xml + xml + define, no change", "s--"),
+                              ("role_first", "virtiofs.libvirt.host share step, first apply", "o-"),
+                              ("role_rerun", "virtiofs.libvirt.host share step, no change", "s-")):
+        ax.plot(ns, [r[key] for r in rows], style, label=label)
+    ax.set_xlabel("domains (one share each)")
+    ax.set_ylabel("seconds")
+    ax.set_title("Applying a virtio-fs share to N libvirt domains")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    png = args.out / "bench-control-plane.png"
+    fig.savefig(png, dpi=110)
+    print(f"plot: {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
