@@ -10,8 +10,9 @@ from pathlib import Path
 from .conftest import ROOT, env_with_venv, tool
 
 
-def _run(argv, cwd, timeout=1800):
-    return subprocess.run(argv, check=False, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env_with_venv())
+def _run(argv, cwd, timeout=1800, env=None):
+    return subprocess.run(argv, check=False, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env or env_with_venv())
 
 
 def test_ansible_test_sanity(collection_tree: Path):
@@ -47,13 +48,14 @@ def test_galaxy_build_install_and_doc(tmp_path: Path, collection_tree: Path):
     assert "MANIFEST.json" in names and "meta/runtime.yml" in names
     assert not any(n.startswith(".ci") or "__pycache__" in n for n in names)
     inst = tmp_path / "installed"
-    proc = _run([tool("ansible-galaxy"), "collection", "install", "--offline", "--no-deps", "-p", str(inst),
-                 str(tarballs[0])], cwd=tmp_path)
+    env = env_with_venv()
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(inst)  # only the installed tarball, not the dev checkout
+    proc = _run([tool("ansible-galaxy"), "collection", "install", "--offline", "--no-deps", "--force", "-p", str(inst),
+                 str(tarballs[0])], cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (inst / "ansible_collections/virtiofs/libvirt/MANIFEST.json").is_file(), proc.stdout
     modules = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("*.py") if p.stem != "__init__")
     assert modules, "no modules"
-    env = env_with_venv()
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(inst)
     for mod in modules:
         proc = subprocess.run([tool("ansible-doc"), "--json", f"virtiofs.libvirt.{mod}"], check=False, capture_output=True,
                               text=True, env=env, cwd=tmp_path)
