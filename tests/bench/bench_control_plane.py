@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Control-plane benchmark: the host role's share step against the usual hand-written workflow.
 

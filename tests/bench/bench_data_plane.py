@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Data-plane benchmark: virtio-fs with the host role's wrapper profiles against virtiofsd's own
 defaults, virtio-9p and the guest's own disk, in one lab guest, in the same run.

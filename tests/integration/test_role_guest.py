@@ -105,7 +105,8 @@ def run_play(inventory: Path | str, hosts: str, extra_vars: dict, workdir: Path,
         argv.append("--check")
     if diff:
         argv.append("--diff")
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=ansible_env(), cwd=ROOT)
+    proc = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout, env=ansible_env(),
+                          cwd=ROOT)
     try:
         data = json.loads(proc.stdout[proc.stdout.index("{"):]) if "{" in proc.stdout else {}
     except ValueError:

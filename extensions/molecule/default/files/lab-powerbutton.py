@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Power off on the ACPI power button, for minimal guests without systemd-logind.
 
