@@ -16,7 +16,8 @@ qemu, never started) twice over, one set per approach, and gives each domain one
   ``community.general.xml`` (count the share, add the <filesystem>, set memoryBacking source and
   access), then ``community.libvirt.virt`` define; timed: the whole play.
 
-Both are timed on the first apply and on a re-run with nothing to change. It prints per-domain
+Both are timed on the first apply and on re-runs with nothing to change (``--repeat``, the best
+is kept; the two approaches alternate, so load on the machine hits both). It prints per-domain
 cost and the workflow/role ratio, fits time = a + b*N to show how cost grows, checks that the
 workflow's result is what the role would have written (role in check mode: no change), writes
 a PNG (time against N) and a JSON file, and undefines every domain it defined.
@@ -218,6 +219,7 @@ def fit(ns: list[int], ts: list[float]) -> tuple[float, float, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200])
+    ap.add_argument("--repeat", type=int, default=2, help="no-change re-runs per N (the best is kept)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs", help="directory for the PNG and JSON")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -273,19 +275,22 @@ def main() -> int:
             log(f"N={n}: defining {2 * n} domains")
             define(role_names + wf_names)
             row = {"n": n}
-            for phase in ("first", "rerun"):
-                data, wall = run(work / "role.yml", role_shares(role_names), inventory)
-                row[f"role_{phase}"] = span(data, ROLE_STEP)
-                row[f"role_{phase}_wall"] = wall
-                changed = changed_results(data, "Apply the shares of each domain")
-                row[f"role_{phase}_changed"] = sum(changed)
-                assert len(changed) == n, f"expected {n} share calls, got {len(changed)}"
-                data, wall = run(work / "workflow.yml", {"bench_domains": wf_names, "bench_binary": wrapper,
-                                                         "bench_source": SOURCE}, inventory)
-                row[f"workflow_{phase}"] = span(data)
-                row[f"workflow_{phase}_wall"] = wall
-                log(f"N={n} {phase}: role share step {row[f'role_{phase}']:.1f}s, "
-                    f"workflow {row[f'workflow_{phase}']:.1f}s")
+            for phase, times in (("first", 1), ("rerun", args.repeat)):
+                for attempt in range(times):
+                    data, wall = run(work / "role.yml", role_shares(role_names), inventory)
+                    took = span(data, ROLE_STEP)
+                    changed = changed_results(data, "Apply the shares of each domain")
+                    assert len(changed) == n, f"expected {n} share calls, got {len(changed)}"
+                    if attempt == 0 or took < row[f"role_{phase}"]:
+                        row[f"role_{phase}"], row[f"role_{phase}_wall"] = took, wall
+                    row[f"role_{phase}_changed"] = max(row.get(f"role_{phase}_changed", 0), sum(changed))
+                    data, wall = run(work / "workflow.yml", {"bench_domains": wf_names, "bench_binary": wrapper,
+                                                             "bench_source": SOURCE}, inventory)
+                    took = span(data)
+                    if attempt == 0 or took < row[f"workflow_{phase}"]:
+                        row[f"workflow_{phase}"], row[f"workflow_{phase}_wall"] = took, wall
+                    log(f"N={n} {phase} #{attempt + 1}: role share step {row[f'role_{phase}']:.1f}s, "
+                        f"workflow {row[f'workflow_{phase}']:.1f}s (best so far)")
             # the workflow wrote what the role would have: the role (check mode) sees nothing to do
             sample = wf_names[: min(n, 10)]
             data, _ = run(work / "role.yml", role_shares(sample), inventory, check=True)
@@ -302,6 +307,7 @@ def main() -> int:
 
     print()
     print("Control plane: applying one virtio-fs share to each of N defined (not running) domains,")
+    print(f"first apply once, no-change re-run best of {args.repeat};")
     print(f"libvirt {libvirt.getVersion() // 1000000}.{libvirt.getVersion() // 1000 % 1000}.{libvirt.getVersion() % 1000}, "
           f"lab {lab['uri']}; times in seconds (per domain in ms).")
     print()

@@ -194,9 +194,9 @@ def main() -> int:
     profiles = {"role-default": dict(role_default)}
     if not args.no_candidates:
         # the same with a thread pool (libvirt's <thread_pool> or the wrapper option)
-        profiles["role-default+pool4"] = {**role_default, "thread_pool_size": 4}
+        profiles["pool4"] = {**role_default, "thread_pool_size": 4}
         # file handles off again (the daemon default up to 1.13.2), the rest as the role default
-        profiles["role-default-fh-never"] = {**role_default, "inode_file_handles": "never"}
+        profiles["fh-never"] = {**role_default, "inode_file_handles": "never"}
     for spec in args.profile:
         name, _, text = spec.partition("=")
         profiles[name] = {**role_default, **json.loads(text)}
