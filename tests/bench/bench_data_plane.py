@@ -150,7 +150,8 @@ def install(lab: dict, profiles: dict) -> dict:
                 "  roles:\n    - role: virtiofs.libvirt.host\n")
     try:
         proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", lab["inventory"], f.name,
-                               "-e", json.dumps(extra)], capture_output=True, text=True, env=ansible_env(), cwd=ROOT)
+                               "-e", json.dumps(extra)], capture_output=True, text=True, env=ansible_env(), cwd=ROOT,
+                              check=False)
     finally:
         os.unlink(f.name)
     if proc.returncode != 0:
@@ -198,7 +199,9 @@ def main() -> int:
         # file handles off again (the daemon default up to 1.13.2), the rest as the role default
         profiles["fh-never"] = {**role_default, "inode_file_handles": "never"}
     for spec in args.profile:
-        name, _, text = spec.partition("=")
+        name, sep, text = spec.partition("=")
+        if not sep or not name:
+            ap.error(f"--profile {spec!r}: write NAME=JSON, e.g. pool8='{{\"thread_pool_size\": 8}}'")
         profiles[name] = {**role_default, **json.loads(text)}
 
     log(f"installing virtiofsd and {len(profiles)} wrapper profiles with the host role")
@@ -267,7 +270,7 @@ def main() -> int:
         for c in ("meta_total", "untar", "rm_tree"):
             parts.append(f"{c} {best[ref][c] / best[name][c]:5.2f}x")
         for c in ("write_MiBps", "read_MiBps"):
-            parts.append(f"{c.split('_')[0]} {best[name][c] / best[ref][c]:5.2f}x")
+            parts.append(f"{c.split('_', maxsplit=1)[0]} {best[name][c] / best[ref][c]:5.2f}x")
         return ", ".join(parts)
 
     print("speed relative to virtio-9p (>1: faster than 9p)")
@@ -279,7 +282,7 @@ def main() -> int:
         if name != "guest-disk":
             print(f"  {name:24s} {ratio_line(name, 'guest-disk')}")
     print()
-    vfs = [n for n, (k, _) in targets.items() if k == "virtiofs"]
+    vfs = [n for n, (kind, tag) in targets.items() if kind == "virtiofs"]
 
     def score(n):  # geometric mean of the speeds relative to virtiofsd-defaults (>1: better)
         ref = best["virtiofsd-defaults"]

@@ -6,7 +6,9 @@
   profiles, creates the sources and applies three shares to two defined domains with ONE share
   module call per domain; the domain XML has what the shares ask for; a second run changes
   nothing; check mode predicts a change without making it; AppArmor/SELinux are no-ops here and
-  the AppArmor override renders exactly as expected into a scratch policy directory.
+  the AppArmor override renders exactly as expected into a scratch policy directory; removing
+  the shares and the daemon (``virtiofsd_state=absent``) leaves no share, wrapper or daemon
+  behind, and a repeated removal changes nothing.
 * ``test_restart_never_then_shutdown_start``: on one booted guest, ``virtiofs_host_restart=never``
   leaves the domain running and reports it; ``shutdown_start`` shuts it down gracefully and
   starts it, after which the running daemon carries the wrapper's options and the guest mounts
@@ -161,6 +163,21 @@ def test_role_on_defined_domains(run_playbook, lab):
         assert handler and handler[-1]["hypervisor"].get("skipped") is True  # kernel without AppArmor
         runs = [t["hypervisor"] for t in res.tasks(ROLE + "Allow libvirt to execute the wrappers and the daemon")]
         assert [r["changed"] for r in runs] == [True, False]  # written once, then left alone
+
+        # removal (docs/guide.md): shares absent, then wrappers and daemon gone in the same run
+        removal = {"rh_shares": [{"domain": d, "tag": t, "state": "absent"}
+                                 for d, t in (("it-host-a", "data"), ("it-host-a", "media"), ("it-host-b", "data"))],
+                   "virtiofs_host_virtiofsd_state": "absent"}
+        res = run_playbook(_play(_include("apply")), extra_vars=removal)
+        _ok(res)
+        assert [r["changed"] for r in res.result(ROLE + "Apply the shares of each domain")["results"]] == [True, True]
+        assert _virtiofs(_inactive("it-host-a")) == {} and _virtiofs(_inactive("it-host-b")) == {}
+        assert _memory(_inactive("it-host-a")) == ("memfd", "shared")  # kept: harmless, other shares may need it
+        assert not os.path.exists(f"{INSTALL_DIR}/virtiofsd.sh") and not os.path.exists(f"{INSTALL_DIR}/virtiofsd-ro.sh")
+        assert not os.path.exists(f"{INSTALL_DIR}/virtiofsd")
+        res = run_playbook(_play(_include("apply")), extra_vars=removal)
+        _ok(res)
+        assert _changed(res) == 0
     finally:
         res = run_playbook(_play(_include("cleanup")))
         _ok(res)
@@ -294,7 +311,7 @@ def test_guest_playbook_derives_mounts_from_host_shares(tmp_path):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "inventory.yml"),
                            str(tmp_path / "guest.yml"), "-e", "ansible_connection=local", "-e", "ansible_become=false"],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     data = json.loads(proc.stdout[proc.stdout.index("{"):])
     shown = {}

@@ -40,7 +40,7 @@ def main():
             if len(data) < EVENT.size:
                 time.sleep(1)
                 continue
-            _, _, etype, code, value = EVENT.unpack(data)
+            etype, code, value = EVENT.unpack(data)[2:]
             if etype == EV_KEY and code == KEY_POWER and value == 1:
                 subprocess.run(["systemctl", "poweroff"], check=False)
 
