@@ -82,6 +82,12 @@ MANAGED_KEYS = (
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
 
+def _normal_path(path: str) -> str:
+    """``path`` with repeated slashes, ``.`` and ``..`` folded (a leading ``//`` too)."""
+    norm = posixpath.normpath(path)
+    return "/" + norm.lstrip("/") if norm.startswith("/") else norm
+
+
 class DomainXMLError(Exception):
     """Bad input for the patcher: the message names the problem and the fix."""
 
@@ -221,6 +227,13 @@ class ShareSpec:
             raise DomainXMLError(
                 f"share {self.tag!r}: binary_path {self.binary_path!r} is not absolute: give the absolute path "
                 "of the virtiofsd binary or wrapper"
+            )
+        # libvirt stores <binary path> in normal form (seen on 9.0: '/a//b' is kept as '/a/b'); a
+        # spec that is not in that form would never compare equal to what libvirt keeps.
+        if self.binary_path is not None and _normal_path(self.binary_path) != self.binary_path:
+            raise DomainXMLError(
+                f"share {self.tag!r}: binary_path {self.binary_path!r} is not in normal form (libvirt would "
+                f"store {_normal_path(self.binary_path)!r}): write it as {_normal_path(self.binary_path)!r}"
             )
         if self.cache is not None and self.cache not in CACHE_MODES:
             raise DomainXMLError(

@@ -56,6 +56,8 @@ options:
   state:
     description:
       - V(present) writes the wrapper, V(absent) removes the file at O(path).
+      - V(absent) only removes a wrapper this module wrote (its header names the module); any other
+        file at O(path) is an error and stays in place.
     type: str
     choices: [present, absent]
     default: present
@@ -356,6 +358,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_option
     argument_spec as options_argument_spec,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import (
+    MARKER,
     WRAPPER_MODE,
     WrapperError,
     check_argv_with_daemon,
@@ -413,6 +416,12 @@ def run_absent(module: AnsibleModule, path: str) -> None:
     before = _read(path) if os.path.lexists(path) else None
     if not os.path.lexists(path):
         module.exit_json(**result)
+    if not is_managed_wrapper(before):
+        module.fail_json(
+            msg=f"{path} is not a wrapper written by this module (no '{MARKER}' header): "
+            "refusing to remove it; remove it yourself if it really is yours to delete",
+            **result,
+        )
     result["changed"] = True
     if module._diff:
         result["diff"] = _diff(path, before, None)
@@ -425,7 +434,12 @@ def run_absent(module: AnsibleModule, path: str) -> None:
 
 def run_present(module: AnsibleModule, path: str, binary: str) -> None:
     def run(argv: t.List[str]) -> t.Tuple[int, str, str]:
-        return module.run_command(argv)
+        # An OS error (e.g. the wrapper's file system is mounted noexec) must come back as a
+        # failed run so that the self-test restores the previous file, not end the module here.
+        try:
+            return module.run_command(argv, handle_exceptions=False)
+        except OSError as exc:
+            return 126, "", f"cannot execute {argv[0]}: {exc}"
 
     result: t.Dict[str, t.Any] = {"changed": False, "path": path, "binary": binary}
     try:

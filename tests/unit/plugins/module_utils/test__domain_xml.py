@@ -705,3 +705,10 @@ def test_libvirt_9_drops_openfiles_and_verification_notices(test_conn):
             "libvirt stored share 'of' differently: openfiles wanted 1000, stored None"]
     finally:
         dom.undefine()
+
+
+@pytest.mark.parametrize("path", ["/opt/w//v.sh", "/opt/./w/v.sh", "/opt/x/../w/v.sh", "/opt/w/"])
+def test_binary_path_not_in_normal_form_is_refused(path):
+    spec = ShareSpec.from_params({"tag": "t", "source": "/srv/t", "binary_path": path})
+    with pytest.raises(DomainXMLError, match="not in normal form"):
+        spec.validate()
