@@ -20,7 +20,8 @@ Both are timed on the first apply and on re-runs with nothing to change (``--rep
 is kept; the two approaches alternate, so load on the machine hits both). It prints per-domain
 cost and the workflow/role ratio, fits time = a + b*N to show how cost grows, checks that the
 workflow's result is what the role would have written (role in check mode: no change), writes
-a PNG (time against N) and a JSON file, and undefines every domain it defined.
+a PNG (time against N) and a JSON file, and undefines every domain it defined (and removes its
+daemon, wrapper and source directory).
 """
 from __future__ import annotations
 
@@ -306,6 +307,7 @@ def main() -> int:
                 conn.close()
     finally:
         undefine_all()
+        subprocess.run(["rm", "-rf", SOURCE, INSTALL_DIR, str(work)], check=False)
 
     print()
     print("Control plane: applying one virtio-fs share to each of N defined (not running) domains,")
