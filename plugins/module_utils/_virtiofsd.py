@@ -51,8 +51,28 @@ class VirtiofsdError(Exception):
     """Output of a virtiofsd binary that cannot be understood, or a probe that failed."""
 
 
+class _Implementation:
+    """What DaemonVersion and DaemonInfo both answer from ``implementation`` and ``version``."""
+
+    implementation: t.Optional[str]
+    version: t.Optional[t.Tuple[int, int, int]]
+
+    @property
+    def is_rust(self) -> bool:
+        return self.implementation == IMPL_RUST
+
+    @property
+    def is_c(self) -> bool:
+        return self.implementation == IMPL_C
+
+    @property
+    def version_string(self) -> t.Optional[str]:
+        """``"1.13.2"`` (without suffix), or ``None``."""
+        return format_version(self.version) if self.version is not None else None
+
+
 @dataclass(frozen=True)
-class DaemonVersion:
+class DaemonVersion(_Implementation):
     """Parsed ``virtiofsd --version`` output.
 
     ``implementation`` is ``"rust"``, ``"c"`` or ``None`` (not recognised); ``version`` is a
@@ -67,18 +87,6 @@ class DaemonVersion:
     suffix: str = ""
     build: str = ""
 
-    @property
-    def is_rust(self) -> bool:
-        return self.implementation == IMPL_RUST
-
-    @property
-    def is_c(self) -> bool:
-        return self.implementation == IMPL_C
-
-    @property
-    def version_string(self) -> t.Optional[str]:
-        """``"1.13.2"`` (without suffix), or ``None``."""
-        return format_version(self.version) if self.version is not None else None
 
 
 def parse_version_output(text: str) -> DaemonVersion:
@@ -143,7 +151,7 @@ def parse_capabilities(text: str) -> t.Dict[str, t.Any]:
 
 
 @dataclass
-class DaemonInfo:
+class DaemonInfo(_Implementation):
     """Facts about one virtiofsd binary, as reported by the binary itself."""
 
     path: str
@@ -154,17 +162,6 @@ class DaemonInfo:
     capabilities_error: t.Optional[str] = None
     supported_options: t.Set[str] = field(default_factory=set)
 
-    @property
-    def is_rust(self) -> bool:
-        return self.implementation == IMPL_RUST
-
-    @property
-    def is_c(self) -> bool:
-        return self.implementation == IMPL_C
-
-    @property
-    def version_string(self) -> t.Optional[str]:
-        return format_version(self.version) if self.version is not None else None
 
     @property
     def features(self) -> t.List[str]:
