@@ -88,7 +88,6 @@ class DaemonVersion(_Implementation):
     build: str = ""
 
 
-
 def parse_version_output(text: str) -> DaemonVersion:
     """Parse the output of ``virtiofsd --version``; never raises.
 
@@ -161,7 +160,6 @@ class DaemonInfo(_Implementation):
     capabilities: t.Optional[t.Dict[str, t.Any]] = None
     capabilities_error: t.Optional[str] = None
     supported_options: t.Set[str] = field(default_factory=set)
-
 
     @property
     def features(self) -> t.List[str]:
