@@ -44,6 +44,11 @@ except ImportError:  # pragma: no cover - exercised by ansible-test's import san
 
 
 TAG_MAX_BYTES = 36
+# Characters a tag may use: the guest writes the tag into /etc/fstab (whitespace, '#' and '\\'
+# would need escaping there) and mount reads it from the command line; ',' separates mount
+# options. One rule for the share module and both roles (filter virtiofs.libvirt.tag_error).
+TAG_CHARS = "A-Z a-z 0-9 . _ : @ + = / -"
+_TAG_RE = re.compile(r"[A-Za-z0-9._:@+=/-]+")
 CACHE_MODES = ("none", "always")
 SANDBOX_MODES = ("namespace", "chroot")
 STATES = ("present", "absent")
@@ -204,15 +209,10 @@ class ShareSpec:
 
     def validate(self) -> None:
         """Check the spec on its own (no domain, no host); raise :class:`DomainXMLError`."""
-        if not self.tag:
-            raise DomainXMLError("tag is empty: give the mount tag (libvirt <target dir>), 1 to 36 bytes")
-        size = len(self.tag.encode("utf-8"))
-        if size > TAG_MAX_BYTES:
-            raise DomainXMLError(
-                f"tag {self.tag!r} is {size} bytes long, the virtio-fs limit is {TAG_MAX_BYTES} bytes: use a shorter tag"
-            )
-        if any(ord(c) < 32 for c in self.tag):
-            raise DomainXMLError(f"tag {self.tag!r} contains control characters: use printable characters only")
+        # a share that is being removed may carry any tag an old definition has
+        problem = tag_error(self.tag, charset=self.state != "absent")
+        if problem:
+            raise DomainXMLError(problem)
         if self.state not in STATES:
             raise DomainXMLError(f"share {self.tag!r}: state must be one of {', '.join(STATES)}, got {self.state!r}")
         if self.state == "absent":
@@ -305,6 +305,31 @@ class ShareSpec:
             "packed": self.packed,
             "lock": None,
         }
+
+
+def tag_error(tag: t.Any, charset: bool = True) -> t.Optional[str]:
+    """Why ``tag`` cannot be a virtio-fs mount tag, or ``None`` when it can.
+
+    Checks emptiness, the 36-byte limit of the device's tag field (UTF-8 bytes) and, with
+    ``charset``, the characters of :data:`TAG_CHARS`.
+    """
+    if tag is None or not isinstance(tag, str) or tag == "":
+        return "tag is empty: give the mount tag (libvirt <target dir>), 1 to 36 bytes"
+    size = len(tag.encode("utf-8"))
+    if size > TAG_MAX_BYTES:
+        return (
+            f"tag {tag!r} is {size} bytes long but a virtio-fs tag holds at most {TAG_MAX_BYTES} bytes: "
+            "use a shorter tag"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in tag):
+        return f"tag {tag!r} contains control characters: a tag may only contain {TAG_CHARS}"
+    if charset and not _TAG_RE.fullmatch(tag):
+        bad = "".join(sorted({c for c in tag if not _TAG_RE.fullmatch(c)}))
+        return (
+            f"tag {tag!r} contains {bad!r}: a tag may only contain {TAG_CHARS} (the guest writes it into "
+            "/etc/fstab and mount options); rename the share"
+        )
+    return None
 
 
 def validate_specs(specs: t.Sequence[ShareSpec]) -> None:

@@ -90,8 +90,10 @@ options:
     type: path
   tag:
     description:
-      - The mount tag of a single share (libvirt C(<target dir>)), 1 to 36 bytes. The guest mounts it with
-        C(mount -t virtiofs TAG /mnt).
+      - "The mount tag of a single share (libvirt C(<target dir>)), 1 to 36 bytes of C(A-Z a-z 0-9 . _ : @ + = / -)
+        (the guest writes it into C(/etc/fstab); the rule is the filter P(virtiofs.libvirt.tag_error#filter)). The
+        guest mounts it with C(mount -t virtiofs TAG /mnt)."
+      - A share with O(state=absent) may have any tag an older definition carries.
       - Exactly one of O(tag) and O(shares) is required.
     type: str
   source:
@@ -252,6 +254,18 @@ options:
       packed:
         description: See O(packed).
         type: bool
+      create_source:
+        description: Create this share's missing source directory; defaults to O(create_source).
+        type: bool
+      owner:
+        description: Owner of this share's source directory when it is created; defaults to O(owner).
+        type: str
+      group:
+        description: Group of this share's source directory when it is created; defaults to O(group).
+        type: str
+      mode:
+        description: Mode of this share's source directory when it is created; defaults to O(mode).
+        type: raw
   exclusive:
     description:
       - Remove every virtio-fs share of the domain whose tag is not listed in O(shares) (or O(tag)). Other
@@ -297,7 +311,10 @@ options:
   create_source:
     description:
       - Create missing O(source) directories (with parents) instead of failing; O(owner), O(group) and O(mode)
-        apply to the source directory itself.
+        apply to the source directory itself. Entries of O(shares) can set their own C(create_source), C(owner),
+        C(group) and C(mode).
+      - Directories are created just before the definition is written; when the run fails after that they are
+        removed again (as long as they are still empty). Check mode reports them in RV(actions).
     type: bool
     default: false
   owner:
@@ -312,6 +329,25 @@ options:
     description:
       - Mode of source directories created by O(create_source=true), for example V('0755').
     type: raw
+  pending_binaries:
+    description:
+      - Check mode only. Paths that an earlier task of the same run installs (a wrapper or the daemon, for example
+        what M(virtiofs.libvirt.virtiofsd_wrapper) would write). A O(binary_path) in this list that does not exist
+        yet is not an error in check mode, so the prediction covers a first run; a real run always requires the
+        file.
+    type: list
+    elements: path
+    default: []
+  changed_binaries:
+    description:
+      - Daemons or wrappers that changed in this run (new options in a wrapper, a new virtiofsd). A running domain
+        whose running configuration starts one of them for a share keeps the old daemon process until it is shut
+        down and started, so RV(restart_required) becomes V(true) with a reason naming the share and the path.
+      - The role R(virtiofs.libvirt.host,ansible_collections.virtiofs.libvirt.host_role) passes the wrappers and
+        the daemon it changed.
+    type: list
+    elements: path
+    default: []
 """
 
 EXAMPLES = r"""
@@ -539,6 +575,10 @@ def _share_options(nested: bool) -> t.Dict[str, t.Any]:
     if nested:
         opts["tag"] = dict(type="str", required=True)
         opts["state"] = dict(type="str", choices=["present", "absent"], default="present")
+        opts["create_source"] = dict(type="bool")
+        opts["owner"] = dict(type="str")
+        opts["group"] = dict(type="str")
+        opts["mode"] = dict(type="raw")
     return opts
 
 
@@ -559,6 +599,8 @@ def argument_spec() -> t.Dict[str, t.Any]:
         owner=dict(type="str"),
         group=dict(type="str"),
         mode=dict(type="raw"),
+        pending_binaries=dict(type="list", elements="path", default=[]),
+        changed_binaries=dict(type="list", elements="path", default=[]),
     )
     spec.update(_share_options(nested=False))
     return spec
@@ -584,6 +626,10 @@ class ShareModule:
         self.warnings: t.List[str] = []
         self.patch_actions: t.List[str] = []
         self.extra_actions: t.List[str] = []
+        # tag -> per-share create_source/owner/group/mode (from shares[] or the top level)
+        self.source_params: t.Dict[str, t.Dict[str, t.Any]] = {}
+        # directories this run created, removed again when the run fails
+        self.created_dirs: t.List[str] = []
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -597,20 +643,30 @@ class ShareModule:
                     "put them into the entries of shares"
                 )
             specs = [ShareSpec.from_params(item) for item in self.p["shares"]]
+            items = self.p["shares"]
         else:
             specs = [ShareSpec.from_params(self.p)]
+            items = [self.p]
         validate_specs(specs)
+        for spec, item in zip(specs, items):
+            self.source_params[spec.tag] = {
+                key: (item.get(key) if item.get(key) is not None else self.p[key])
+                for key in ("create_source", "owner", "group", "mode")
+            }
         return specs
 
-    def check_host(self, specs: t.Sequence[ShareSpec]) -> t.List[str]:
+    def check_host(self, specs: t.Sequence[ShareSpec]) -> t.List[t.Tuple[str, t.Dict[str, t.Any]]]:
         """Check binaries and sources on this host; return sources that must be created."""
-        missing = []
+        missing: t.List[t.Tuple[str, t.Dict[str, t.Any]]] = []
+        pending = set(self.p["pending_binaries"]) if self.module.check_mode else set()
         for spec in specs:
             if spec.state != "present":
                 continue
             if spec.binary_path is not None:
                 path = spec.binary_path
-                if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+                if not os.path.exists(path) and path in pending:
+                    pass  # an earlier task of this run installs it (check mode prediction)
+                elif not (os.path.isfile(path) and os.access(path, os.X_OK)):
                     what = "does not exist" if not os.path.exists(path) else "is not an executable file"
                     raise ShareError(
                         f"share {spec.tag!r}: binary_path {path!r} {what} on this host: install virtiofsd "
@@ -622,26 +678,42 @@ class ShareModule:
                         f"share {spec.tag!r}: source {spec.source!r} exists but is not a directory: "
                         "virtio-fs shares a directory"
                     )
-                if not self.p["create_source"]:
+                params = self.source_params[spec.tag]
+                if not params["create_source"]:
                     raise ShareError(
                         f"share {spec.tag!r}: source directory {spec.source!r} does not exist on this host: "
                         "create it first or set create_source=true"
                     )
-                if spec.source not in missing:
-                    missing.append(spec.source)
+                if spec.source not in [path for path, _params in missing]:
+                    missing.append((spec.source, params))
         return missing
 
-    def create_sources(self, paths: t.Sequence[str]) -> None:
-        for path in paths:
+    def create_sources(self, missing: t.Sequence[t.Tuple[str, t.Dict[str, t.Any]]]) -> None:
+        for path, params in missing:
             self.extra_actions.append(f"create source directory {path}")
             self.result["changed"] = True
             if self.module.check_mode:
                 continue
+            # remember the outermost directory that did not exist, to remove it if the run fails
+            top = path
+            while not os.path.exists(os.path.dirname(top)):
+                top = os.path.dirname(top)
             os.makedirs(path, exist_ok=True)
+            self.created_dirs.append(top)
             file_args = self.module.load_file_common_arguments(
-                dict(owner=self.p["owner"], group=self.p["group"], mode=self.p["mode"]), path=path
+                dict(owner=params["owner"], group=params["group"], mode=params["mode"]), path=path
             )
             self.module.set_fs_attributes_if_different(file_args, False)
+
+    def remove_created_sources(self) -> None:
+        """Undo :meth:`create_sources` after a failure (only directories that are still empty)."""
+        for top in reversed(self.created_dirs):
+            for root, _dirs, _files in os.walk(top, topdown=False):
+                try:
+                    os.rmdir(root)
+                except OSError:
+                    pass
+        self.created_dirs = []
 
     # -- common --------------------------------------------------------------------------------
 
@@ -663,7 +735,7 @@ class ShareModule:
 
     # -- xml_file ------------------------------------------------------------------------------
 
-    def run_file(self, specs: t.Sequence[ShareSpec], missing: t.Sequence[str]) -> None:
+    def run_file(self, specs: t.Sequence[ShareSpec], missing: t.Sequence[t.Tuple[str, t.Dict[str, t.Any]]]) -> None:
         path = self.p["xml_file"]
         if self.p["live"] != "false":
             raise ShareError("live cannot be used with xml_file: there is no running domain for a file")
@@ -699,7 +771,7 @@ class ShareModule:
             f.write(xml)
         return path
 
-    def run_domain(self, specs: t.Sequence[ShareSpec], missing: t.Sequence[str]) -> None:
+    def run_domain(self, specs: t.Sequence[ShareSpec], missing: t.Sequence[t.Tuple[str, t.Dict[str, t.Any]]]) -> None:
         with Connection(self.p["uri"]) as conn:
             dom = conn.lookup(self.p["domain"])
             if not dom.is_persistent():
@@ -718,7 +790,11 @@ class ShareModule:
                     self.converge_live(dom, stored, specs)
 
     def patch_and_define(
-        self, dom: t.Any, specs: t.Sequence[ShareSpec], version: t.Tuple[int, int, int], missing: t.Sequence[str]
+        self,
+        dom: t.Any,
+        specs: t.Sequence[ShareSpec],
+        version: t.Tuple[int, int, int],
+        missing: t.Sequence[t.Tuple[str, t.Dict[str, t.Any]]],
     ) -> DomainXML:
         exclusive = self.p["exclusive"]
         memory_backing = self.p["memory_backing"]
@@ -791,6 +867,14 @@ class ShareModule:
                         f"share {tag!r} runs with other options ({', '.join(diff)}): libvirt cannot change a "
                         "virtio-fs device of a running domain"
                     )
+        changed_binaries = set(self.p["changed_binaries"])
+        for have in live.shares():
+            want = stored.find_share(have["tag"])
+            if have["binary_path"] in changed_binaries and want is not None:
+                reasons.append(
+                    f"share {have['tag']!r} runs {have['binary_path']}, which changed in this run: its virtiofsd "
+                    "keeps the old program and options until the domain is shut down and started"
+                )
         if act and not self.module.check_mode and any(a.startswith("detach") for a in self.extra_actions):
             # confirm with libvirt's view of the running domain
             live = DomainXML.from_string(dom.live_xml(), what=f"live XML of domain {dom.name!r}")
@@ -829,12 +913,16 @@ class ShareModule:
             raise MissingLibrary(missing_required_lib("lxml"), LXML_IMPORT_ERROR)
         specs = self.specs()
         missing = self.check_host(specs)
-        if self.p["xml_file"] is not None:
-            self.run_file(specs, missing)
-        else:
-            if not HAS_LIBVIRT:
-                raise MissingLibrary(missing_required_lib("libvirt-python"), LIBVIRT_IMPORT_ERROR)
-            self.run_domain(specs, missing)
+        try:
+            if self.p["xml_file"] is not None:
+                self.run_file(specs, missing)
+            else:
+                if not HAS_LIBVIRT:
+                    raise MissingLibrary(missing_required_lib("libvirt-python"), LIBVIRT_IMPORT_ERROR)
+                self.run_domain(specs, missing)
+        except Exception:
+            self.remove_created_sources()
+            raise
         self.result["actions"] = self.patch_actions + self.extra_actions
         for warning in self.warnings:
             self.module.warn(warning)

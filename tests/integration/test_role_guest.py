@@ -209,14 +209,17 @@ BAD_MOUNTS = [
     {"tag": "ok", "path": "relative/dir"},
     {"tag": "daxed", "path": "/mnt/dax", "options": "defaults,dax"},
     {"tag": "trail", "path": "/mnt/trail/"},
+    {"tag": "my share", "path": "/mnt/space"},
 ]
 BAD_MESSAGES = [
-    'virtiofs_guest_mounts[0] (tag "' + "t" * 37 + '", path "/mnt/long"): tag is 37 bytes long but a '
-    "virtio-fs tag holds at most 36 bytes",
+    'virtiofs_guest_mounts[0] (tag "' + "t" * 37 + '", path "/mnt/long"): tag \'' + "t" * 37
+    + "' is 37 bytes long but a virtio-fs tag holds at most 36 bytes: use a shorter tag (here and in the domain XML)",
     'virtiofs_guest_mounts[1] (tag "ok", path "relative/dir"): path must be absolute, e.g. /relative/dir',
     'virtiofs_guest_mounts[2] (tag "daxed", path "/mnt/dax"): options "defaults,dax" contain dax: DAX needs a '
     "DAX window",
     'virtiofs_guest_mounts[3] (tag "trail", path "/mnt/trail/"): path is not normalised; write /mnt/trail instead',
+    'virtiofs_guest_mounts[4] (tag "my share", path "/mnt/space"): tag \'my share\' contains \' \': a tag may only '
+    "contain A-Z a-z 0-9 . _ : @ + = / - (the guest writes it into /etc/fstab and mount options); rename the share",
 ]
 
 

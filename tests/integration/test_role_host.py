@@ -109,6 +109,29 @@ def test_role_on_defined_domains(run_playbook, lab):
         cases = res.tasks("Each bad input")
         assert cases, "the error cases did not run"
 
+        # check mode on the empty host (docs/guide.md: run with --check --diff first): no daemon,
+        # no wrappers, no sources yet; the role predicts every share without creating anything
+        xml_empty = {d: etree.tostring(_inactive(d)) for d in ("it-host-a", "it-host-b")}
+        res = run_playbook(_play(_include("apply")), check=True, diff=True)
+        _ok(res)
+        calls = res.result(ROLE + "Apply the shares of each domain")["results"]
+        assert [r["item"] for r in calls] == ["it-host-a", "it-host-b"]
+        assert [r["changed"] for r in calls] == [True, True]
+        assert sorted(a for a in calls[0]["actions"] if a.startswith(("add share", "create source"))) == [
+            "add share 'data' (source /srv/it-host-role/a-data)",
+            "add share 'media' (source /srv/it-host-role/a-media)",
+            "create source directory /srv/it-host-role/a-data",
+            "create source directory /srv/it-host-role/a-media",
+        ]
+        predicted = etree.fromstring(calls[0]["diff"]["after"].encode())
+        assert _virtiofs(predicted) == {
+            "data": {"source": f"{SRC}/a-data", "binary": f"{INSTALL_DIR}/virtiofsd.sh", "cache": None},
+            "media": {"source": f"{SRC}/a-media", "binary": f"{INSTALL_DIR}/virtiofsd-ro.sh", "cache": None},
+        }
+        assert _memory(predicted) == ("memfd", "shared")
+        assert {d: etree.tostring(_inactive(d)) for d in xml_empty} == xml_empty
+        assert not os.path.exists(INSTALL_DIR) and not os.path.exists(SRC)
+
         # first run: installs, renders, applies
         res = run_playbook(_play(_include("apply") + _include("verify")))
         _ok(res)
@@ -282,6 +305,42 @@ def test_restart_never_then_shutdown_start(run_playbook, lab, labctl):
         _ok(res)
         assert _changed(res) == 0
         assert _domain_id(RUN_DOMAIN) == second_id
+
+        # the wrapper profile gets another option while the domain runs: its virtiofsd still has
+        # the old ones, so the domain is reported (never), then restarted (shutdown_start)
+        wrappers = {"rh_wrappers": {
+            "default": {"path": f"{INSTALL_DIR}/virtiofsd.sh",
+                        "options": {"inode_file_handles": "prefer", "announce_submounts": True, "log_level": "warn"}},
+            "ro": {"path": f"{INSTALL_DIR}/virtiofsd-ro.sh", "options": {"readonly": True, "log_level": "warn"}},
+        }}
+        res = run_playbook(_play(_include("apply")),
+                           extra_vars={**shares, **wrappers, "virtiofs_host_restart": "never"})
+        _ok(res)
+        call = res.result(ROLE + "Apply the shares of each domain")["results"][0]
+        assert call["changed"] is False and call["restart_required"] is True
+        assert call["restart_reasons"] == [
+            f"share 'run' runs {INSTALL_DIR}/virtiofsd.sh, which changed in this run: its virtiofsd keeps the old "
+            "program and options until the domain is shut down and started"
+        ]
+        assert RUN_DOMAIN in res.result(ROLE + "Report the domains that need a full shutdown and start")["msg"]
+        assert _domain_id(RUN_DOMAIN) == second_id
+        # the wrapper is already rewritten, so a later run no longer knows; the operator restarts
+        # from the report (here: the role with shutdown_start and the changed profile once more)
+        res = run_playbook(_play(_include("apply")),
+                           extra_vars={**shares, **wrappers, "virtiofs_host_restart": "never"})
+        _ok(res)
+        assert res.result(ROLE + "Apply the shares of each domain")["results"][0]["restart_required"] is False
+        res = run_playbook(_play(_include("apply")),
+                           extra_vars={**shares, **wrappers, "rh_wrappers": {
+                               **wrappers["rh_wrappers"],
+                               "default": {"path": f"{INSTALL_DIR}/virtiofsd.sh", "options": {
+                                   "inode_file_handles": "prefer", "announce_submounts": True, "log_level": "info"}}},
+                               "virtiofs_host_restart": "shutdown_start", "virtiofs_host_restart_timeout": 180})
+        _ok(res)
+        assert _domain_id(RUN_DOMAIN) != second_id
+        cmdlines = _daemon_cmdlines(RUN_DOMAIN)
+        assert cmdlines and all(argv[-3:] == ["--announce-submounts", "--inode-file-handles=prefer", "--log-level=info"]
+                                for argv in cmdlines), cmdlines
     finally:
         labctl.destroy_guest(RUN_DOMAIN)
         res = run_playbook(_play(_include("cleanup")))

@@ -64,3 +64,11 @@ def test_galaxy_build_install_and_doc(tmp_path: Path, collection_tree: Path):
         assert doc["doc"]["short_description"], mod
         assert doc["examples"].strip(), mod
         assert "attributes" in doc["doc"], f"{mod} has no attributes block"
+    filters = sorted(p.stem for p in (ROOT / "plugins" / "filter").glob("*.py") if p.stem != "__init__")
+    assert filters, "no filters"
+    for name in filters:
+        proc = subprocess.run([tool("ansible-doc"), "--json", "-t", "filter", f"virtiofs.libvirt.{name}"], check=False,
+                              capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)[f"virtiofs.libvirt.{name}"]
+        assert doc["doc"]["short_description"] and doc["examples"].strip() and doc["return"], name

@@ -31,6 +31,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
     element_to_string,
     memory_status,
     share_to_dict,
+    tag_error,
     verify_converged,
 )
 
@@ -384,8 +385,12 @@ def test_memory_backing_skip():
     "specs, pattern",
     [
         ([ShareSpec(tag="", source="/x")], "tag is empty"),
-        ([ShareSpec(tag="a" * 37, source="/x")], "is 37 bytes long, the virtio-fs limit is 36 bytes"),
+        ([ShareSpec(tag="a" * 37, source="/x")], "is 37 bytes long but a virtio-fs tag holds at most 36 bytes"),
         ([ShareSpec(tag="\u00e9" * 19, source="/x")], "is 38 bytes long"),
+        ([ShareSpec(tag="web data", source="/x")], r"tag 'web data' contains ' ': a tag may only contain A-Z a-z 0-9"),
+        ([ShareSpec(tag="a,b#c", source="/x")], r"tag 'a,b#c' contains '#,'"),
+        ([ShareSpec(tag="caf\u00e9", source="/x")], "contains '\u00e9'.*rename the share"),
+        ([ShareSpec(tag="a\tb", state="absent")], "contains control characters"),
         ([ShareSpec(tag="a", source="/x"), ShareSpec(tag="a", state="absent")], "tag 'a' is given more than once"),
         ([ShareSpec(tag="ninep", source="/x")], r"tag 'ninep' is already used by a 9p filesystem .*choose another tag"),
         ([ShareSpec(tag="a", source="relative/dir")], "source 'relative/dir' is a relative path"),
@@ -544,7 +549,8 @@ def test_verify_converged_reports_dropped_option():
 # Properties (hypothesis)
 # ---------------------------------------------------------------------------------------------
 
-TAG_CHARS = st.characters(min_codepoint=33, max_codepoint=0x2FF)
+# what tag_error accepts (the fstab-safe set); refusals are tested on their own
+TAG_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@+=/-"
 
 
 @st.composite
@@ -712,3 +718,17 @@ def test_binary_path_not_in_normal_form_is_refused(path):
     spec = ShareSpec.from_params({"tag": "t", "source": "/srv/t", "binary_path": path})
     with pytest.raises(DomainXMLError, match="not in normal form"):
         spec.validate()
+
+
+@pytest.mark.parametrize("tag", ["a", "data", "web-01_v2.x", "host:/srv@x+y=z", "t" * 36])
+def test_tag_error_accepts_fstab_safe_tags(tag):
+    assert tag_error(tag) is None
+    ShareSpec(tag=tag, source="/x").validate()
+
+
+def test_tag_error_charset_only_for_present_shares():
+    # an old definition may carry any tag; removing it must stay possible
+    ShareSpec(tag="old share, v1", state="absent").validate()
+    assert tag_error("old share, v1", charset=False) is None
+    assert "contains ' ,'" in tag_error("old share, v1")
+    assert "is 37 bytes long" in tag_error("x" * 37, charset=False)

@@ -1,0 +1,57 @@
+# Copyright: virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: tag_error
+short_description: Why a string cannot be a virtio-fs mount tag
+version_added: 0.1.0
+author: virtiofs.libvirt contributors
+description:
+  - Returns the reason why the input cannot be used as a virtio-fs mount tag (libvirt C(<target dir>)), or an empty
+    string when it can.
+  - This is the rule the M(virtiofs.libvirt.share) module applies and that the roles
+    R(virtiofs.libvirt.host,ansible_collections.virtiofs.libvirt.host_role) and
+    R(virtiofs.libvirt.guest,ansible_collections.virtiofs.libvirt.guest_role) check before they change anything.
+  - "A tag is 1 to 36 bytes (UTF-8) made of C(A-Z a-z 0-9 . _ : @ + = / -); the guest writes it into C(/etc/fstab)
+    and mount options, where whitespace, C(#), a backslash and C(,) would break."
+options:
+  _input:
+    description: The tag to check.
+    type: raw
+    required: true
+  charset:
+    description:
+      - Also check the characters. V(false) checks only emptiness, length and control characters (what a share that
+        is being removed needs).
+    type: bool
+    default: true
+"""
+
+EXAMPLES = r"""
+- name: Refuse a bad tag early
+  ansible.builtin.assert:
+    that: (my_tag | virtiofs.libvirt.tag_error) == ''
+    fail_msg: "{{ my_tag | virtiofs.libvirt.tag_error }}"
+"""
+
+RETURN = r"""
+_value:
+  description:
+    - Empty string when the tag is valid; otherwise the problem and the fix, for example that
+      C(my share) contains a space and which characters a tag may contain.
+  type: str
+"""
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import tag_error
+
+
+def _tag_error(tag, charset=True):
+    return tag_error(tag, charset=bool(charset)) or ""
+
+
+class FilterModule:
+    def filters(self):
+        return {"tag_error": _tag_error}
