@@ -42,6 +42,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import (
     format_version,
     parse_requirement,
     parse_version,
+    requirement_is_exact,
     satisfies,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
@@ -772,10 +773,8 @@ class Request:
         """The version this request will end up with, when it is fully determined."""
         if self.crate_version:
             return format_version(parse_version(self.crate_version))
-        if self.version:
-            op, ver = parse_requirement(self.version)
-            if op == "==":
-                return format_version(ver)
+        if self.version and requirement_is_exact(self.version):
+            return format_version(parse_requirement(self.version)[1])
         return None
 
 

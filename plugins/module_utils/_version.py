@@ -36,21 +36,45 @@ def libvirt_int_to_version(number: int) -> tuple[int, int, int]:
     return (number // 1000000, (number // 1000) % 1000, number % 1000)
 
 
+def _precision(text: str) -> int:
+    """How many of major, minor, micro ``text`` gives (``1.13`` -> 2)."""
+    m = _VERSION_RE.match(text or "")
+    if not m:
+        raise VersionError(f"not a version number: {text!r} (expected X.Y.Z)")
+    return 1 + (m.group(2) is not None) + (m.group(3) is not None)
+
+
 def parse_requirement(text: str) -> tuple[str, tuple[int, int, int]]:
     """Parse ``1.13.2`` (exact), ``==1.13.2``, ``>=1.10.0`` ... into ``(operator, version)``."""
+    op, version, _precision_ = _parse_requirement(text)
+    return op, version
+
+
+def _parse_requirement(text: str) -> tuple[str, tuple[int, int, int], int]:
     m = _REQ_RE.match(text or "")
     if not m:
         raise VersionError(f"not a version requirement: {text!r} (expected e.g. 1.13.2 or >=1.10.0)")
     op = m.group(1) or "=="
     if op == "=":
         op = "=="
-    return op, parse_version(m.group(2))
+    return op, parse_version(m.group(2)), _precision(m.group(2))
+
+
+def requirement_is_exact(text: str) -> bool:
+    """True for ``1.13.2`` / ``==1.13.2``; ``1.13`` means any 1.13.x and is not exact."""
+    op, _version, precision = _parse_requirement(text)
+    return op == "==" and precision == 3
 
 
 def satisfies(version: t.Sequence[int], requirement: str) -> bool:
-    """True when ``version`` meets ``requirement`` (see :func:`parse_requirement`)."""
-    op, wanted = parse_requirement(requirement)
-    have = tuple(version)
+    """True when ``version`` meets ``requirement`` (see :func:`parse_requirement`).
+
+    A requirement with fewer parts compares only those parts: ``1.13`` is met by every 1.13.x,
+    ``<=1.13`` by 1.13.5, ``>1.13`` only from 1.14.0 on.
+    """
+    op, wanted, precision = _parse_requirement(requirement)
+    have = tuple(version)[:precision]
+    wanted = wanted[:precision]
     return {
         "==": have == wanted,
         ">=": have >= wanted,

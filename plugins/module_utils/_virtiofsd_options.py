@@ -66,6 +66,18 @@ class BoolForm:
     note: str = ""
 
 
+# Linux capability names as libcap-ng's capng_name_to_capability() knows them (virtiofsd's
+# --modcaps uses it); linux/capability.h up to CAP_CHECKPOINT_RESTORE (Linux 5.9).
+CAPABILITIES = (
+    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
+    "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw", "ipc_lock", "ipc_owner",
+    "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
+    "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write", "audit_control", "setfcap",
+    "mac_override", "mac_admin", "syslog", "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf",
+    "checkpoint_restore",
+)
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     key: str
@@ -197,8 +209,9 @@ _OPTION_LIST: t.List[OptionSpec] = [
     OptionSpec(
         "modcaps", "--modcaps", KIND_STR, _v("1.2.0"),
         "Modify the daemon's capability set, e.g. +sys_admin:-chown.",
-        pattern=r"[+-][A-Za-z_]+(?::[+-][A-Za-z_]+)*",
-        pattern_help="a ':'-separated list of +capability / -capability, e.g. +sys_admin:-chown",
+        pattern=r"(?i)[+-](?:{caps})(?::[+-](?:{caps}))*".format(caps="|".join(CAPABILITIES)),
+        pattern_help="a ':'-separated list of +capability / -capability with Linux capability names as libcap-ng "
+        "knows them (without cap_), e.g. +sys_admin:-chown",
     ),
     OptionSpec(
         "posix_acl", "--posix-acl", KIND_BOOL, _v("1.2.0"),

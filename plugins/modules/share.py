@@ -85,7 +85,8 @@ options:
   xml_file:
     description:
       - A domain XML file on the managed host to patch in place instead of a defined domain, for example a
-        templated definition before it is defined. The file is replaced atomically and keeps its owner and mode.
+        templated definition before it is defined. The file is replaced atomically and keeps its owner and mode;
+        a symbolic link is followed (its target is replaced, the link stays).
       - No libvirt is needed, and no libvirt version checks are made.
     type: path
   tag:
@@ -736,7 +737,8 @@ class ShareModule:
     # -- xml_file ------------------------------------------------------------------------------
 
     def run_file(self, specs: t.Sequence[ShareSpec], missing: t.Sequence[t.Tuple[str, t.Dict[str, t.Any]]]) -> None:
-        path = self.p["xml_file"]
+        # follow a symlink: replace its target, keep the link (like ansible.builtin.copy)
+        path = os.path.realpath(self.p["xml_file"])
         if self.p["live"] != "false":
             raise ShareError("live cannot be used with xml_file: there is no running domain for a file")
         before = DomainXML.from_file(path)

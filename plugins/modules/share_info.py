@@ -135,7 +135,8 @@ domains:
       description:
         - What is wrong, one dict per problem with C(code), C(share) (the tag or V(null)) and C(msg).
         - "Codes: C(no_shared_memory), C(no_rust_daemon) (no C(<binary path>) and the daemon libvirt would pick is not
-          the Rust virtiofsd), C(binary_not_executable), C(lock_present), C(source_missing), C(not_attached)
+          the Rust virtiofsd), C(binary_not_executable), C(legacy_c_daemon) (C(<binary path>) is QEMU's legacy C
+          daemon; only with O(probe_binaries=true)), C(lock_present), C(source_missing), C(not_attached)
           (running domain without the share), C(daemon_not_running)."
       type: list
       elements: dict
@@ -234,6 +235,11 @@ class ShareInfo:
                 if probe["error"] == "not an executable file":
                     problem("binary_not_executable", tag,
                             f"share {tag!r}: binary {share['binary_path']!r} is not an executable file on this host")
+                elif probe["implementation"] == "c":
+                    problem("legacy_c_daemon", tag,
+                            f"share {tag!r}: binary {share['binary_path']!r} is QEMU's legacy C virtiofsd "
+                            f"({probe['version'] or 'unknown version'}), not the Rust daemon: install the Rust virtiofsd "
+                            "(virtiofs.libvirt.virtiofsd) and point binary_path at it or at a wrapper")
             elif share["source_socket"] is None:
                 if default_daemon is None or default_daemon.get("implementation") != "rust":
                     which = ("no vhost-user descriptor of type fs" if default_daemon is None

@@ -74,6 +74,7 @@ options:
     description:
       - Version requirement on the daemon, exact (V(1.13.2)) or with an operator (V(>=1.10.0),
         V(<=), V(<), V(>), V(==)).
+      - A shorter version compares only the parts it gives, V(1.13) accepts any 1.13.x and V(>1.13) starts at 1.14.0.
       - The installed or found binary's C(--version) must satisfy it; otherwise the module fails
         and nothing changes.
     type: str

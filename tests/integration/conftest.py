@@ -6,12 +6,17 @@
   runs ansible-playbook against the lab inventory with the JSON callback and returns
   a ``PlaybookResult`` (rc, stdout, per-task results by task name).
 - ``labctl``: the tests/lab/labctl.py module (clone_guest, destroy_guest, guest_ssh, wait_ssh).
+- ``run_target(name, timeout=1800)``: runs ``targets/<name>/tasks/main.yml`` on the hypervisor,
+  asserts it succeeded with no failed or unreachable host, and returns the ``PlaybookResult``.
+- ``copy_rust_binary(dest)``: a test's own copy of the lab's Rust virtiofsd (tests must not
+  touch the lab's), refreshed when the lab's binary changed.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -123,3 +128,42 @@ def run_playbook(lab):
         return PlaybookResult(proc.returncode, proc.stdout, proc.stderr, data)
 
     return _run
+
+
+@pytest.fixture
+def run_target(run_playbook, lab):
+    def _run(name: str, timeout: int = 1800) -> PlaybookResult:
+        target = ROOT / "tests" / "integration" / "targets" / name / "tasks" / "main.yml"
+        res = run_playbook(
+            f"""
+- name: {name} target
+  hosts: hypervisor
+  gather_facts: false
+  tasks:
+    - name: Run the target
+      ansible.builtin.include_tasks: {target}
+""",
+            extra_vars={"lab_state_file": str(Path(lab["inventory"]).with_name("lab.json"))},
+            timeout=timeout,
+        )
+        assert res.rc == 0, res.stdout[-8000:] + res.stderr[-2000:]
+        stats = res.stats["hypervisor"]
+        assert stats["failures"] == 0 and stats["unreachable"] == 0
+        return res
+
+    return _run
+
+
+@pytest.fixture
+def copy_rust_binary(lab):
+    def _copy(dest: Path) -> str:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        src = lab["virtiofsd_binary"]
+        if not dest.exists() or dest.read_bytes() != Path(src).read_bytes():
+            tmp = dest.with_suffix(".tmp")
+            shutil.copyfile(src, tmp)
+            tmp.chmod(0o755)
+            tmp.replace(dest)
+        return str(dest)
+
+    return _copy

@@ -16,7 +16,6 @@ Skips (with the reason) when the lab is not up. Domains are called ``it-share-*`
 """
 from __future__ import annotations
 
-import shutil
 import threading
 import uuid
 from pathlib import Path
@@ -25,8 +24,6 @@ import libvirt
 import pytest
 from lxml import etree
 
-ROOT = Path(__file__).resolve().parents[2]
-TARGET = ROOT / "tests" / "integration" / "targets" / "share" / "tasks" / "main.yml"
 BASE = Path("/opt/it-share-py")
 BINARY = BASE / "virtiofsd"
 SRC = Path("/srv/it-share-py")
@@ -37,16 +34,9 @@ CONC_PORT = 2231
 
 
 @pytest.fixture(scope="module")
-def rust_binary(lab):
+def rust_binary(copy_rust_binary):
     """Own copy of the lab's Rust virtiofsd (tests must not touch the lab's)."""
-    BASE.mkdir(parents=True, exist_ok=True)
-    src = lab["virtiofsd_binary"]
-    if not BINARY.exists() or BINARY.read_bytes() != Path(src).read_bytes():
-        tmp = BINARY.with_suffix(".tmp")
-        shutil.copyfile(src, tmp)
-        tmp.chmod(0o755)
-        tmp.replace(BINARY)
-    return str(BINARY)
+    return copy_rust_binary(BINARY)
 
 
 def share_play(domain: str) -> str:
@@ -92,21 +82,8 @@ def tags_of(xml: str) -> list[str]:
             if fs.find("driver") is not None and fs.find("driver").get("type") == "virtiofs"]
 
 
-def test_target(run_playbook, lab):
-    res = run_playbook(
-        f"""
-- name: share target
-  hosts: hypervisor
-  gather_facts: false
-  tasks:
-    - name: Run the target
-      ansible.builtin.include_tasks: {TARGET}
-""",
-        extra_vars={"lab_state_file": str(Path(lab["inventory"]).with_name("lab.json"))},
-    )
-    assert res.rc == 0, res.stdout[-8000:] + res.stderr[-2000:]
-    stats = res.stats["hypervisor"]
-    assert stats["failures"] == 0 and stats["unreachable"] == 0
+def test_target(run_target, lab):
+    res = run_target("share")
     errors = res.result("Each error")
     assert len(errors["results"]) >= 18
     for item in errors["results"]:

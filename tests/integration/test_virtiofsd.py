@@ -25,8 +25,6 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-TARGET = ROOT / "tests" / "integration" / "targets" / "virtiofsd" / "tasks" / "main.yml"
 MEMBER = "target/x86_64-unknown-linux-musl/release/virtiofsd"
 C_DAEMON = Path("/usr/lib/qemu/virtiofsd")
 INSTALL_DIR = Path("/opt/it-virtiofsd-archives")
@@ -47,22 +45,8 @@ PLAY = """
 """
 
 
-def test_target(run_playbook, lab):
-    res = run_playbook(
-        f"""
-- name: virtiofsd target
-  hosts: hypervisor
-  gather_facts: false
-  tasks:
-    - name: Run the target
-      ansible.builtin.include_tasks: {TARGET}
-""",
-        extra_vars={"lab_state_file": str(Path(lab["inventory"]).with_name("lab.json"))},
-        timeout=2400,
-    )
-    assert res.rc == 0, res.stdout[-8000:] + res.stderr[-2000:]
-    stats = res.stats["hypervisor"]
-    assert stats["failures"] == 0 and stats["unreachable"] == 0
+def test_target(run_target, lab):
+    res = run_target("virtiofsd", timeout=2400)
     # the cases really ran (a skipped include would also give rc 0)
     assert res.result("Install")["changed"] is True
     assert res.result("Install again")["changed"] is False

@@ -580,6 +580,7 @@ def test_request_without_checksum_allowed_when_not_required():
     I.Request(method="url", url="https://a/x.zip", checksum_required=False).validate()
     assert I.Request(version="1.13.2").exact_version() == "1.13.2"
     assert I.Request(version=">=1.10").exact_version() is None
+    assert I.Request(version="1.13").exact_version() is None  # any 1.13.x
     assert I.Request(crate_version="1.13.2", version=">=1").exact_version() == "1.13.2"
 
 
