@@ -22,10 +22,10 @@ options:
     description: The tag to check.
     type: raw
     required: true
-  charset:
+  strict:
     description:
-      - Also check the characters. V(false) checks only emptiness, length and control characters (what a share that
-        is being removed needs).
+      - Check the length and the characters. V(false) only checks for a non-empty string (what a share that is being
+        removed needs, libvirt itself stores any tag).
     type: bool
     default: true
 """
@@ -45,11 +45,13 @@ _value:
   type: str
 """
 
+from ansible.module_utils.parsing.convert_bool import boolean
+
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import tag_error
 
 
-def _tag_error(tag, charset=True):
-    return tag_error(tag, charset=bool(charset)) or ""
+def _tag_error(tag, strict=True):
+    return tag_error(tag, strict=boolean(strict, strict=True)) or ""
 
 
 class FilterModule:

@@ -210,7 +210,7 @@ class ShareSpec:
     def validate(self) -> None:
         """Check the spec on its own (no domain, no host); raise :class:`DomainXMLError`."""
         # a share that is being removed may carry any tag an old definition has
-        problem = tag_error(self.tag, charset=self.state != "absent")
+        problem = tag_error(self.tag, strict=self.state != "absent")
         if problem:
             raise DomainXMLError(problem)
         if self.state not in STATES:
@@ -307,14 +307,19 @@ class ShareSpec:
         }
 
 
-def tag_error(tag: t.Any, charset: bool = True) -> t.Optional[str]:
+def tag_error(tag: t.Any, strict: bool = True) -> t.Optional[str]:
     """Why ``tag`` cannot be a virtio-fs mount tag, or ``None`` when it can.
 
-    Checks emptiness, the 36-byte limit of the device's tag field (UTF-8 bytes) and, with
-    ``charset``, the characters of :data:`TAG_CHARS`.
+    Checks that it is a non-empty string and, with ``strict``, the 36-byte limit of the device's
+    tag field (UTF-8 bytes) and the characters of :data:`TAG_CHARS`. ``strict=False`` is for
+    shares being removed: libvirt itself stores longer tags and any characters.
     """
-    if tag is None or not isinstance(tag, str) or tag == "":
+    if tag is None or tag == "":
         return "tag is empty: give the mount tag (libvirt <target dir>), 1 to 36 bytes"
+    if not isinstance(tag, str):
+        return f"tag must be a string, got {type(tag).__name__} {tag!r}: quote it in YAML"
+    if not strict:
+        return None
     size = len(tag.encode("utf-8"))
     if size > TAG_MAX_BYTES:
         return (
@@ -323,7 +328,7 @@ def tag_error(tag: t.Any, charset: bool = True) -> t.Optional[str]:
         )
     if any(ord(c) < 32 or ord(c) == 127 for c in tag):
         return f"tag {tag!r} contains control characters: a tag may only contain {TAG_CHARS}"
-    if charset and not _TAG_RE.fullmatch(tag):
+    if not _TAG_RE.fullmatch(tag):
         bad = "".join(sorted({c for c in tag if not _TAG_RE.fullmatch(c)}))
         return (
             f"tag {tag!r} contains {bad!r}: a tag may only contain {TAG_CHARS} (the guest writes it into "

@@ -57,6 +57,11 @@ def _parse_requirement(text: str) -> tuple[str, tuple[int, int, int], int]:
     op = m.group(1) or "=="
     if op == "=":
         op = "=="
+    if not re.fullmatch(r"v?\d+(?:\.\d+){0,2}", m.group(2)):
+        raise VersionError(
+            f"not a version requirement: {text!r} (expected X, X.Y or X.Y.Z, optionally after ==, >=, <=, > or <, "
+            "e.g. 1.13.2 or >=1.10)"
+        )
     return op, parse_version(m.group(2)), _precision(m.group(2))
 
 

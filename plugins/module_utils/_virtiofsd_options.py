@@ -209,7 +209,7 @@ _OPTION_LIST: t.List[OptionSpec] = [
     OptionSpec(
         "modcaps", "--modcaps", KIND_STR, _v("1.2.0"),
         "Modify the daemon's capability set, e.g. +sys_admin:-chown.",
-        pattern=r"(?i)[+-](?:{caps})(?::[+-](?:{caps}))*".format(caps="|".join(CAPABILITIES)),
+        pattern=r"(?ai)[+-](?:{caps})(?::[+-](?:{caps}))*".format(caps="|".join(CAPABILITIES)),
         pattern_help="a ':'-separated list of +capability / -capability with Linux capability names as libcap-ng "
         "knows them (without cap_), e.g. +sys_admin:-chown",
     ),

@@ -314,8 +314,10 @@ options:
       - Create missing O(source) directories (with parents) instead of failing; O(owner), O(group) and O(mode)
         apply to the source directory itself. Entries of O(shares) can set their own C(create_source), C(owner),
         C(group) and C(mode).
-      - Directories are created just before the definition is written; when the run fails after that they are
-        removed again (as long as they are still empty). Check mode reports them in RV(actions).
+      - An unknown O(owner) or O(group) or a malformed O(mode) is an error before anything is created (also in check
+        mode). Directories are created just before the definition is written; when the run fails before the
+        definition is written they are removed again (as long as they are still empty). Check mode reports them in
+        RV(actions).
     type: bool
     default: false
   owner:
@@ -496,7 +498,10 @@ defined_with_validation:
 """
 
 import datetime
+import grp
 import os
+import pwd
+import re
 import tempfile
 import typing as t
 
@@ -629,8 +634,9 @@ class ShareModule:
         self.extra_actions: t.List[str] = []
         # tag -> per-share create_source/owner/group/mode (from shares[] or the top level)
         self.source_params: t.Dict[str, t.Dict[str, t.Any]] = {}
-        # directories this run created, removed again when the run fails
+        # directories this run created, removed again when the run fails before writing
         self.created_dirs: t.List[str] = []
+        self.written = False
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -659,13 +665,13 @@ class ShareModule:
     def check_host(self, specs: t.Sequence[ShareSpec]) -> t.List[t.Tuple[str, t.Dict[str, t.Any]]]:
         """Check binaries and sources on this host; return sources that must be created."""
         missing: t.List[t.Tuple[str, t.Dict[str, t.Any]]] = []
-        pending = set(self.p["pending_binaries"]) if self.module.check_mode else set()
+        pending = {os.path.normpath(p) for p in self.p["pending_binaries"]} if self.module.check_mode else set()
         for spec in specs:
             if spec.state != "present":
                 continue
             if spec.binary_path is not None:
                 path = spec.binary_path
-                if not os.path.exists(path) and path in pending:
+                if not os.path.exists(path) and os.path.normpath(path) in pending:
                     pass  # an earlier task of this run installs it (check mode prediction)
                 elif not (os.path.isfile(path) and os.access(path, os.X_OK)):
                     what = "does not exist" if not os.path.exists(path) else "is not an executable file"
@@ -685,9 +691,33 @@ class ShareModule:
                         f"share {spec.tag!r}: source directory {spec.source!r} does not exist on this host: "
                         "create it first or set create_source=true"
                     )
+                self.check_ownership(spec.tag, params)
                 if spec.source not in [path for path, _params in missing]:
                     missing.append((spec.source, params))
         return missing
+
+    @staticmethod
+    def check_ownership(tag: str, params: t.Dict[str, t.Any]) -> None:
+        """Refuse an unknown owner/group or a malformed mode before anything is created."""
+        for key, lookup in (("owner", pwd.getpwnam), ("group", grp.getgrnam)):
+            value = params.get(key)
+            if value is None or str(value).isdigit():
+                continue
+            try:
+                lookup(str(value))
+            except KeyError:
+                raise ShareError(
+                    f"share {tag!r}: {key} {value!r} of the source directory to create does not exist on this host: "
+                    f"create the {'user' if key == 'owner' else 'group'} first or choose another"
+                ) from None
+        mode = params.get("mode")
+        if mode is not None and not isinstance(mode, int) and not re.fullmatch(
+            r"0?[0-7]{3,4}|[ugoa]*[-+=][rwxXstugo]*(?:,[ugoa]*[-+=][rwxXstugo]*)*", str(mode)
+        ):
+            raise ShareError(
+                f"share {tag!r}: mode {mode!r} of the source directory to create is neither octal (e.g. '0755') "
+                "nor symbolic (e.g. 'u=rwx,g=rx,o=')"
+            )
 
     def create_sources(self, missing: t.Sequence[t.Tuple[str, t.Dict[str, t.Any]]]) -> None:
         for path, params in missing:
@@ -757,6 +787,7 @@ class ShareModule:
             with os.fdopen(fd, "wb") as f:
                 f.write(after.to_bytes())
             self.module.atomic_move(tmp, path)
+            self.written = True
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -818,6 +849,7 @@ class ShareModule:
             self.create_sources(missing)
             missing = []
             self.result["defined_with_validation"] = dom.define(after.to_string(), current_xml)
+            self.written = True
             stored = DomainXML.from_string(dom.inactive_xml(), what=f"definition of domain {dom.name!r}")
             problems = verify_converged(after, stored, specs, exclusive=exclusive, memory_backing=memory_backing)
             if problems:
@@ -922,8 +954,9 @@ class ShareModule:
                 if not HAS_LIBVIRT:
                     raise MissingLibrary(missing_required_lib("libvirt-python"), LIBVIRT_IMPORT_ERROR)
                 self.run_domain(specs, missing)
-        except Exception:
-            self.remove_created_sources()
+        except BaseException:  # also SystemExit: fail_json from set_fs_attributes_if_different
+            if not self.written:  # a definition that is in place keeps its source directories
+                self.remove_created_sources()
             raise
         self.result["actions"] = self.patch_actions + self.extra_actions
         for warning in self.warnings:
@@ -943,6 +976,8 @@ def main() -> None:
         result = runner.run()
     except (MissingLibrary, ShareError, DomainXMLError, LibvirtFeatureError, LibvirtAdapterError, OSError) as exc:
         partial = {k: v for k, v in runner.result.items() if k in ("libvirt_version", "domain", "backup_file")}
+        if runner.written:  # the new definition is in place even though a later step failed
+            partial["changed"] = True
         if getattr(exc, "exception", None):
             partial["exception"] = exc.exception  # type: ignore[attr-defined]
         module.fail_json(msg=str(exc), **partial)

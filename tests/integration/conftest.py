@@ -154,7 +154,7 @@ def run_target(run_playbook, lab):
     return _run
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def copy_rust_binary(lab):
     def _copy(dest: Path) -> str:
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ def test_galaxy_build_install_and_doc(tmp_path: Path, collection_tree: Path):
     with tarfile.open(tarballs[0]) as tf:
         names = set(tf.getnames())
     assert "MANIFEST.json" in names and "meta/runtime.yml" in names
-    assert not any(n.startswith(".ci") or "__pycache__" in n for n in names)
+    assert not any(n.startswith((".ci", "collections")) or "__pycache__" in n or n.endswith(".whl") for n in names)
     inst = tmp_path / "installed"
     env = env_with_venv()
     env["ANSIBLE_COLLECTIONS_PATH"] = str(inst)  # only the installed tarball, not the dev checkout

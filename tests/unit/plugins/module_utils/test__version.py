@@ -48,7 +48,7 @@ def test_requirement_is_exact():
     assert not requirement_is_exact("1.13") and not requirement_is_exact(">=1.13.2")
 
 
-@pytest.mark.parametrize("bad", ["", "latest", ">=", "1.x"])
+@pytest.mark.parametrize("bad", ["", "latest", ">=", "1.x", "1.10-1.13", "1.13-rc1", "1.13.2.1"])
 def test_bad_requirements(bad):
     with pytest.raises(VersionError):
         parse_requirement(bad)

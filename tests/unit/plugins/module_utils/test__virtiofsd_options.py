@@ -228,6 +228,7 @@ def test_uid_map_repeat_needs_1110():
         ({"translate_gid": ["forbid-guest:1:2:3"]}, "not a valid translate_gid entry"),
         ({"modcaps": "sys_admin"}, "not a valid modcaps"),
         ({"modcaps": "+bogus_cap"}, "not a valid modcaps"),
+        ({"modcaps": "+\u212aill"}, "not a valid modcaps"),  # Kelvin sign: not "kill" for libcap-ng
         ({"modcaps": "+cap_sys_admin"}, "not a valid modcaps"),
         ({"modcaps": "+sys_admin:-chwon"}, "not a valid modcaps"),
         ({"xattrmap": "a\nb"}, "not a valid xattrmap"),
