@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,12 +45,39 @@ def labctl():
     return LABCTL
 
 
+def _wait_for_background_lab() -> None:
+    """tests/bin/run-tests brings the lab up in the background: wait for it, fail on its error."""
+    rc_file = os.environ.get("VIRTIOFS_LAB_UP_RC")
+    if not rc_file:
+        return
+    deadline = time.time() + 3600
+    while not os.path.exists(rc_file):
+        if time.time() > deadline:
+            pytest.fail("tests/lab/lab up did not finish within an hour")
+        time.sleep(2)
+    rc = Path(rc_file).read_text().strip()
+    if rc != "0":
+        log = Path(os.environ.get("VIRTIOFS_LAB_UP_LOG", "/dev/null")).read_text()[-6000:]
+        pytest.fail(f"tests/lab/lab up exited {rc}:\n{log}")
+
+
 @pytest.fixture(scope="session")
 def lab() -> dict:
+    _wait_for_background_lab()
     state = LABCTL.load_state()
     if not state:
+        if os.environ.get("VIRTIOFS_LAB_REQUIRED") == "1":
+            pytest.fail("the lab is not up (no lab.json) although tests/bin/run-tests brought it up")
         pytest.skip("the lab is not up: run tests/lab/lab up (tests/bin/run-tests does)")
     return state
+
+
+@pytest.fixture(scope="session")
+def lab2(lab) -> dict:
+    """The second hypervisor's part of the lab state (``lab["hypervisor2"]``)."""
+    if "hypervisor2" not in lab:
+        pytest.fail("the lab has no second hypervisor (lab.json has no 'hypervisor2'): run tests/lab/lab up")
+    return lab["hypervisor2"]
 
 
 @dataclass

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The molecule scenario extensions/molecule/default on the real lab, as CI runs it.
 
-``molecule test`` boots a guest clone, runs virtiofs.libvirt.site (install, wrapper, patch,
+``molecule test`` boots a guest clone on each of the lab's two hypervisors (Debian 12 / libvirt
+9.0 with ``method: url``, Debian 13 / libvirt 11 with the role's default ``method: package``),
+runs virtiofs.libvirt.site across both (install, wrapper, patch,
 graceful restart, fstab mount), runs it again (molecule's idempotence check fails on any
 change), verifies the file exchange both ways, the fstab line and the running daemon's options,
 and destroys the clone. Skips (with the reason) when the lab is not up.
@@ -45,12 +47,13 @@ def test_molecule_default_scenario(lab):
     # the idempotence run: every host reports changed=0
     idem = out[out.index("[default > idempotence] Executing"):out.index("[default > idempotence] Executed")]
     recaps = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", idem, re.M)
-    assert {host for host, changed in recaps} == {"hypervisor", "molecule-guest"}
+    assert {host for host, changed in recaps} == {"hypervisor", "hypervisor2", "molecule-guest", "molecule-guest2"}
     assert all(changed == "0" for host, changed in recaps), recaps
     assert "Check the guest side" in out and "Check the running daemon" in out
-    # destroy removed the clone
-    conn = libvirt.open(lab["uri"])
-    try:
-        assert DOMAIN not in [d.name() for d in conn.listAllDomains()]
-    finally:
-        conn.close()
+    # destroy removed the clones, on both hypervisors
+    for uri, name in ((lab["uri"], DOMAIN), (lab["hypervisor2"]["uri"], DOMAIN + "2")):
+        conn = libvirt.open(uri)
+        try:
+            assert name not in [d.name() for d in conn.listAllDomains()]
+        finally:
+            conn.close()

@@ -21,7 +21,11 @@ import sys
 import tarfile
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hypervisor2 as hv2  # noqa: E402 (tests/lab/hypervisor2.py)
 
 CACHE = Path(os.environ.get("VIRTIOFS_LAB_CACHE", "/var/cache/virtiofs-libvirt-lab"))
 STATE = Path(os.environ.get("VIRTIOFS_LAB_STATE", "/var/lib/virtiofs-libvirt-lab"))
@@ -195,9 +199,8 @@ def _recipe_hash(*parts) -> str:
     return h.hexdigest()[:12]
 
 
-def ensure_image() -> dict:
+def ensure_image(rel: str = "bookworm") -> dict:
     step = "guest-image"
-    rel = "bookworm"
     key = _recipe_hash(IMAGE_RECIPE_VERSION, rel, GUEST_PACKAGES)
     out = CACHE / f"image-{key}"
     info = {
@@ -224,8 +227,9 @@ def ensure_image() -> dict:
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     shutil.copy(tmp / "id_ed25519.pub", ssh_dir / "authorized_keys")
     os.chmod(ssh_dir / "authorized_keys", 0o600)
-    (root / "etc/hostname").write_text("vfs-lab-guest\n")
-    (root / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 vfs-lab-guest\n")
+    hostname = "vfs-lab-guest" if rel == "bookworm" else f"vfs-lab-guest-{rel}"
+    (root / "etc/hostname").write_text(f"{hostname}\n")
+    (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {hostname}\n")
     (root / "etc/fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
     net = root / "etc/systemd/network/10-lab.network"
     net.write_text("[Match]\nName=e*\n\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\nDNS=10.0.2.3\n")
@@ -466,24 +470,44 @@ def _overlay(name: str, base: str) -> str:
     return str(path)
 
 
+def hypervisor_uri(hypervisor: str = "hypervisor", state: dict | None = None) -> str:
+    """The libvirt URI of a lab hypervisor as this machine reaches it."""
+    if hypervisor == "hypervisor":
+        return URI
+    state = state or load_state()
+    if hv2.NAME not in state:
+        raise LabError("domain", f"{hypervisor} is not up (no {hv2.NAME} in lab.json): run tests/lab/lab up")
+    return state[hv2.NAME]["uri"]
+
+
 def clone_guest(name: str, ssh_port: int, start: bool = True, wait: bool = True,
                 shared_memory: bool = False, filesystems: list[dict] | None = None,
-                memory_mib: int = 1024, state: dict | None = None) -> dict:
+                memory_mib: int = 1024, state: dict | None = None, hypervisor: str = "hypervisor") -> dict:
     """Define (and boot) a TCG guest from a fresh overlay of the lab's base image.
 
-    Returns ``{"name", "ssh_port", "ssh_key", "disk"}``. Any existing domain of that name is
-    removed first. Tests must call :func:`destroy_guest` when done.
+    ``hypervisor``: ``hypervisor`` (this machine's libvirt, the Debian 12 guest image) or
+    ``hypervisor2`` (the second hypervisor's libvirt, its own guest image; paths in
+    ``filesystems`` are then paths inside its tree). Returns ``{"name", "ssh_port", "ssh_key",
+    "disk", "uri"}``. Any existing domain of that name is removed first. Tests must call
+    :func:`destroy_guest` when done.
     """
     import libvirt  # noqa: PLC0415
 
     state = state or load_state()
     if not state:
         raise LabError("domain", "lab is not up (no lab.json): run tests/lab/lab up")
-    destroy_guest(name)
-    disk = _overlay(name, state["base_image"])
-    xml = guest_xml(name, ssh_port, disk, state, memory_mib=memory_mib,
+    uri = hypervisor_uri(hypervisor, state)
+    destroy_guest(name, hypervisor=hypervisor, state=state)
+    if hypervisor == "hypervisor":
+        disk = _overlay(name, state["base_image"])
+        image, key = state, state["ssh_key"]
+    else:
+        h2 = state[hv2.NAME]
+        disk = hv2.make_overlay(h2["init_pid"], name, run, "domain")
+        image, key = hv2.image_paths(), h2["guest_ssh_key"]
+    xml = guest_xml(name, ssh_port, disk, image, memory_mib=memory_mib,
                     shared_memory=shared_memory, filesystems=filesystems)
-    conn = libvirt.open(URI)
+    conn = libvirt.open(uri)
     try:
         dom = conn.defineXML(xml)
         _record_started("domain", name, None)
@@ -491,18 +515,18 @@ def clone_guest(name: str, ssh_port: int, start: bool = True, wait: bool = True,
             dom.create()
     finally:
         conn.close()
-    info = {"name": name, "ssh_port": ssh_port, "ssh_key": state["ssh_key"], "disk": disk}
+    info = {"name": name, "ssh_port": ssh_port, "ssh_key": key, "disk": disk, "uri": uri}
     if start and wait:
-        wait_ssh(ssh_port, key=state["ssh_key"])
+        wait_ssh(ssh_port, key=key)
     return info
 
 
-def destroy_guest(name: str) -> None:
+def destroy_guest(name: str, hypervisor: str = "hypervisor", state: dict | None = None) -> None:
     import libvirt  # noqa: PLC0415
 
     libvirt.registerErrorHandler(lambda *_args: None, None)
 
-    conn = libvirt.open(URI)
+    conn = libvirt.open(hypervisor_uri(hypervisor, state))
     try:
         try:
             dom = conn.lookupByName(name)
@@ -517,8 +541,12 @@ def destroy_guest(name: str) -> None:
         dom.undefineFlags(flags)
     finally:
         conn.close()
+    if hypervisor == "hypervisor":
+        disk = STATE / "disks" / f"{name}.qcow2"
+    else:
+        disk = Path((state or load_state())[hv2.NAME]["tree"]) / hv2.DISKS.lstrip("/") / f"{name}.qcow2"
     with contextlib.suppress(FileNotFoundError):
-        (STATE / "disks" / f"{name}.qcow2").unlink()
+        disk.unlink()
 
 
 def ssh_argv(port: int, key: str | None = None) -> list[str]:
@@ -528,9 +556,13 @@ def ssh_argv(port: int, key: str | None = None) -> list[str]:
             "-o", "ConnectTimeout=5", "-o", "BatchMode=yes", "root@127.0.0.1"]
 
 
-def guest_ssh(port: int, command: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
-    """Run ``command`` in a guest through SSH; returns the CompletedProcess."""
-    proc = subprocess.run(ssh_argv(port) + [command], check=False, capture_output=True, text=True, timeout=timeout)
+def guest_ssh(port: int, command: str, check: bool = True, timeout: int = 120,
+              key: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``command`` in a guest through SSH; returns the CompletedProcess.
+
+    ``key``: the guest image's SSH key (default: the Debian 12 image's; a guest of the second
+    hypervisor needs ``lab["hypervisor2"]["guest_ssh_key"]``)."""
+    proc = subprocess.run(ssh_argv(port, key) + [command], check=False, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise RuntimeError(f"guest command {command!r} exited {proc.returncode}: {proc.stderr.strip()}")
     return proc
@@ -552,7 +584,7 @@ def wait_ssh(port: int, timeout: int = 300, key: str | None = None) -> None:
     raise LabError("domain", f"guest on port {port} not reachable over SSH after {timeout}s ({last})")
 
 
-def ensure_lab_domain(state: dict) -> None:
+def ensure_lab_domain(state: dict, wait: bool = True) -> None:
     import libvirt  # noqa: PLC0415
 
     conn = libvirt.open(URI)
@@ -569,15 +601,158 @@ def ensure_lab_domain(state: dict) -> None:
     elif not dom.isActive():
         log(f"starting {LAB_DOMAIN}")
         dom.create()
-    wait_ssh(LAB_SSH_PORT, key=state["ssh_key"])
+    if wait:
+        wait_ssh(LAB_SSH_PORT, key=state["ssh_key"])
+
+
+# ---------------------------------------------------------------- the second hypervisor
+
+def _hv2_release() -> str:
+    return hv2.other_release(debian_release())[0]
+
+
+def ensure_hv2_tree() -> Path:
+    """The second hypervisor's Debian tree (built once, cached by its recipe)."""
+    step = "hypervisor2-tree"
+    rel = _hv2_release()
+    key = _recipe_hash(hv2.TREE_RECIPE_VERSION, rel, hv2.TREE_PACKAGES, hv2.DOWNLOAD_ONLY)
+    out = CACHE / f"hv2-{key}"
+    if (out / "done").exists():
+        log(f"second hypervisor tree cached: {out}")
+    else:
+        hv2.build_tree(out, rel, debian_mirror(), run, step, LabError, log)
+    return hv2._safe_tree(out / "root", CACHE)
+
+
+def _hv2_saved() -> dict:
+    try:
+        return json.loads((STATE / "hypervisor2.json").read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def ensure_hypervisor2(state: dict, tree: Path, image2: dict) -> dict:
+    """Mounts, the pivot_root namespace, virtlogd + libvirtd + sshd in it, and its guest."""
+    import libvirt  # noqa: PLC0415
+
+    step = "hypervisor2"
+    hv2.check_host_ptmx(step, LabError)
+    hv2.mount_tree(tree, image2["image_dir"], run, step)
+    hv2.write_authorized_key(tree, Path(state["ssh_key"] + ".pub"))
+    saved = _hv2_saved()
+    init = saved.get("init_pid")
+    if not hv2.ns_alive(init, tree):
+        log(f"starting the second hypervisor's namespace (pivot_root into {tree})")
+        proc = hv2.start_namespace(tree, step, LabError)
+        init = hv2.wait_init(proc, step, LabError)
+        _write_json(STATE / "hypervisor2.json", {"init_pid": init, "unshare_pid": proc.pid, "tree": str(tree)})
+    hv2.start_daemons(init, tree, run, step, LabError, log)
+    uri = hv2.uri(tree)
+    deadline = time.time() + 90
+    while True:
+        try:
+            conn = libvirt.open(uri)
+            break
+        except libvirt.libvirtError as exc:
+            if time.time() > deadline:
+                raise LabError(step, f"{uri} does not answer: {exc}") from exc
+            time.sleep(1)
+    try:
+        libvirt_version = conn.getLibVersion()
+        try:
+            dom = conn.lookupByName(hv2.DOMAIN)
+        except libvirt.libvirtError:
+            dom = None
+    finally:
+        conn.close()
+    vers = hv2.versions(tree)
+    info = {
+        "name": hv2.NAME,
+        "tree": str(tree),
+        "uri": uri,
+        "init_pid": init,
+        "debian_release": hv2.release_of(tree),
+        "libvirt_version": "{}.{}.{}".format(libvirt_version // 1000000, libvirt_version // 1000 % 1000,
+                                             libvirt_version % 1000),
+        "qemu_package": vers.get("qemu"),
+        "ssh_port": hv2.SSH_PORT,
+        "domain": hv2.DOMAIN,
+        "guest_ssh_port": hv2.GUEST_SSH_PORT,
+        "guest_ssh_key": image2["ssh_key"],
+        "guest_image_dir": image2["image_dir"],
+        "guest_kernel": image2["kernel"],
+    }
+    state[hv2.NAME] = info
+    if dom is None:
+        log(f"defining and booting {hv2.DOMAIN} on the second hypervisor (TCG)")
+        clone_guest(hv2.DOMAIN, hv2.GUEST_SSH_PORT, wait=False, state=state, hypervisor=hv2.NAME)
+    elif not dom.isActive():
+        log(f"starting {hv2.DOMAIN} on the second hypervisor")
+        dom.create()
+    hv2.check_host_ptmx(step, LabError)
+    return info
+
+
+def stop_hypervisor2() -> None:
+    import libvirt  # noqa: PLC0415
+
+    saved = _hv2_saved()
+    if not saved:
+        return
+    tree = Path(saved["tree"])
+    init = saved.get("init_pid")
+    if hv2.ns_alive(init, tree):
+        libvirt.registerErrorHandler(lambda *_args: None, None)
+        with contextlib.suppress(libvirt.libvirtError):
+            conn = libvirt.open(hv2.uri(tree))
+            try:
+                for dom in conn.listAllDomains():
+                    log(f"removing domain {dom.name()} from the second hypervisor")
+                    with contextlib.suppress(libvirt.libvirtError):
+                        if dom.isActive():
+                            dom.destroy()
+                        dom.undefine()
+            finally:
+                conn.close()
+        hv2.stop_namespace(init, log)
+    hv2.unmount_tree(hv2._safe_tree(tree, CACHE), run, "down")
+    with contextlib.suppress(FileNotFoundError):
+        (STATE / "hypervisor2.json").unlink()
 
 
 def write_inventory(state: dict) -> None:
     inv = STATE / "inventory.yml"
     guest_py = "/usr/bin/python3"
+    ssh_args = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+    h2 = state.get(hv2.NAME)
+    hv2_host = hv2_guest = ""
+    if h2:
+        hv2_host = f"""        {hv2.NAME}:
+          # Debian {h2['debian_release']}, libvirt {h2['libvirt_version']}: its own mount and PID namespace
+          # ({h2['tree']}), sshd on a loopback port
+          ansible_host: 127.0.0.1
+          ansible_port: {h2['ssh_port']}
+          ansible_user: root
+          ansible_ssh_private_key_file: {state['ssh_key']}
+          ansible_ssh_common_args: {ssh_args}
+          ansible_python_interpreter: /usr/bin/python3
+          lab_debian_release: {h2['debian_release']}
+          lab_domain: {h2['domain']}
+"""
+        hv2_guest = f"""        {hv2.GUEST_NAME}:
+          ansible_host: 127.0.0.1
+          ansible_port: {h2['guest_ssh_port']}
+          ansible_user: root
+          ansible_ssh_private_key_file: {h2['guest_ssh_key']}
+          ansible_ssh_common_args: {ssh_args}
+          ansible_python_interpreter: {guest_py}
+          virtiofs_domain: {h2['domain']}
+          virtiofs_hypervisor: {hv2.NAME}
+"""
     text = f"""---
-# Written by tests/lab/lab up. The hypervisor is this machine; the guest is reached over a
-# loopback-only port forward.
+# Written by tests/lab/lab up. Host "hypervisor" is this machine (Debian {state['debian_release']}); host
+# "{hv2.NAME}" is the second hypervisor (the other Debian release, reached over SSH on loopback);
+# each has a guest reached over a loopback-only port forward.
 all:
   children:
     hypervisors:
@@ -585,18 +760,20 @@ all:
         hypervisor:
           ansible_connection: local
           ansible_python_interpreter: /usr/bin/python3
-    guests:
+          lab_debian_release: {state['debian_release']}
+          lab_domain: {state['domain']}
+{hv2_host}    guests:
       hosts:
         guest:
           ansible_host: 127.0.0.1
           ansible_port: {state['ssh_port']}
           ansible_user: root
           ansible_ssh_private_key_file: {state['ssh_key']}
-          ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+          ansible_ssh_common_args: {ssh_args}
           ansible_python_interpreter: {guest_py}
           virtiofs_domain: {state['domain']}
           virtiofs_hypervisor: hypervisor
-  vars:
+{hv2_guest}  vars:
     lab_state_file: {STATE / 'lab.json'}
 """
     inv.write_text(text)
@@ -608,9 +785,15 @@ def cmd_up() -> int:
     t0 = time.time()
     STATE.mkdir(parents=True, exist_ok=True)
     CACHE.mkdir(parents=True, exist_ok=True)
+    hv2.check_host_ptmx("preflight", LabError)
     ensure_daemons()
-    image = ensure_image()
-    vfs = ensure_virtiofsd()
+    # The cached artefacts are independent: build what is missing side by side.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        f_image = pool.submit(ensure_image, "bookworm")
+        f_vfs = pool.submit(ensure_virtiofsd)
+        f_tree = pool.submit(ensure_hv2_tree)
+        f_image2 = pool.submit(ensure_image, "trixie")  # the second guest is always Debian 13
+        image, vfs, tree, image2 = f_image.result(), f_vfs.result(), f_tree.result(), f_image2.result()
     http = ensure_http(vfs["artifact_dir"])
     state = {
         "uri": URI,
@@ -624,10 +807,15 @@ def cmd_up() -> int:
         "source_archive_url": f"{http['artifact_base_url']}/{Path(vfs['source_archive']).name}",
         "inventory": str(STATE / "inventory.yml"),
     }
-    ensure_lab_domain(state)
+    ensure_lab_domain(state, wait=False)
+    ensure_hypervisor2(state, tree, image2)
+    wait_ssh(LAB_SSH_PORT, key=state["ssh_key"])
+    wait_ssh(hv2.GUEST_SSH_PORT, key=image2["ssh_key"])
     write_inventory(state)
     _write_json(STATE / "lab.json", state)
-    log(f"lab up in {time.time() - t0:.0f}s; inventory {STATE / 'inventory.yml'}")
+    log(f"lab up in {time.time() - t0:.0f}s: hypervisor (Debian {state['debian_release']}) + {hv2.NAME} "
+        f"(Debian {state[hv2.NAME]['debian_release']}, libvirt {state[hv2.NAME]['libvirt_version']}); "
+        f"inventory {STATE / 'inventory.yml'}")
     return 0
 
 
@@ -648,11 +836,30 @@ def cmd_status() -> int:
         print(f"libvirt: unreachable ({exc})")
         return 1
     print(f"artifact server: {'listening' if _port_open(HTTP_PORT) else 'down'} on 127.0.0.1:{HTTP_PORT}")
+    rc = 0
+    h2 = state.get(hv2.NAME)
+    saved = _hv2_saved()
+    if not h2 or not hv2.ns_alive(saved.get("init_pid"), Path(h2["tree"])):
+        print(f"{hv2.NAME}: down")
+        rc = 1
+    else:
+        print(f"{hv2.NAME}: Debian {h2['debian_release']}, libvirt {h2['libvirt_version']}, namespace init "
+              f"{saved['init_pid']}, tree {h2['tree']}, sshd {'listening' if _port_open(h2['ssh_port']) else 'down'} "
+              f"on 127.0.0.1:{h2['ssh_port']}")
+        try:
+            conn = libvirt.open(h2["uri"])
+            for dom in conn.listAllDomains():
+                print(f"{hv2.NAME} domain {dom.name()}: {'running' if dom.isActive() else 'shut off'}")
+            conn.close()
+        except libvirt.libvirtError as exc:
+            print(f"{hv2.NAME} libvirt: unreachable ({exc})")
+            rc = 1
     print(f"inventory: {state['inventory']}")
-    return 0
+    return rc
 
 
 def cmd_down() -> int:
+    stop_hypervisor2()
     started = _started()
     with contextlib.suppress(Exception):
         for name in list(started.get("domains", [])):
