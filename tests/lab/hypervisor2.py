@@ -107,21 +107,32 @@ def check_isolation(pid: int, tree: Path, step: str, error) -> None:
 
 # ---------------------------------------------------------------- mounts
 
+def is_mount(path) -> bool:
+    """Whether ``path`` is a mount point in this mount namespace (from /proc/self/mountinfo:
+    os.path.ismount misses a directory bind-mounted onto itself)."""
+    want = os.path.realpath(path)
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+        if point == want:
+            return True
+    return False
+
+
 def _mount(run, step, *argv):
     run(step, ["mount", *argv])
 
 
 def mount_tree(tree: Path, image_dir: str, run, step: str) -> None:
     """The host-side mounts: tree on itself, /sys (rslave), a private /dev, /run, the image."""
-    if not os.path.ismount(tree):
+    if not is_mount(tree):
         _mount(run, step, "--bind", str(tree), str(tree))
         _mount(run, step, "--make-private", str(tree))
     sysdir = tree / "sys"
-    if not os.path.ismount(sysdir):
+    if not is_mount(sysdir):
         _mount(run, step, "--rbind", "/sys", str(sysdir))
         _mount(run, step, "--make-rslave", str(sysdir))
     dev = tree / "dev"
-    if not os.path.ismount(dev):
+    if not is_mount(dev):
         _mount(run, step, "-t", "tmpfs", "-o", "mode=0755,nosuid", "lab2-dev", str(dev))
         for name, major, minor in (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
                                    ("urandom", 1, 9), ("tty", 5, 0)):
@@ -137,20 +148,23 @@ def mount_tree(tree: Path, image_dir: str, run, step: str) -> None:
                              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
             os.symlink(target, dev / name)
     run_dir = tree / "run"
-    if not os.path.ismount(run_dir):
+    if not is_mount(run_dir):
         _mount(run, step, "-t", "tmpfs", "-o", "mode=0755,nosuid,nodev", "lab2-run", str(run_dir))
         for sub in ("lock", "sshd"):
             (run_dir / sub).mkdir(mode=0o755)
     if image_dir:
         img = tree / IMAGE_MOUNT.lstrip("/")
         img.mkdir(parents=True, exist_ok=True)
-        if not os.path.ismount(img):
+        if not is_mount(img):
             _mount(run, step, "--bind", image_dir, str(img))
             _mount(run, step, "-o", "remount,bind,ro", str(img))
 
 
 def unmount_tree(tree: Path, run, step: str) -> None:
-    if os.path.ismount(tree):
+    """Unmount the tree and everything below it (several stacked binds too)."""
+    for _attempt in range(10):
+        if not is_mount(tree):
+            return
         try:
             run(step, ["umount", "-R", str(tree)])
         except Exception:  # noqa: BLE001 (busy: detach lazily, the namespace is gone)
@@ -254,7 +268,7 @@ def build_tree(out: Path, release: str, mirror: str, run, step: str, error, log)
     """debootstrap + packages, run inside a throwaway pivot_root namespace (never a chroot)."""
     tmp = out.with_name(out.name + ".tmp")
     root = tmp / "root"
-    if os.path.ismount(root):
+    if is_mount(root):
         unmount_tree(root, run, step)
     log(f"building the second hypervisor's tree {out} (debootstrap {release} + libvirt, ~2-3 minutes)")
     if not (tmp / "debootstrap-done").exists():   # a failed package step keeps the debootstrap
