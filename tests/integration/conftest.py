@@ -2,11 +2,14 @@
 """Shared fixtures for integration tests on the real lab (tests/lab/lab up).
 
 - ``lab``: the lab state (lab.json); tests skip with a reason when the lab is not up.
-- ``run_playbook(path_or_text, extra_vars=None, check=False, diff=False, limit=None)``:
-  runs ansible-playbook against the lab inventory with the JSON callback and returns
+- ``run_playbook(path_or_text, extra_vars=None, check=False, diff=False, limit=None, inventories=None)``:
+  runs ansible-playbook against the lab inventory (plus ``inventories``) with the JSON callback and returns
   a ``PlaybookResult`` (rc, stdout, per-task results by task name).
 - ``labctl``: the tests/lab/labctl.py module (clone_guest, destroy_guest, guest_ssh, wait_ssh).
-- ``run_target(name, timeout=1800)``: runs ``targets/<name>/tasks/main.yml`` on the hypervisor,
+- ``lab2``: the second hypervisor's part of the lab state (``lab["hypervisor2"]``: tree, uri,
+  init_pid, libvirt_version, domain, ssh ports and keys).
+- ``run_target(name, timeout=1800, host="hypervisor", extra_vars=None)``: runs
+  ``targets/<name>/tasks/main.yml`` on ``host`` (``hypervisor`` or ``hypervisor2``),
   asserts it succeeded with no failed or unreachable host, and returns the ``PlaybookResult``.
 - ``copy_rust_binary(dest)``: a test's own copy of the lab's Rust virtiofsd (tests must not
   touch the lab's), refreshed when the lab's binary changed.
@@ -126,7 +129,8 @@ def ansible_env(extra: dict | None = None) -> dict:
 @pytest.fixture
 def run_playbook(lab):
     def _run(playbook, extra_vars: dict | None = None, check: bool = False, diff: bool = False,
-             limit: str | None = None, timeout: int = 1800, env: dict | None = None) -> PlaybookResult:
+             limit: str | None = None, timeout: int = 1800, env: dict | None = None,
+             inventories: list | None = None) -> PlaybookResult:
         tmp = None
         path = Path(playbook) if not str(playbook).lstrip().startswith(("-", "[")) else None
         if path is None or not path.exists():
@@ -135,7 +139,12 @@ def run_playbook(lab):
             tmp.write(str(playbook))
             tmp.close()
             path = Path(tmp.name)
-        argv = [str(VENV_BIN / "ansible-playbook"), "-i", lab["inventory"], str(path)]
+        argv = [str(VENV_BIN / "ansible-playbook"), "-i", lab["inventory"]]
+        for extra_inventory in inventories or []:
+            argv += ["-i", str(extra_inventory)]
+        argv.append(str(path))
+        for inventory in inventories or []:  # more inventories, merged with the lab's
+            argv += ["-i", str(inventory)]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
         if check:
@@ -160,22 +169,22 @@ def run_playbook(lab):
 
 @pytest.fixture
 def run_target(run_playbook, lab):
-    def _run(name: str, timeout: int = 1800) -> PlaybookResult:
+    def _run(name: str, timeout: int = 1800, host: str = "hypervisor", extra_vars: dict | None = None) -> PlaybookResult:
         target = ROOT / "tests" / "integration" / "targets" / name / "tasks" / "main.yml"
         res = run_playbook(
             f"""
 - name: {name} target
-  hosts: hypervisor
+  hosts: {host}
   gather_facts: false
   tasks:
     - name: Run the target
       ansible.builtin.include_tasks: {target}
 """,
-            extra_vars={"lab_state_file": str(Path(lab["inventory"]).with_name("lab.json"))},
+            extra_vars={"lab_state_file": str(Path(lab["inventory"]).with_name("lab.json")), **(extra_vars or {})},
             timeout=timeout,
         )
         assert res.rc == 0, res.stdout[-8000:] + res.stderr[-2000:]
-        stats = res.stats["hypervisor"]
+        stats = res.stats[host]
         assert stats["failures"] == 0 and stats["unreachable"] == 0
         return res
 
