@@ -131,6 +131,21 @@ domains:
             pid: 4242
             cmdline: [/opt/virtiofsd-rust/virtiofsd, --fd=35, -o, source=/srv/projects]
             log_path: /var/log/libvirt/qemu/web01-fs0-virtiofsd.log
+    restart_required:
+      description:
+        - Whether the running domain differs from its persistent definition in its virtio-fs shares or shared memory,
+          so that it needs a full stop and start (see RV(domains[].restart_reasons)).
+        - Always V(false) for domains that are not running.
+      type: bool
+      sample: true
+    restart_reasons:
+      description:
+        - Why RV(domains[].restart_required) is V(true), one line per difference between the definition and the running
+          domain; a share defined but not attached, a share attached but no longer defined, a share running with other
+          options than defined, shared memory in the definition but not in the running domain.
+      type: list
+      elements: str
+      sample: ["share 'data' is defined but not attached to the running domain"]
     problems:
       description:
         - What is wrong, one dict per problem with C(code), C(share) (the tag or V(null)) and C(msg).
@@ -151,6 +166,7 @@ import typing as t
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._audit import restart_reasons
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
     HAS_LXML,
     LXML_IMPORT_ERROR,
@@ -216,6 +232,7 @@ class ShareInfo:
         active = dom.is_active()
         live = DomainXML.from_string(dom.live_xml(), what=f"live XML of domain {dom.name!r}") if active else None
         memory = doc.memory_status()
+        restart = [] if live is None else restart_reasons(doc, live)
         problems: t.List[t.Dict[str, t.Any]] = []
 
         def problem(code: str, share: t.Optional[str], msg: str) -> None:
@@ -281,6 +298,8 @@ class ShareInfo:
             "shared_memory": memory["shared"],
             "memory_backing": memory,
             "shares": shares,
+            "restart_required": bool(restart),
+            "restart_reasons": restart,
             "problems": problems,
         }
 

@@ -143,8 +143,6 @@ def run_playbook(lab):
         for extra_inventory in inventories or []:
             argv += ["-i", str(extra_inventory)]
         argv.append(str(path))
-        for inventory in inventories or []:  # more inventories, merged with the lab's
-            argv += ["-i", str(inventory)]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
         if check:
