@@ -20,7 +20,6 @@ import errno
 import fcntl
 import glob
 import hashlib
-import json
 import os
 import tempfile
 import time
@@ -29,6 +28,7 @@ import typing as t
 from urllib.parse import urlparse
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import looks_like_uuid
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import SYSTEM_DIRS, lookup
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import libvirt_int_to_version
 
 try:
@@ -45,7 +45,6 @@ except ImportError:  # pragma: no cover - exercised by ansible-test's import san
 DEFAULT_SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
 SYSTEM_STATE_DIR = "/run/libvirt/qemu"
 SYSTEM_LOG_DIR = "/var/log/libvirt/qemu"
-VHOST_USER_DIRS = ("/etc/qemu/vhost-user", "/usr/share/qemu/vhost-user")
 SHORT_NAME_MAX = 20  # VIR_DOMAIN_SHORT_NAME_MAX
 
 
@@ -405,26 +404,13 @@ def virtiofsd_process(
     return info
 
 
-def vhost_user_fs_descriptor(dirs: t.Sequence[str] = VHOST_USER_DIRS) -> t.Optional[t.Dict[str, t.Any]]:
+def vhost_user_fs_descriptor(dirs: t.Sequence[str] = SYSTEM_DIRS) -> t.Optional[t.Dict[str, t.Any]]:
     """The vhost-user ``fs`` descriptor libvirt uses when a share has no ``<binary path>``.
 
-    libvirt reads ``*.json`` from the directories (earlier directories override files of the
-    same name, an empty file masks one), sorts by file name and takes the first of type
-    ``fs``.
+    ``dirs`` lowest priority first; libvirt's rules are in ``_vhost_user``. ``None`` when
+    libvirt would find no daemon there, or fail to read the descriptors at all.
     """
-    by_name: t.Dict[str, str] = {}
-    for directory in reversed(list(dirs)):
-        for path in glob.glob(os.path.join(glob.escape(directory), "*.json")):
-            by_name[os.path.basename(path)] = path
-    for name in sorted(by_name):
-        path = by_name[name]
-        raw = _read(path)
-        if not raw or not raw.strip():
-            continue
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except ValueError:
-            continue
-        if isinstance(data, dict) and data.get("type") == "fs" and data.get("binary"):
-            return {"descriptor": path, "binary": data["binary"], "description": data.get("description")}
-    return None
+    found = lookup(dirs).selected
+    if found is None or found.binary is None:
+        return None
+    return {"descriptor": found.path, "binary": found.binary, "description": found.description}
