@@ -25,7 +25,6 @@ Ownership rules (see docs/development.md and the design notes):
 from __future__ import annotations
 
 import copy
-import difflib
 import posixpath
 import re
 import traceback
@@ -1083,15 +1082,6 @@ def verify_converged(
         if not actual.memory_status()["shared"]:
             problems.append("the stored definition has no shared memory backing")
     return problems
-
-
-def unified_diff(before: str, after: str, name: str = "domain") -> str:
-    return "".join(
-        difflib.unified_diff(
-            before.splitlines(True), after.splitlines(True),
-            fromfile=f"{name} (before)", tofile=f"{name} (after)",
-        )
-    )
 
 
 def element_to_string(elem: t.Any, strip: t.Sequence[str] = ()) -> str:

@@ -61,6 +61,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import
     VirtiofsdError,
     probe_daemon,
     probe_version,
+    rust_daemon_problem,
 )
 
 DEFAULT_INSTALL_DIR = "/opt/virtiofsd-rust"
@@ -106,6 +107,9 @@ LIBRARY_DIRS = (
 CARGO_OPT_DIRS = ("~/.cargo/bin", "/root/.cargo/bin", "/usr/local/cargo/bin")
 CARGO_SOURCE_NAME = "virtiofs-libvirt-offline"
 CARGO_OUTPUT_TAIL = 40
+
+#: The ways to install (the module's ``method`` choices).
+METHODS = ("package", "url", "source")
 
 ARCHIVE_ZIP = "zip"
 ARCHIVE_TAR = "tar"
@@ -414,21 +418,6 @@ def decide_up_to_date(manifest: t.Optional[t.Dict[str, t.Any]], binary_sha256: t
 
 # ---------------------------------------------------------------------------- binary checks
 
-def check_daemon(info: DaemonInfo, version: t.Optional[str], what: str) -> None:
-    """Raise :class:`InstallError` unless ``info`` is a Rust virtiofsd satisfying ``version``."""
-    if not info.is_rust:
-        hint = (" (that is the legacy C virtiofsd from QEMU <= 7.2; install the Rust one)"
-                if info.is_c else "")
-        raise InstallError(
-            f"{what} is not the Rust virtiofsd: --version printed {info.version_raw!r}{hint}"
-        )
-    if version and (info.version is None or not satisfies(info.version, version)):
-        raise InstallError(
-            f"{what} is virtiofsd {info.version_string}, which does not satisfy version {version!r}; "
-            "nothing was installed (fix the url/source or the version)"
-        )
-
-
 def probe(path: str, run: RunCallable) -> DaemonInfo:
     try:
         return probe_daemon(path, run)
@@ -676,8 +665,8 @@ class Request:
                 raise InstallError(f"source_archive {self.source_archive!r} is not a file")
             if self.cargo_path and not os.access(self.cargo_path, os.X_OK):
                 raise InstallError(f"cargo_path {self.cargo_path!r} is not an executable file")
-        elif self.method != "package":
-            raise InstallError(f"method must be package, url or source, not {self.method!r}")
+        elif self.method not in METHODS:
+            raise InstallError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
 
     def exact_version(self) -> t.Optional[str]:
         """The version this request will end up with, when it is fully determined."""
@@ -769,6 +758,12 @@ class Installer:
 
     def probe(self, path: str) -> DaemonInfo:
         return probe(path, self._run_simple)
+
+    def check_daemon(self, info: DaemonInfo, what: str) -> None:
+        """Refuse anything but a Rust virtiofsd satisfying the requested version."""
+        problem = rust_daemon_problem(info, what, self.req.version)
+        if problem:
+            raise InstallError(f"{problem}; nothing was installed (install the Rust virtiofsd: fix the url/source or the version)")
 
     def quick_version(self, path: str) -> t.Optional[DaemonInfo]:
         """``--version`` only (cheap), cached; ``None`` when it does not run."""
@@ -936,7 +931,7 @@ class Installer:
         out.path = path
         if up_to_date:
             info = self.probe(path)
-            check_daemon(info, r.version, path)
+            self.check_daemon(info, path)
             out.info, out.sha256, out.version = info, current_sha, info.version_string
             if self.host.set_attrs(path, 0o755):
                 out.act(f"set owner root and mode 0755 on {path}")
@@ -964,7 +959,7 @@ class Installer:
                 artifact_sha = self._stage_from_source(staged)
             os.chmod(staged, 0o755)
             info = self.probe(staged)
-            check_daemon(info, r.version, f"the new binary from {source}")
+            self.check_daemon(info, f"the new binary from {source}")
             if r.crate_version and info.version_string != format_version(parse_version(r.crate_version)):
                 raise InstallError(
                     f"the binary built from {source} reports version {info.version_string}, "

@@ -28,6 +28,7 @@ import typing as t
 from urllib.parse import urlparse
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import looks_like_uuid
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import read_bytes
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import SYSTEM_DIRS, lookup
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import libvirt_int_to_version
 
@@ -301,16 +302,8 @@ def runtime_dirs(uri: str) -> t.Tuple[str, str]:
     return SYSTEM_STATE_DIR, SYSTEM_LOG_DIR
 
 
-def _read(path: str) -> t.Optional[bytes]:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def process_info(pid: int, proc: str = "/proc") -> t.Optional[t.Dict[str, t.Any]]:
-    raw = _read(f"{proc}/{pid}/cmdline")
+    raw = read_bytes(f"{proc}/{pid}/cmdline", best_effort=True)
     if raw is None:
         return None
     argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
@@ -325,7 +318,7 @@ def _children_of(pid: int, proc: str = "/proc") -> t.List[int]:
     for entry in os.listdir(proc):
         if not entry.isdigit():
             continue
-        stat = _read(f"{proc}/{entry}/stat")
+        stat = read_bytes(f"{proc}/{entry}/stat", best_effort=True)
         if not stat:
             continue
         # "pid (comm) state ppid ..." -- comm may contain spaces and parentheses
@@ -376,7 +369,7 @@ def virtiofsd_process(
         candidates = [os.path.join(state_dir, f"{domain_id}-{domain_name[:SHORT_NAME_MAX]}-{alias}-fs.pid")]
         candidates += sorted(glob.glob(os.path.join(glob.escape(state_dir), f"{domain_id}-*-{glob.escape(alias)}-fs.pid")))
         for path in candidates:
-            raw = _read(path)
+            raw = read_bytes(path, best_effort=True)
             if raw is None:
                 continue
             info["pid_file"] = path

@@ -389,6 +389,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._install import (
     DEFAULT_INSTALL_DIR,
     DEFAULT_MEMBER,
     DEFAULT_VHOST_USER_PRIORITY,
+    METHODS,
     Host,
     InstallError,
     Installer,
@@ -411,7 +412,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            method=dict(type="str", choices=["package", "url", "source"]),
+            method=dict(type="str", choices=list(METHODS)),
             version=dict(type="str"),
             url=dict(type="str"),
             checksum=dict(type="str"),
