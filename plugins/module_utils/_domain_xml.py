@@ -7,7 +7,7 @@ Private module_utils: other collections must not import it.
 
 Plain Python over lxml: no Ansible and no libvirt imports, so it is unit-testable anywhere.
 
-Ownership rules (see docs/development.md and the design notes):
+Ownership rules (libvirt's behaviour behind them: docs/reference.md C.1, C.4):
 
 * A share is a ``<devices><filesystem>`` whose ``<driver type='virtiofs'/>``, identified by
   its tag (``<target dir='TAG'/>``). Only those elements and the ``<memoryBacking>`` children

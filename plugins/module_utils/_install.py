@@ -66,13 +66,13 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import
 
 DEFAULT_INSTALL_DIR = "/opt/virtiofsd-rust"
 DEFAULT_BINARY_NAME = "virtiofsd"
-# Inner path of upstream's CI artifact and release zips (virtiofs.md B.1).
+# Inner path of upstream's CI artifact and release zips (docs/reference.md B.1).
 DEFAULT_MEMBER = "target/x86_64-unknown-linux-musl/release/virtiofsd"
 MANIFEST_NAME = ".virtiofsd.manifest.json"
 MANIFEST_SCHEMA = 1
 INSTALLED_BY = MANAGER
 
-# Where distributions put the daemon (virtiofs.md B.3, B.4). Order matters: the first Rust
+# Where distributions put the daemon (docs/reference.md B.3, B.4). Order matters: the first Rust
 # binary found is the package binary.
 PACKAGE_BINARY_PATHS = (
     "/usr/libexec/virtiofsd",

@@ -5,7 +5,7 @@
 
 Private module_utils: other collections must not import it.
 
-Plain Python, no Ansible imports. The wrapper (see virtiofs.md A.5):
+Plain Python, no Ansible imports. The wrapper (rules and their sources: docs/reference.md A.5):
 
 * answers the bare probe ``WRAPPER --print-capabilities`` by exec'ing the daemon with exactly
   that argument (stdout stays pure JSON);
