@@ -7,7 +7,7 @@ Private module_utils: other collections must not import it.
 
 Plain Python over lxml: no Ansible and no libvirt imports, so it is unit-testable anywhere.
 
-Ownership rules (see docs/development.md and the design notes):
+Ownership rules (libvirt's behaviour behind them: docs/reference.md C.1, C.4):
 
 * A share is a ``<devices><filesystem>`` whose ``<driver type='virtiofs'/>``, identified by
   its tag (``<target dir='TAG'/>``). Only those elements and the ``<memoryBacking>`` children
@@ -25,7 +25,6 @@ Ownership rules (see docs/development.md and the design notes):
 from __future__ import annotations
 
 import copy
-import difflib
 import posixpath
 import re
 import traceback
@@ -1083,15 +1082,6 @@ def verify_converged(
         if not actual.memory_status()["shared"]:
             problems.append("the stored definition has no shared memory backing")
     return problems
-
-
-def unified_diff(before: str, after: str, name: str = "domain") -> str:
-    return "".join(
-        difflib.unified_diff(
-            before.splitlines(True), after.splitlines(True),
-            fromfile=f"{name} (before)", tofile=f"{name} (after)",
-        )
-    )
 
 
 def element_to_string(elem: t.Any, strip: t.Sequence[str] = ()) -> str:

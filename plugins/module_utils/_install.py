@@ -45,22 +45,34 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import (
     requirement_is_exact,
     satisfies,
 )
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import (
+    CONF_DIR,
+    MANAGED_TAG,
+    MANAGER,
+    MASKS_TAG_PREFIX,
+    SYSTEM_DIRS,
+    Descriptor,
+    lookup,
+    read_descriptor,
+    scan_vhost_user,
+)
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
     DaemonInfo,
     VirtiofsdError,
     probe_daemon,
     probe_version,
+    rust_daemon_problem,
 )
 
 DEFAULT_INSTALL_DIR = "/opt/virtiofsd-rust"
 DEFAULT_BINARY_NAME = "virtiofsd"
-# Inner path of upstream's CI artifact and release zips (virtiofs.md B.1).
+# Inner path of upstream's CI artifact and release zips (docs/reference.md B.1).
 DEFAULT_MEMBER = "target/x86_64-unknown-linux-musl/release/virtiofsd"
 MANIFEST_NAME = ".virtiofsd.manifest.json"
 MANIFEST_SCHEMA = 1
-INSTALLED_BY = "virtiofs.libvirt.virtiofsd"
+INSTALLED_BY = MANAGER
 
-# Where distributions put the daemon (virtiofs.md B.3, B.4). Order matters: the first Rust
+# Where distributions put the daemon (docs/reference.md B.3, B.4). Order matters: the first Rust
 # binary found is the package binary.
 PACKAGE_BINARY_PATHS = (
     "/usr/libexec/virtiofsd",
@@ -71,13 +83,10 @@ PACKAGE_BINARY_PATHS = (
     "/usr/bin/virtiofsd",
 )
 
-# vhost-user descriptor directories in libvirt's search order (virtiofs.md B.5).
-VHOST_USER_SYSTEM_DIR = "/usr/share/qemu/vhost-user"
-VHOST_USER_ETC_DIR = "/etc/qemu/vhost-user"
+# The descriptor this module writes: <vhost_user_dir>/<NN>-virtiofsd-rust.json. The lookup
+# rules (directories, precedence, masks, order) are in _vhost_user.
 DEFAULT_VHOST_USER_PRIORITY = 40
 DESCRIPTOR_SUFFIX = "-virtiofsd-rust.json"
-MANAGED_TAG = f"managed-by={INSTALLED_BY}"
-MASKS_TAG_PREFIX = "masks="
 
 BUILD_PACKAGES = {
     "debian": ("libseccomp-dev", "libcap-ng-dev", "cargo"),
@@ -99,6 +108,9 @@ CARGO_OPT_DIRS = ("~/.cargo/bin", "/root/.cargo/bin", "/usr/local/cargo/bin")
 CARGO_SOURCE_NAME = "virtiofs-libvirt-offline"
 CARGO_OUTPUT_TAIL = 40
 
+#: The ways to install (the module's ``method`` choices).
+METHODS = ("package", "url", "source")
+
 ARCHIVE_ZIP = "zip"
 ARCHIVE_TAR = "tar"
 ARCHIVE_BINARY = "binary"
@@ -106,7 +118,6 @@ ARCHIVE_BINARY = "binary"
 _CHUNK = 1 << 16
 _MAX_MEMBER_SIZE = 1 << 30
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-_PRIORITY_NAME_RE = re.compile(r"^\d{2}" + re.escape(DESCRIPTOR_SUFFIX) + r"$")
 
 RunCallable = t.Callable[..., t.Tuple[int, str, str]]
 
@@ -407,21 +418,6 @@ def decide_up_to_date(manifest: t.Optional[t.Dict[str, t.Any]], binary_sha256: t
 
 # ---------------------------------------------------------------------------- binary checks
 
-def check_daemon(info: DaemonInfo, version: t.Optional[str], what: str) -> None:
-    """Raise :class:`InstallError` unless ``info`` is a Rust virtiofsd satisfying ``version``."""
-    if not info.is_rust:
-        hint = (" (that is the legacy C virtiofsd from QEMU <= 7.2; install the Rust one)"
-                if info.is_c else "")
-        raise InstallError(
-            f"{what} is not the Rust virtiofsd: --version printed {info.version_raw!r}{hint}"
-        )
-    if version and (info.version is None or not satisfies(info.version, version)):
-        raise InstallError(
-            f"{what} is virtiofsd {info.version_string}, which does not satisfy version {version!r}; "
-            "nothing was installed (fix the url/source or the version)"
-        )
-
-
 def probe(path: str, run: RunCallable) -> DaemonInfo:
     try:
         return probe_daemon(path, run)
@@ -578,109 +574,12 @@ def render_descriptor(binary: str, features: t.Sequence[str], masks: t.Sequence[
     as ours and record the masks it owns."""
     tags = [MANAGED_TAG] + [f"{MASKS_TAG_PREFIX}{m}" for m in sorted(masks)]
     return render_json({
-        "description": "Rust virtiofsd (managed by virtiofs.libvirt.virtiofsd)",
+        "description": f"Rust virtiofsd (managed by {MANAGER})",
         "type": "fs",
         "binary": binary,
         "features": list(features),
         "tags": tags,
     })
-
-
-@dataclass
-class Descriptor:
-    """One file in a vhost-user directory."""
-
-    path: str
-    empty: bool = False
-    data: t.Optional[t.Dict[str, t.Any]] = None
-    error: t.Optional[str] = None
-
-    @property
-    def name(self) -> str:
-        return os.path.basename(self.path)
-
-    @property
-    def directory(self) -> str:
-        return os.path.dirname(self.path)
-
-    @property
-    def type(self) -> t.Optional[str]:
-        return (self.data or {}).get("type")
-
-    @property
-    def binary(self) -> t.Optional[str]:
-        b = (self.data or {}).get("binary")
-        return b if isinstance(b, str) else None
-
-    @property
-    def tags(self) -> t.List[str]:
-        tags = (self.data or {}).get("tags")
-        return [x for x in tags if isinstance(x, str)] if isinstance(tags, list) else []
-
-    @property
-    def managed(self) -> bool:
-        return MANAGED_TAG in self.tags
-
-    @property
-    def masks(self) -> t.List[str]:
-        return sorted(x[len(MASKS_TAG_PREFIX):] for x in self.tags if x.startswith(MASKS_TAG_PREFIX))
-
-
-def read_descriptor(path: str) -> Descriptor:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        return Descriptor(path, error=f"cannot read: {exc}")
-    if not raw.strip():
-        return Descriptor(path, empty=True)
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        return Descriptor(path, error=f"not JSON: {exc}")
-    if not isinstance(data, dict):
-        return Descriptor(path, error="not a JSON object")
-    return Descriptor(path, data=data)
-
-
-def scan_vhost_user(dirs: t.Sequence[str]) -> t.List[Descriptor]:
-    """Every descriptor file in ``dirs`` (libvirt order: later directories override)."""
-    found = []
-    for d in dirs:
-        try:
-            names = sorted(os.listdir(d))
-        except OSError:
-            continue
-        for name in names:
-            p = os.path.join(d, name)
-            if name.startswith(".") or not os.path.isfile(p):
-                continue
-            found.append(read_descriptor(p))
-    return found
-
-
-def effective_descriptors(descriptors: t.Sequence[Descriptor], dirs: t.Sequence[str]) -> t.Dict[str, t.Any]:
-    """Apply libvirt's rules: same file name in a later dir overrides, an empty file masks.
-
-    Returns ``{"by_path": {path: {"masked_by"|"overridden_by": path}}, "active": [Descriptor],
-    "selected": Descriptor|None}`` where ``selected`` is the first ``type: fs`` descriptor in
-    file-name order (what libvirt uses when ``<binary>`` has no path).
-    """
-    order = {d: i for i, d in enumerate(dirs)}
-    by_name: t.Dict[str, t.List[Descriptor]] = {}
-    for desc in descriptors:
-        by_name.setdefault(desc.name, []).append(desc)
-    notes: t.Dict[str, t.Dict[str, str]] = {}
-    active = []
-    for name in sorted(by_name):
-        chain = sorted(by_name[name], key=lambda d: order.get(d.directory, -1))
-        top = chain[-1]
-        for lower in chain[:-1]:
-            notes[lower.path] = {"masked_by" if top.empty else "overridden_by": top.path}
-        if not top.empty:
-            active.append(top)
-    selected = next((d for d in active if d.type == "fs" and d.binary), None)
-    return {"by_path": notes, "active": active, "selected": selected}
 
 
 # ---------------------------------------------------------------------------- the request
@@ -706,7 +605,7 @@ class Request:
     binary_name: str = DEFAULT_BINARY_NAME
     register_vhost_user: bool = False
     vhost_user_priority: int = DEFAULT_VHOST_USER_PRIORITY
-    vhost_user_dir: str = VHOST_USER_ETC_DIR
+    vhost_user_dir: str = CONF_DIR
     mask_legacy: bool = False
 
     @property
@@ -766,8 +665,8 @@ class Request:
                 raise InstallError(f"source_archive {self.source_archive!r} is not a file")
             if self.cargo_path and not os.access(self.cargo_path, os.X_OK):
                 raise InstallError(f"cargo_path {self.cargo_path!r} is not an executable file")
-        elif self.method != "package":
-            raise InstallError(f"method must be package, url or source, not {self.method!r}")
+        elif self.method not in METHODS:
+            raise InstallError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
 
     def exact_version(self) -> t.Optional[str]:
         """The version this request will end up with, when it is fully determined."""
@@ -803,7 +702,7 @@ class Host:
     os_release: str = ""
     euid: int = 0
     package_paths: t.Sequence[str] = PACKAGE_BINARY_PATHS
-    vhost_user_system_dirs: t.Sequence[str] = (VHOST_USER_SYSTEM_DIR, VHOST_USER_ETC_DIR)
+    vhost_user_system_dirs: t.Sequence[str] = SYSTEM_DIRS
     lib_dirs: t.Sequence[str] = LIBRARY_DIRS
 
 
@@ -860,6 +759,12 @@ class Installer:
     def probe(self, path: str) -> DaemonInfo:
         return probe(path, self._run_simple)
 
+    def check_daemon(self, info: DaemonInfo, what: str) -> None:
+        """Refuse anything but a Rust virtiofsd satisfying the requested version."""
+        problem = rust_daemon_problem(info, what, self.req.version)
+        if problem:
+            raise InstallError(f"{problem}; nothing was installed (install the Rust virtiofsd: fix the url/source or the version)")
+
     def quick_version(self, path: str) -> t.Optional[DaemonInfo]:
         """``--version`` only (cheap), cached; ``None`` when it does not run."""
         real = os.path.realpath(path)
@@ -880,10 +785,8 @@ class Installer:
 
     def discover(self) -> t.Dict[str, t.Any]:
         """Legacy C daemons and every vhost-user descriptor with the binary it points at."""
-        dirs = self.vhost_dirs()
-        descs = scan_vhost_user(dirs)
-        eff = effective_descriptors(descs, dirs)
-        selected = eff["selected"]
+        found = lookup(self.vhost_dirs())
+        descs = found.descriptors
         desc_list = []
         for d in descs:
             entry: t.Dict[str, t.Any] = {
@@ -894,9 +797,9 @@ class Installer:
                 "implementation": None,
                 "version": None,
                 "managed": d.managed,
-                "masked_by": eff["by_path"].get(d.path, {}).get("masked_by"),
-                "overridden_by": eff["by_path"].get(d.path, {}).get("overridden_by"),
-                "selected": selected is not None and d.path == selected.path,
+                "masked_by": found.by_path.get(d.path, {}).get("masked_by"),
+                "overridden_by": found.by_path.get(d.path, {}).get("overridden_by"),
+                "selected": found.selected is not None and d.path == found.selected.path,
                 "error": d.error,
             }
             if d.binary:
@@ -1028,7 +931,7 @@ class Installer:
         out.path = path
         if up_to_date:
             info = self.probe(path)
-            check_daemon(info, r.version, path)
+            self.check_daemon(info, path)
             out.info, out.sha256, out.version = info, current_sha, info.version_string
             if self.host.set_attrs(path, 0o755):
                 out.act(f"set owner root and mode 0755 on {path}")
@@ -1056,7 +959,7 @@ class Installer:
                 artifact_sha = self._stage_from_source(staged)
             os.chmod(staged, 0o755)
             info = self.probe(staged)
-            check_daemon(info, r.version, f"the new binary from {source}")
+            self.check_daemon(info, f"the new binary from {source}")
             if r.crate_version and info.version_string != format_version(parse_version(r.crate_version)):
                 raise InstallError(
                     f"the binary built from {source} reports version {info.version_string}, "

@@ -20,7 +20,6 @@ import errno
 import fcntl
 import glob
 import hashlib
-import json
 import os
 import tempfile
 import time
@@ -29,6 +28,8 @@ import typing as t
 from urllib.parse import urlparse
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import looks_like_uuid
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import read_bytes
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import SYSTEM_DIRS, lookup
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import libvirt_int_to_version
 
 try:
@@ -45,7 +46,6 @@ except ImportError:  # pragma: no cover - exercised by ansible-test's import san
 DEFAULT_SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
 SYSTEM_STATE_DIR = "/run/libvirt/qemu"
 SYSTEM_LOG_DIR = "/var/log/libvirt/qemu"
-VHOST_USER_DIRS = ("/etc/qemu/vhost-user", "/usr/share/qemu/vhost-user")
 SHORT_NAME_MAX = 20  # VIR_DOMAIN_SHORT_NAME_MAX
 
 
@@ -302,16 +302,8 @@ def runtime_dirs(uri: str) -> t.Tuple[str, str]:
     return SYSTEM_STATE_DIR, SYSTEM_LOG_DIR
 
 
-def _read(path: str) -> t.Optional[bytes]:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def process_info(pid: int, proc: str = "/proc") -> t.Optional[t.Dict[str, t.Any]]:
-    raw = _read(f"{proc}/{pid}/cmdline")
+    raw = read_bytes(f"{proc}/{pid}/cmdline", best_effort=True)
     if raw is None:
         return None
     argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
@@ -326,7 +318,7 @@ def _children_of(pid: int, proc: str = "/proc") -> t.List[int]:
     for entry in os.listdir(proc):
         if not entry.isdigit():
             continue
-        stat = _read(f"{proc}/{entry}/stat")
+        stat = read_bytes(f"{proc}/{entry}/stat", best_effort=True)
         if not stat:
             continue
         # "pid (comm) state ppid ..." -- comm may contain spaces and parentheses
@@ -377,7 +369,7 @@ def virtiofsd_process(
         candidates = [os.path.join(state_dir, f"{domain_id}-{domain_name[:SHORT_NAME_MAX]}-{alias}-fs.pid")]
         candidates += sorted(glob.glob(os.path.join(glob.escape(state_dir), f"{domain_id}-*-{glob.escape(alias)}-fs.pid")))
         for path in candidates:
-            raw = _read(path)
+            raw = read_bytes(path, best_effort=True)
             if raw is None:
                 continue
             info["pid_file"] = path
@@ -405,26 +397,13 @@ def virtiofsd_process(
     return info
 
 
-def vhost_user_fs_descriptor(dirs: t.Sequence[str] = VHOST_USER_DIRS) -> t.Optional[t.Dict[str, t.Any]]:
+def vhost_user_fs_descriptor(dirs: t.Sequence[str] = SYSTEM_DIRS) -> t.Optional[t.Dict[str, t.Any]]:
     """The vhost-user ``fs`` descriptor libvirt uses when a share has no ``<binary path>``.
 
-    libvirt reads ``*.json`` from the directories (earlier directories override files of the
-    same name, an empty file masks one), sorts by file name and takes the first of type
-    ``fs``.
+    ``dirs`` lowest priority first; libvirt's rules are in ``_vhost_user``. ``None`` when
+    libvirt would find no daemon there, or fail to read the descriptors at all.
     """
-    by_name: t.Dict[str, str] = {}
-    for directory in reversed(list(dirs)):
-        for path in glob.glob(os.path.join(glob.escape(directory), "*.json")):
-            by_name[os.path.basename(path)] = path
-    for name in sorted(by_name):
-        path = by_name[name]
-        raw = _read(path)
-        if not raw or not raw.strip():
-            continue
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except ValueError:
-            continue
-        if isinstance(data, dict) and data.get("type") == "fs" and data.get("binary"):
-            return {"descriptor": path, "binary": data["binary"], "description": data.get("description")}
-    return None
+    found = lookup(dirs).selected
+    if found is None or found.binary is None:
+        return None
+    return {"descriptor": found.path, "binary": found.binary, "description": found.description}

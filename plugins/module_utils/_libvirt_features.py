@@ -6,8 +6,8 @@
 Private module_utils: other collections must not import it.
 
 Plain Python, no Ansible and no libvirt imports. This is the only place that records which
-libvirt release added which piece of ``<filesystem>`` / ``<memoryBacking>`` XML (see
-``docs`` and the reference tables C.1/C.2). Older libvirt silently drops XML it does not
+libvirt release added which piece of ``<filesystem>`` / ``<memoryBacking>`` XML (sources:
+``docs/reference.md`` C.1, C.2). Older libvirt silently drops XML it does not
 know, so a patcher that does not gate on this table would redefine the domain forever.
 """
 

@@ -17,6 +17,9 @@ Public API (stable):
 * :func:`parse_capabilities` -- ``--print-capabilities`` JSON.
 * :class:`DaemonInfo` / :func:`probe_daemon` -- run all three and bundle the facts.
 * :func:`probe_version` / :func:`probe_capabilities` -- run one probe (used by self-tests).
+* :func:`rust_daemon_problem` -- why a probed binary is not the Rust daemon the collection
+  installs and wraps (the one rule for the virtiofsd and virtiofsd_wrapper modules).
+* :func:`short_output` -- a command's output cut for an error message.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import (
     VersionError,
     format_version,
     parse_version,
+    satisfies,
 )
 
 IMPL_RUST = "rust"
@@ -134,12 +138,12 @@ def parse_capabilities(text: str) -> t.Dict[str, t.Any]:
     try:
         data = json.loads(text)
     except (TypeError, ValueError) as exc:
-        raise VirtiofsdError(f"--print-capabilities did not print JSON ({exc}): {_short(text)!r}") from None
+        raise VirtiofsdError(f"--print-capabilities did not print JSON ({exc}): {short_output(text)!r}") from None
     if not isinstance(data, dict):
-        raise VirtiofsdError(f"--print-capabilities printed JSON that is not an object: {_short(text)!r}")
+        raise VirtiofsdError(f"--print-capabilities printed JSON that is not an object: {short_output(text)!r}")
     if data.get("type") != "fs":
         raise VirtiofsdError(
-            f"--print-capabilities printed type {data.get('type')!r}, expected 'fs': {_short(text)!r}"
+            f"--print-capabilities printed type {data.get('type')!r}, expected 'fs': {short_output(text)!r}"
         )
     features = data.get("features", [])
     if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
@@ -183,10 +187,30 @@ class DaemonInfo(_Implementation):
         }
 
 
-def _short(text: t.Any, limit: int = 200) -> str:
+def short_output(text: t.Any, limit: int = 400) -> str:
+    """``text`` stripped and cut to ``limit`` characters (``...`` marks a cut), for messages."""
     text = "" if text is None else str(text)
     text = text.strip()
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def rust_daemon_problem(info: DaemonInfo, what: str, version: t.Optional[str] = None) -> t.Optional[str]:
+    """Why ``info`` is not a Rust virtiofsd with a version (satisfying ``version``), or ``None``.
+
+    ``what`` names the binary in the message (``"binary /usr/lib/qemu/virtiofsd"``). The legacy
+    C daemon answers ``--version`` and ``--print-capabilities`` but fails at start on the Rust
+    daemon's options (``fuse: unknown option(s)``), so it is refused outright.
+    """
+    if info.is_c:
+        return (
+            f"{what} is not the Rust virtiofsd: it is the legacy C virtiofsd of QEMU <= 7.2 "
+            f"({info.version_raw!r}), which rejects the Rust daemon's options at start ('fuse: unknown option(s)')"
+        )
+    if not info.is_rust or info.version is None:
+        return f"{what} is not a recognised Rust virtiofsd: --version printed {info.version_raw!r}"
+    if version and not satisfies(info.version, version):
+        return f"{what} is virtiofsd {info.version_string}, which does not satisfy version {version!r}"
+    return None
 
 
 def _run(run: RunCallable, argv: t.List[str]) -> t.Tuple[int, str, str]:
@@ -201,7 +225,7 @@ def probe_version(path: str, run: RunCallable) -> DaemonVersion:
     """Run ``path --version``; raise :class:`VirtiofsdError` unless it exits 0."""
     rc, out, err = _run(run, [path, "--version"])
     if rc != 0:
-        raise VirtiofsdError(f"{path} --version failed with rc {rc}: {_short(err or out)}")
+        raise VirtiofsdError(f"{path} --version failed with rc {rc}: {short_output(err or out)}")
     return parse_version_output(out)
 
 
@@ -209,7 +233,7 @@ def probe_capabilities(path: str, run: RunCallable) -> t.Dict[str, t.Any]:
     """Run ``path --print-capabilities`` (the exact probe libvirt runs) and parse it."""
     rc, out, err = _run(run, [path, "--print-capabilities"])
     if rc != 0:
-        raise VirtiofsdError(f"{path} --print-capabilities failed with rc {rc}: {_short(err or out)}")
+        raise VirtiofsdError(f"{path} --print-capabilities failed with rc {rc}: {short_output(err or out)}")
     return parse_capabilities(out)
 
 
@@ -217,7 +241,7 @@ def probe_help(path: str, run: RunCallable) -> t.Set[str]:
     """Run ``path --help`` and return its long options (see :func:`parse_help_options`)."""
     rc, out, err = _run(run, [path, "--help"])
     if rc != 0:
-        raise VirtiofsdError(f"{path} --help failed with rc {rc}: {_short(err or out)}")
+        raise VirtiofsdError(f"{path} --help failed with rc {rc}: {short_output(err or out)}")
     # clap prints help on stdout; be lenient with builds that print it on stderr.
     return parse_help_options(out or err)
 

@@ -5,9 +5,8 @@
 
 Private module_utils: other collections must not import it.
 
-Plain Python, no Ansible imports. Sources: docs in ``/work/shared/reference/virtiofs.md``
-section A (upstream ``src/main.rs`` at each version bump, checked against a real 1.13.2
-``--help``).
+Plain Python, no Ansible imports. Sources: ``docs/reference.md`` section A (upstream
+``src/main.rs`` at each version bump, checked against a real 1.13.2 ``--help``).
 
 Vocabulary:
 

@@ -5,7 +5,7 @@
 
 Private module_utils: other collections must not import it.
 
-Plain Python, no Ansible imports. The wrapper (see virtiofs.md A.5):
+Plain Python, no Ansible imports. The wrapper (rules and their sources: docs/reference.md A.5):
 
 * answers the bare probe ``WRAPPER --print-capabilities`` by exec'ing the daemon with exactly
   that argument (stdout stays pure JSON);
@@ -22,6 +22,7 @@ import shlex
 import typing as t
 from dataclasses import dataclass, field
 
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import read_bytes
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
     DaemonInfo,
@@ -29,6 +30,8 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import
     VirtiofsdError,
     parse_capabilities,
     parse_version_output,
+    rust_daemon_problem,
+    short_output,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import (
     OptionsError,
@@ -72,14 +75,6 @@ def is_managed_wrapper(content: t.Union[str, bytes, None]) -> bool:
     return content.startswith("#!") and MARKER in content[:4096]
 
 
-def _read_head(path: str, size: int = 4096) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read(size)
-    except OSError:
-        return b""
-
-
 def check_paths(path: str, binary: str) -> None:
     """Refuse wrapper/binary combinations that cannot work or would recurse."""
     for name, value in (("path", path), ("binary", binary)):
@@ -108,23 +103,17 @@ def check_paths(path: str, binary: str) -> None:
         raise WrapperError(f"binary {binary} is not a regular file")
     if not os.access(binary, os.X_OK):
         raise WrapperError(f"binary {binary} is not executable; fix its mode (e.g. 0755)")
-    if is_managed_wrapper(_read_head(binary)):
+    if is_managed_wrapper(read_bytes(binary, 4096, best_effort=True)):
         raise WrapperError(
             f"binary {binary} is itself a wrapper managed by {MODULE_NAME}; point binary at the real virtiofsd"
         )
 
 
 def check_daemon(info: DaemonInfo) -> None:
-    """Refuse anything but the Rust virtiofsd."""
-    if info.is_c:
-        raise WrapperError(
-            f"binary {info.path} is the legacy C virtiofsd ({info.version_raw!r}); it rejects the Rust daemon's "
-            "options at start ('fuse: unknown option(s)'). Install the Rust virtiofsd and point binary at it"
-        )
-    if not info.is_rust or info.version is None:
-        raise WrapperError(
-            f"binary {info.path} is not a recognised Rust virtiofsd: --version printed {info.version_raw!r}"
-        )
+    """Refuse anything but the Rust virtiofsd (the rule is :func:`rust_daemon_problem`)."""
+    problem = rust_daemon_problem(info, f"binary {info.path}")
+    if problem:
+        raise WrapperError(f"{problem}. Install the Rust virtiofsd and point binary at it")
 
 
 def _comment(text: str) -> str:
@@ -185,11 +174,6 @@ def plan_wrapper(
     return WrapperPlan(path, binary, argv, render_script(binary, argv), daemon, warnings)
 
 
-def _short(text: str, limit: int = 400) -> str:
-    text = (text or "").strip()
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def check_argv_with_daemon(binary: str, argv: t.Sequence[str], run: RunCallable) -> None:
     """Let the daemon's own parser check ``argv`` without starting it.
 
@@ -203,7 +187,7 @@ def check_argv_with_daemon(binary: str, argv: t.Sequence[str], run: RunCallable)
     if rc != 0:
         raise WrapperError(
             f"virtiofsd rejected the options (rc {rc}) when checked with {' '.join(shlex.quote(c) for c in cmd)}: "
-            f"{_short(err or out)}"
+            f"{short_output(err or out)}"
         )
     try:
         parse_capabilities(out)
@@ -224,15 +208,15 @@ def self_test(path: str, daemon: DaemonInfo, run: RunCallable) -> t.Dict[str, t.
     """
     rc, out, err = run([path, "--version"])
     if rc != 0:
-        raise WrapperError(f"self-test: {path} --version failed with rc {rc}: {_short(err or out)}")
+        raise WrapperError(f"self-test: {path} --version failed with rc {rc}: {short_output(err or out)}")
     ver = parse_version_output(out)
     if not ver.is_rust or ver.version != daemon.version:
         raise WrapperError(
-            f"self-test: {path} --version printed {_short(out)!r}, expected 'virtiofsd {daemon.version_string}'"
+            f"self-test: {path} --version printed {short_output(out)!r}, expected 'virtiofsd {daemon.version_string}'"
         )
     rc, out, err = run([path, "--print-capabilities"])
     if rc != 0:
-        raise WrapperError(f"self-test: {path} --print-capabilities failed with rc {rc}: {_short(err or out)}")
+        raise WrapperError(f"self-test: {path} --print-capabilities failed with rc {rc}: {short_output(err or out)}")
     try:
         caps = parse_capabilities(out)
     except VirtiofsdError as exc:
@@ -243,7 +227,7 @@ def self_test(path: str, daemon: DaemonInfo, run: RunCallable) -> t.Dict[str, t.
         if rc != 0:
             raise WrapperError(
                 f"self-test: {' '.join(cmd)} (the full exec line with the options) failed with rc {rc}: "
-                f"{_short(err or out)}"
+                f"{short_output(err or out)}"
             )
         try:
             parse_capabilities(out)

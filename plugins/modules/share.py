@@ -505,12 +505,14 @@ import re
 import tempfile
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
-    HAS_LXML,
-    LXML_IMPORT_ERROR,
+    CACHE_MODES,
     MANAGED_KEYS,
+    MEMORY_BACKING_MODES,
+    SANDBOX_MODES,
+    STATES,
     DomainXML,
     DomainXMLError,
     ShareSpec,
@@ -521,8 +523,6 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
     verify_converged,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import (
-    HAS_LIBVIRT,
-    LIBVIRT_IMPORT_ERROR,
     Connection,
     LibvirtAdapterError,
     domain_lock,
@@ -530,6 +530,11 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import (
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features import (
     LibvirtFeatureError,
     check_features,
+)
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements import (
+    MissingLibrary,
+    failure_details,
+    require,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
 
@@ -542,12 +547,6 @@ DEFINE_ATTEMPTS = 5
 
 class ShareError(Exception):
     """A problem found by the module itself (host checks before writing, verification after a define)."""
-
-
-class MissingLibrary(Exception):
-    def __init__(self, msg: str, exception: t.Optional[str]) -> None:
-        super().__init__(msg)
-        self.exception = exception
 
 
 def _idrange_spec() -> t.Dict[str, t.Any]:
@@ -567,8 +566,8 @@ def _share_options(nested: bool) -> t.Dict[str, t.Any]:
         source=dict(type="path"),
         binary_path=dict(type="path"),
         readonly=dict(type="bool"),
-        cache=dict(type="str", choices=["none", "always"]),
-        sandbox=dict(type="str", choices=["namespace", "chroot"]),
+        cache=dict(type="str", choices=list(CACHE_MODES)),
+        sandbox=dict(type="str", choices=list(SANDBOX_MODES)),
         xattr=dict(type="bool"),
         thread_pool_size=dict(type="int"),
         openfiles=dict(type="int"),
@@ -580,7 +579,7 @@ def _share_options(nested: bool) -> t.Dict[str, t.Any]:
     )
     if nested:
         opts["tag"] = dict(type="str", required=True)
-        opts["state"] = dict(type="str", choices=["present", "absent"], default="present")
+        opts["state"] = dict(type="str", choices=list(STATES), default="present")
         opts["create_source"] = dict(type="bool")
         opts["owner"] = dict(type="str")
         opts["group"] = dict(type="str")
@@ -594,10 +593,10 @@ def argument_spec() -> t.Dict[str, t.Any]:
         uri=dict(type="str", default="qemu:///system"),
         xml_file=dict(type="path"),
         tag=dict(type="str"),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
+        state=dict(type="str", choices=list(STATES), default="present"),
         shares=dict(type="list", elements="dict", options=_share_options(nested=True)),
         exclusive=dict(type="bool", default=False),
-        memory_backing=dict(type="str", choices=["auto", "skip"], default="auto"),
+        memory_backing=dict(type="str", choices=list(MEMORY_BACKING_MODES), default="auto"),
         live=dict(type="str", choices=["false", "true", "auto"], default="false"),
         backup=dict(type="bool", default=False),
         backup_dir=dict(type="path", default="/var/lib/virtiofs-libvirt/backups"),
@@ -943,16 +942,14 @@ class ShareModule:
     # -- entry ---------------------------------------------------------------------------------
 
     def run(self) -> t.Dict[str, t.Any]:
-        if not HAS_LXML:
-            raise MissingLibrary(missing_required_lib("lxml"), LXML_IMPORT_ERROR)
+        require("lxml")
         specs = self.specs()
         missing = self.check_host(specs)
         try:
             if self.p["xml_file"] is not None:
                 self.run_file(specs, missing)
             else:
-                if not HAS_LIBVIRT:
-                    raise MissingLibrary(missing_required_lib("libvirt-python"), LIBVIRT_IMPORT_ERROR)
+                require("libvirt-python")
                 self.run_domain(specs, missing)
         except BaseException:  # also SystemExit: fail_json from set_fs_attributes_if_different
             if not self.written:  # a definition that is in place keeps its source directories
@@ -978,8 +975,7 @@ def main() -> None:
         partial = {k: v for k, v in runner.result.items() if k in ("libvirt_version", "domain", "backup_file")}
         if runner.written:  # the new definition is in place even though a later step failed
             partial["changed"] = True
-        if getattr(exc, "exception", None):
-            partial["exception"] = exc.exception  # type: ignore[attr-defined]
+        partial.update(failure_details(exc))
         module.fail_json(msg=str(exc), **partial)
     module.exit_json(**result)
 

@@ -164,34 +164,29 @@ domains:
 import os
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._audit import restart_reasons
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
-    HAS_LXML,
-    LXML_IMPORT_ERROR,
     DomainXML,
     DomainXMLError,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import (
-    HAS_LIBVIRT,
-    LIBVIRT_IMPORT_ERROR,
     Connection,
     LibvirtAdapterError,
     vhost_user_fs_descriptor,
     virtiofsd_process,
+)
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements import (
+    MissingLibrary,
+    failure_details,
+    require,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
     VirtiofsdError,
     probe_version,
 )
-
-
-class MissingLibrary(Exception):
-    def __init__(self, msg: str, exception: t.Optional[str]) -> None:
-        super().__init__(msg)
-        self.exception = exception
 
 
 class ShareInfo:
@@ -304,10 +299,7 @@ class ShareInfo:
         }
 
     def run(self) -> t.Dict[str, t.Any]:
-        if not HAS_LXML:
-            raise MissingLibrary(missing_required_lib("lxml"), LXML_IMPORT_ERROR)
-        if not HAS_LIBVIRT:
-            raise MissingLibrary(missing_required_lib("libvirt-python"), LIBVIRT_IMPORT_ERROR)
+        require("lxml", "libvirt-python")
         with Connection(self.module.params["uri"]) as conn:
             version = conn.version()
             if self.module.params["domain"]:
@@ -343,10 +335,7 @@ def main() -> None:
     try:
         result = ShareInfo(module).run()
     except (MissingLibrary, DomainXMLError, LibvirtAdapterError) as exc:
-        extra = {}
-        if getattr(exc, "exception", None):
-            extra["exception"] = exc.exception  # type: ignore[attr-defined]
-        module.fail_json(msg=str(exc), **extra)
+        module.fail_json(msg=str(exc), **failure_details(exc))
     module.exit_json(**result)
 
 

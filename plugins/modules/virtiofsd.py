@@ -356,10 +356,13 @@ vhost_user_descriptors:
       description: Non-empty file of the same name in a later directory that replaces it.
       type: str
     selected:
-      description: Whether libvirt would pick it (first active C(fs) descriptor in file-name order).
+      description:
+        - Whether libvirt would pick it (first active C(fs) descriptor in file-name order).
+        - None is selected when an active descriptor cannot be read or parsed (see C(error)), because libvirt
+          then fails the whole lookup instead of going on to the next file.
       type: bool
     error:
-      description: Why it could not be read or its binary not run.
+      description: Why it could not be read or parsed (as libvirt reads it) or its binary not run.
       type: str
   sample:
     - file: /usr/share/qemu/vhost-user/50-qemu-virtiofsd.json
@@ -386,12 +389,13 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._install import (
     DEFAULT_INSTALL_DIR,
     DEFAULT_MEMBER,
     DEFAULT_VHOST_USER_PRIORITY,
-    VHOST_USER_ETC_DIR,
+    METHODS,
     Host,
     InstallError,
     Installer,
     Request,
 )
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import CONF_DIR
 
 
 def _read_os_release():
@@ -408,7 +412,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            method=dict(type="str", choices=["package", "url", "source"]),
+            method=dict(type="str", choices=list(METHODS)),
             version=dict(type="str"),
             url=dict(type="str"),
             checksum=dict(type="str"),
@@ -427,7 +431,7 @@ def main():
             register_vhost_user=dict(type="bool", default=False),
             vhost_user_priority=dict(type="int", default=DEFAULT_VHOST_USER_PRIORITY),
             mask_legacy=dict(type="bool", default=False),
-            vhost_user_dir=dict(type="path", default=VHOST_USER_ETC_DIR),
+            vhost_user_dir=dict(type="path", default=CONF_DIR),
         ),
         required_if=[
             ("state", "present", ["method"]),

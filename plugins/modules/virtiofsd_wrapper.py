@@ -350,6 +350,7 @@ import typing as t
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import read_bytes
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
     VirtiofsdError,
     probe_daemon,
@@ -367,14 +368,6 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import (
     plan_wrapper,
     self_test,
 )
-
-
-def _read(path: str) -> t.Optional[bytes]:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
 
 
 def _write_atomic(module: AnsibleModule, path: str, data: bytes, mode: int, uid: int, gid: int) -> None:
@@ -413,7 +406,7 @@ def run_absent(module: AnsibleModule, path: str) -> None:
     result: t.Dict[str, t.Any] = {"changed": False, "path": path}
     if os.path.isdir(path):
         module.fail_json(msg=f"path {path} is a directory, not a wrapper", **result)
-    before = _read(path) if os.path.lexists(path) else None
+    before = read_bytes(path) if os.path.lexists(path) else None
     if not os.path.lexists(path):
         module.exit_json(**result)
     if not is_managed_wrapper(before):
@@ -455,7 +448,7 @@ def run_present(module: AnsibleModule, path: str, binary: str) -> None:
         module.warn(warning)
     result.update(argv=plan.argv, daemon_version=plan.daemon_version)
 
-    before = _read(path)
+    before = read_bytes(path)
     after = plan.script.encode("utf-8")
     content_changed = before != after
     attrs_changed = before is not None and not content_changed and _attrs_differ(path)

@@ -153,7 +153,7 @@ def test_domain_runs_the_wrapper(run_playbook, lab, labctl, rust_binary):
 
 
 def test_libvirt11_separate_options_style(run_playbook, lab, rust_binary, tmp_path):
-    """Debian 13 / libvirt 11 call: probe, then --fd=N --shared-dir DIR --cache ... (virtiofs.md C.3)."""
+    """Debian 13 / libvirt 11 call: probe, then --fd=N --shared-dir DIR --cache ... (docs/reference.md C.3)."""
     wrapper = str(BASE / "sep" / "virtiofsd.sh")
     Path(wrapper).parent.mkdir(parents=True, exist_ok=True)
     result = write_wrapper(run_playbook, wrapper, rust_binary, {"cache": "never", "log_level": "error"})

@@ -319,7 +319,9 @@ def ensure_virtiofsd() -> dict:
         (source_dir / "Cargo.lock").unlink()
     with tarfile.open(tmp / f"virtiofsd-{version}.tar.gz", "w:gz") as tf:
         tf.add(source_dir, arcname=f"virtiofsd-{version}")
-    # Offline build through cargo source replacement, as testbed.md records.
+    # Offline build through cargo source replacement: crates-io is replaced by the directory
+    # source of the unpacked librust-*-dev packages (plain source trees), and Cargo.lock is
+    # gone (that source rarely holds exactly the locked versions).
     build = tmp / "build"
     shutil.copytree(source_dir, build, symlinks=True)
     (build / ".cargo").mkdir(exist_ok=True)

@@ -522,38 +522,6 @@ def test_descriptor_rendering_and_tags():
     assert I.descriptor_name(5) == "05-virtiofsd-rust.json"
 
 
-def test_effective_descriptors_follow_libvirt_rules(tmp_path):
-    share, etc = tmp_path / "share", tmp_path / "etc"
-    share.mkdir()
-    etc.mkdir()
-    (share / "50-qemu-virtiofsd.json").write_text(json.dumps({"type": "fs", "binary": "/c/virtiofsd"}))
-    (share / "50-virtiofsd.json").write_text(json.dumps({"type": "fs", "binary": "/rust/virtiofsd"}))
-    (share / "60-other.json").write_text(json.dumps({"type": "gpu", "binary": "/x"}))
-    (share / ".hidden.json").write_text(json.dumps({"type": "fs", "binary": "/hidden"}))
-    (share / "70-broken.json").write_text("{nope")
-    dirs = [str(share), str(etc)]
-
-    descs = I.scan_vhost_user(dirs)
-    eff = I.effective_descriptors(descs, dirs)
-    assert eff["selected"].binary == "/c/virtiofsd"  # 'q' sorts before 'v'
-    assert [d.name for d in descs] == ["50-qemu-virtiofsd.json", "50-virtiofsd.json", "60-other.json", "70-broken.json"]
-    assert descs[-1].error.startswith("not JSON")
-
-    (etc / "50-qemu-virtiofsd.json").write_text("")  # mask
-    descs = I.scan_vhost_user(dirs)
-    eff = I.effective_descriptors(descs, dirs)
-    assert eff["selected"].binary == "/rust/virtiofsd"
-    assert eff["by_path"][str(share / "50-qemu-virtiofsd.json")] == {"masked_by": str(etc / "50-qemu-virtiofsd.json")}
-
-    (etc / "50-virtiofsd.json").write_text(json.dumps({"type": "fs", "binary": "/etc/override"}))
-    (etc / "40-virtiofsd-rust.json").write_text(I.render_descriptor("/opt/v/virtiofsd", [], []))
-    descs = I.scan_vhost_user(dirs)
-    eff = I.effective_descriptors(descs, dirs)
-    assert eff["selected"].binary == "/opt/v/virtiofsd"
-    assert eff["selected"].managed is True
-    assert eff["by_path"][str(share / "50-virtiofsd.json")] == {"overridden_by": str(etc / "50-virtiofsd.json")}
-
-
 # ------------------------------------------------------------------------------- request validation
 
 @pytest.mark.parametrize("kw,fragment", [

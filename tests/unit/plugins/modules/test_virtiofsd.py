@@ -1,0 +1,37 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The virtiofsd module's own layer: choices and defaults from module_utils, one failure path."""
+from __future__ import annotations
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._install import (
+    DEFAULT_INSTALL_DIR,
+    DEFAULT_VHOST_USER_PRIORITY,
+    METHODS,
+)
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import CONF_DIR
+from module_harness import argument_spec
+
+
+def test_spec_uses_the_installer_constants(monkeypatch):
+    spec = argument_spec("virtiofsd", monkeypatch)["argument_spec"]
+    assert spec["method"]["choices"] == list(METHODS) == ["package", "url", "source"]
+    assert spec["install_dir"]["default"] == DEFAULT_INSTALL_DIR
+    assert spec["vhost_user_dir"]["default"] == CONF_DIR == "/etc/qemu/vhost-user"
+    assert spec["vhost_user_priority"]["default"] == DEFAULT_VHOST_USER_PRIORITY
+
+
+def test_installer_errors_fail_the_module_unchanged(run_module, tmp_path):
+    install_dir = tmp_path / "opt"
+    res = run_module("virtiofsd", {"method": "url", "url": "https://example.invalid/v.zip", "checksum": "md5:abc",
+                                   "install_dir": str(install_dir), "vhost_user_dir": str(tmp_path / "vu")})
+    assert res["failed"] is True
+    assert res["changed"] is False
+    assert res["method"] == "url"
+    assert res["msg"] == "checksum algorithm 'md5' is not supported: only sha256 is (sha256:<64 hex digits>)"
+    assert not install_dir.exists()
+
+    res = run_module("virtiofsd", {"method": "url", "url": "http://example.invalid/v.zip", "checksum_required": False,
+                                   "install_dir": str(install_dir), "vhost_user_dir": str(tmp_path / "vu")})
+    assert res["msg"] == ("url 'http://example.invalid/v.zip' uses plain http: use https, or set allow_http=true to "
+                          "accept an unencrypted download (the checksum still protects the content)")

@@ -1,0 +1,45 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The virtiofsd_wrapper module's own layer: path checks and state=absent (no daemon needed)."""
+from __future__ import annotations
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import MARKER, render_script
+
+
+def test_relative_path_is_refused(run_module):
+    res = run_module("virtiofsd_wrapper", {"path": "rel/w.sh", "binary": "/usr/libexec/virtiofsd"})
+    assert res["failed"] is True
+    assert res["changed"] is False
+    assert res["msg"] == "path must be an absolute path, got 'rel/w.sh'"
+
+
+def test_missing_binary_is_refused(run_module, tmp_path):
+    res = run_module("virtiofsd_wrapper", {"path": str(tmp_path / "w.sh"), "binary": str(tmp_path / "nope")})
+    assert res["failed"] is True
+    assert res["msg"] == f"binary {tmp_path / 'nope'} does not exist; install virtiofsd first"
+    assert not (tmp_path / "w.sh").exists()
+
+
+def test_absent(run_module, tmp_path):
+    path = tmp_path / "w.sh"
+    res = run_module("virtiofsd_wrapper", {"path": str(path), "state": "absent"})
+    assert (res["changed"], res["path"], "failed" in res) == (False, str(path), False)
+
+    path.write_text("#!/bin/sh\nexec /usr/libexec/virtiofsd \"$@\"\n")
+    res = run_module("virtiofsd_wrapper", {"path": str(path), "state": "absent"})
+    assert res["failed"] is True
+    assert res["msg"] == (f"{path} is not a wrapper written by this module (no '{MARKER}' header): refusing to "
+                          "remove it; remove it yourself if it really is yours to delete")
+    assert path.exists()
+
+    script = render_script("/usr/libexec/virtiofsd", ["--cache", "never"])
+    path.write_text(script)
+    res = run_module("virtiofsd_wrapper", {"path": str(path), "state": "absent", "_ansible_check_mode": True,
+                                           "_ansible_diff": True})
+    assert res["changed"] is True
+    assert res["diff"]["before"] == script and res["diff"]["after"] == ""
+    assert path.exists()
+    res = run_module("virtiofsd_wrapper", {"path": str(path), "state": "absent"})
+    assert res["changed"] is True
+    assert not path.exists()
