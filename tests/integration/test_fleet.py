@@ -544,8 +544,11 @@ def test_one_hypervisor_down_does_not_stop_the_other(run_playbook, lab, lab2, la
         recap = dict(re.findall(r"^(\S+)\s+: (ok=.*)$", res.stdout, re.M))
         assert re.search(r"failed=0 ", recap["hypervisor"]) and not re.search(r"changed=0 ", recap["hypervisor"]), recap
         assert re.search(r"failed=1 ", recap["hypervisor2"]), recap
-        assert re.search(r"^fatal: \[hypervisor2\]", res.stdout, re.M)
-        assert "libvirt" in res.stdout[res.stdout.index("fatal: [hypervisor2]"):][:3000]
+        out = res.stdout + res.stderr
+        fatal = re.search(r"^(fatal|failed): \[hypervisor2\]", out, re.M)
+        assert fatal, out[-4000:]
+        assert "libvirt" in out[fatal.start():][:3000], out[fatal.start():][:3000]
+        assert not re.search(r"^(fatal|failed): \[hypervisor\]", out, re.M)
         # hypervisor converged despite hypervisor2
         fs = inactive(lab["uri"], domains["hypervisor"]).findall("devices/filesystem")
         assert [f.find("target").get("dir") for f in fs] == ["roll"]
