@@ -722,63 +722,44 @@ def stop_hypervisor2() -> None:
         (STATE / "hypervisor2.json").unlink()
 
 
-def write_inventory(state: dict) -> None:
-    inv = STATE / "inventory.yml"
-    guest_py = "/usr/bin/python3"
-    ssh_args = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+def _ssh_host(port: int, key: str, **hostvars) -> dict:
+    """Inventory variables of a lab host reached over SSH on a loopback port."""
+    return {"ansible_host": "127.0.0.1", "ansible_port": port, "ansible_user": "root",
+            "ansible_ssh_private_key_file": key,
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            "ansible_python_interpreter": "/usr/bin/python3", **hostvars}
+
+
+def inventory(state: dict) -> dict:
+    """The lab's inventory: group hypervisors (this machine; the second hypervisor over SSH) and
+    group guests (one per hypervisor)."""
+    hypervisors = {"hypervisor": {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3",
+                                  "lab_debian_release": state["debian_release"], "lab_domain": state["domain"]}}
+    guests = {"guest": _ssh_host(state["ssh_port"], state["ssh_key"], virtiofs_domain=state["domain"],
+                                 virtiofs_hypervisor="hypervisor")}
     h2 = state.get(hv2.NAME)
-    hv2_host = hv2_guest = ""
     if h2:
-        hv2_host = f"""        {hv2.NAME}:
-          # Debian {h2['debian_release']}, libvirt {h2['libvirt_version']}: its own mount and PID namespace
-          # ({h2['tree']}), sshd on a loopback port
-          ansible_host: 127.0.0.1
-          ansible_port: {h2['ssh_port']}
-          ansible_user: root
-          ansible_ssh_private_key_file: {state['ssh_key']}
-          ansible_ssh_common_args: {ssh_args}
-          ansible_python_interpreter: /usr/bin/python3
-          lab_debian_release: {h2['debian_release']}
-          lab_domain: {h2['domain']}
-"""
-        hv2_guest = f"""        {hv2.GUEST_NAME}:
-          ansible_host: 127.0.0.1
-          ansible_port: {h2['guest_ssh_port']}
-          ansible_user: root
-          ansible_ssh_private_key_file: {h2['guest_ssh_key']}
-          ansible_ssh_common_args: {ssh_args}
-          ansible_python_interpreter: {guest_py}
-          virtiofs_domain: {h2['domain']}
-          virtiofs_hypervisor: {hv2.NAME}
-"""
-    text = f"""---
-# Written by tests/lab/lab up. Host "hypervisor" is this machine (Debian {state['debian_release']}); host
-# "{hv2.NAME}" is the second hypervisor (the other Debian release, reached over SSH on loopback);
-# each has a guest reached over a loopback-only port forward.
-all:
-  children:
-    hypervisors:
-      hosts:
-        hypervisor:
-          ansible_connection: local
-          ansible_python_interpreter: /usr/bin/python3
-          lab_debian_release: {state['debian_release']}
-          lab_domain: {state['domain']}
-{hv2_host}    guests:
-      hosts:
-        guest:
-          ansible_host: 127.0.0.1
-          ansible_port: {state['ssh_port']}
-          ansible_user: root
-          ansible_ssh_private_key_file: {state['ssh_key']}
-          ansible_ssh_common_args: {ssh_args}
-          ansible_python_interpreter: {guest_py}
-          virtiofs_domain: {state['domain']}
-          virtiofs_hypervisor: hypervisor
-{hv2_guest}  vars:
-    lab_state_file: {STATE / 'lab.json'}
-"""
-    inv.write_text(text)
+        hypervisors[hv2.NAME] = _ssh_host(h2["ssh_port"], state["ssh_key"], lab_debian_release=h2["debian_release"],
+                                          lab_domain=h2["domain"])
+        guests[hv2.GUEST_NAME] = _ssh_host(h2["guest_ssh_port"], h2["guest_ssh_key"], virtiofs_domain=h2["domain"],
+                                           virtiofs_hypervisor=hv2.NAME)
+    return {"all": {"children": {"hypervisors": {"hosts": hypervisors}, "guests": {"hosts": guests}},
+                    "vars": {"lab_state_file": str(STATE / "lab.json")}}}
+
+
+def write_inventory(state: dict) -> None:
+    h2 = state.get(hv2.NAME, {})
+    header = (
+        "# Written by tests/lab/lab up (JSON, which is YAML). Host \"hypervisor\" is this machine\n"
+        f"# (Debian {state['debian_release']}); host \"{hv2.NAME}\" is the second hypervisor (Debian "
+        f"{h2.get('debian_release', '-')}, libvirt {h2.get('libvirt_version', '-')}, its own mount and PID\n"
+        f"# namespace in {h2.get('tree', '-')}, sshd on a loopback port); each has a guest reached over a\n"
+        "# loopback-only port forward.\n"
+    )
+    inv = STATE / "inventory.yml"
+    tmp = inv.with_suffix(".tmp")
+    tmp.write_text(header + json.dumps(inventory(state), indent=2) + "\n")
+    os.replace(tmp, inv)
 
 
 # ---------------------------------------------------------------- commands
