@@ -293,7 +293,7 @@ def build_tree(out: Path, release: str, mirror: str, run, step: str, error, log)
             script += f" && apt-get install -y -q --download-only {' '.join(DOWNLOAD_ONLY[release])}"
         script += " && ssh-keygen -A"
         proc = start_namespace(root, step, error, command=script)
-        out_text, _ = proc.communicate(timeout=1800)
+        out_text = proc.communicate(timeout=1800)[0]
         if proc.returncode != 0:
             raise error(step, f"installing the tree's packages exited {proc.returncode}:\n{out_text[-3000:]}")
     finally:
