@@ -291,7 +291,8 @@ def test_running_guest_on_libvirt11(run_playbook, lab, lab2, labctl, rust_packag
     marker = uuid.uuid4().hex
     src_one = in_tree(lab2, "/srv/it-fleet/one")
     try:
-        labctl.clone_guest(RUN2, RUN2_PORT, shared_memory=True, hypervisor="hypervisor2")
+        # two spare root ports more than the lab's guests: two shares are hot-plugged at once
+        labctl.clone_guest(RUN2, RUN2_PORT, shared_memory=True, hypervisor="hypervisor2", extra_root_ports=2)
         # A logging shim between the wrapper and the daemon records how libvirt 11 calls the wrapper.
         res = run_playbook(f"""
 - name: Wrapper on hypervisor2

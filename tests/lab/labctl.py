@@ -417,7 +417,7 @@ def _template():
 
 
 def guest_xml(name: str, ssh_port: int, disk: str, image: dict, memory_mib: int = 1024,
-              shared_memory: bool = False, filesystems: list[dict] | None = None) -> str:
+              shared_memory: bool = False, filesystems: list[dict] | None = None, extra_root_ports: int = 0) -> str:
     """The lab guest's domain XML (from domain-template.xml), filled in with lxml.
 
     ``filesystems``: dicts with ``tag``, ``source``, optional ``binary`` and ``driver``
@@ -442,6 +442,9 @@ def guest_xml(name: str, ssh_port: int, disk: str, image: dict, memory_mib: int 
         etree.SubElement(mb, "access", mode="shared")
         dom.find("currentMemory").addnext(mb)
     devices = dom.find("devices")
+    ports = devices.findall("controller[@model='pcie-root-port']")
+    for _port in range(extra_root_ports):  # more spare slots for hot-plugged devices
+        ports[-1].addnext(etree.Element("controller", type="pci", model="pcie-root-port"))
     for fs in filesystems or []:
         drv = fs.get("driver", "virtiofs")
         el = etree.SubElement(devices, "filesystem", type="mount",
@@ -484,7 +487,8 @@ def hypervisor_uri(hypervisor: str = "hypervisor", state: dict | None = None) ->
 
 def clone_guest(name: str, ssh_port: int, start: bool = True, wait: bool = True,
                 shared_memory: bool = False, filesystems: list[dict] | None = None,
-                memory_mib: int = 1024, state: dict | None = None, hypervisor: str = "hypervisor") -> dict:
+                memory_mib: int = 1024, state: dict | None = None, hypervisor: str = "hypervisor",
+                extra_root_ports: int = 0) -> dict:
     """Define (and boot) a TCG guest from a fresh overlay of the lab's base image.
 
     ``hypervisor``: ``hypervisor`` (this machine's libvirt, the Debian 12 guest image) or
@@ -508,7 +512,7 @@ def clone_guest(name: str, ssh_port: int, start: bool = True, wait: bool = True,
         disk = hv2.make_overlay(h2["init_pid"], name, run, "domain")
         image, key = hv2.image_paths(), h2["guest_ssh_key"]
     xml = guest_xml(name, ssh_port, disk, image, memory_mib=memory_mib,
-                    shared_memory=shared_memory, filesystems=filesystems)
+                    shared_memory=shared_memory, filesystems=filesystems, extra_root_ports=extra_root_ports)
     conn = libvirt.open(uri)
     try:
         dom = conn.defineXML(xml)
