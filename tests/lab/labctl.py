@@ -137,11 +137,14 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _pgrep(name: str) -> list[int]:
+    """Live processes called ``name`` in this PID namespace (not the second hypervisor's)."""
     pids = []
+    own = os.readlink("/proc/self/ns/pid")
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             with contextlib.suppress(OSError):
-                if (d / "comm").read_text().strip() == name:
+                if ((d / "comm").read_text().strip() == name and os.readlink(d / "ns/pid") == own
+                        and _pid_alive(int(d.name))):
                     pids.append(int(d.name))
     return pids
 
@@ -643,6 +646,9 @@ def ensure_hypervisor2(state: dict, tree: Path, image2: dict) -> dict:
 
     step = "hypervisor2"
     hv2.check_host_ptmx(step, LabError)
+    if not hv2.ns_alive(_hv2_saved().get("init_pid"), tree):
+        # no namespace (first start, or the machine's processes ended): fresh /dev and /run
+        hv2.unmount_tree(tree, run, step)
     hv2.mount_tree(tree, image2["image_dir"], run, step)
     hv2.write_authorized_key(tree, Path(state["ssh_key"] + ".pub"))
     saved = _hv2_saved()
