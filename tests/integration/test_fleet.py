@@ -22,11 +22,9 @@ Domains are called ``it-fleet-*``, SSH ports 2241-2249; everything is removed af
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -585,5 +583,4 @@ def test_lab_inventory_is_a_fleet(lab, lab2):
     assert guests["guest2"]["virtiofs_hypervisor"] == "hypervisor2"
     assert guests["guest2"]["virtiofs_domain"] == lab2["domain"] == hv["hypervisor2"]["lab_domain"]
     assert hv["hypervisor2"]["ansible_port"] == lab2["ssh_port"] != guests["guest2"]["ansible_port"]
-    assert json.loads(json.dumps(lab2))["libvirt_version"].split(".")[0] in ("10", "11", "12")
-    assert subprocess.run(["true"], check=False).returncode == 0
+    assert int(lab2["libvirt_version"].split(".")[0]) >= 10

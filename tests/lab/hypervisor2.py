@@ -298,16 +298,14 @@ def build_tree(out: Path, release: str, mirror: str, run, step: str, error, log)
             raise error(step, f"installing the tree's packages exited {proc.returncode}:\n{out_text[-3000:]}")
     finally:
         unmount_tree(root, run, step)
-    for f in (root / "usr/sbin").glob("policy-rc.d"):
-        f.chmod(0o755)
     (root / "etc/hostname").write_text("vfs-lab-hv2\n")
     (root / "etc/ssh/sshd_config.d").mkdir(parents=True, exist_ok=True)
     (root / "etc/ssh/sshd_config.d/lab.conf").write_text(
         f"Port {SSH_PORT}\nListenAddress 127.0.0.1\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nUseDNS no\n")
-    (root / "etc/libvirt/qemu.conf").open("a").write(
-        "\n# lab: the host's libvirt already uses /sys/fs/cgroup/machine.slice for its domains\n"
-        "cgroup_controllers = [ ]\n")
+    with (root / "etc/libvirt/qemu.conf").open("a") as conf:
+        conf.write("\n# lab: the host's libvirt already uses /sys/fs/cgroup/machine.slice for its domains\n"
+                   "cgroup_controllers = [ ]\n")
     (tmp / "done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
