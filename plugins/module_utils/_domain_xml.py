@@ -31,6 +31,17 @@ import traceback
 import typing as t
 from dataclasses import dataclass, field
 
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features import FEATURES
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import (  # noqa: F401 (re-exported)
+    CACHE_MODES,
+    MANAGED_KEYS,
+    MEMORY_BACKING_MODES,
+    OPTION_FEATURES,
+    SANDBOX_MODES,
+    SPEC_OPTIONS,
+    STATES,
+)
+
 try:
     from lxml import etree
 
@@ -48,10 +59,6 @@ TAG_MAX_BYTES = 36
 # options. One rule for the share module and both roles (filter virtiofs.libvirt.tag_error).
 TAG_CHARS = "A-Z a-z 0-9 . _ : @ + = / -"
 _TAG_RE = re.compile(r"[A-Za-z0-9._:@+=/-]+")
-CACHE_MODES = ("none", "always")
-SANDBOX_MODES = ("namespace", "chroot")
-STATES = ("present", "absent")
-MEMORY_BACKING_MODES = ("auto", "skip")
 
 # Order in which libvirt formats elements; used to insert new elements at the place libvirt
 # itself would print them (libvirt re-orders on define anyway, so this is cosmetic).
@@ -77,11 +84,6 @@ IGNORED_CHILDREN = ("address", "alias")
 # Attributes libvirt adds when they are missing.
 ELEMENT_DEFAULTS = {"filesystem": {"type": "mount", "accessmode": "passthrough"}}
 
-# Keys of a share dict that the share module manages (compared after define).
-MANAGED_KEYS = (
-    "source", "binary_path", "readonly", "cache", "sandbox", "xattr", "thread_pool_size",
-    "openfiles", "queue_size", "idmap", "ats", "iommu", "packed", "lock",
-)
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
@@ -187,24 +189,10 @@ class ShareSpec:
             return out
 
         tag = params.get("tag")
-        return cls(
-            tag="" if tag is None else str(tag),
-            source=params.get("source"),
-            state=params.get("state") or "present",
-            binary_path=params.get("binary_path"),
-            readonly=bool(params.get("readonly")),
-            cache=params.get("cache"),
-            sandbox=params.get("sandbox"),
-            xattr=params.get("xattr"),
-            thread_pool_size=params.get("thread_pool_size"),
-            openfiles=params.get("openfiles"),
-            queue_size=params.get("queue_size"),
-            uid_map=ranges("uid"),
-            gid_map=ranges("gid"),
-            ats=params.get("ats"),
-            iommu=params.get("iommu"),
-            packed=params.get("packed"),
-        )
+        values = {name: params.get(name) for name in SPEC_OPTIONS if name != "idmap"}
+        values["readonly"] = bool(values["readonly"])
+        values["state"] = params.get("state") or "present"
+        return cls(tag="" if tag is None else str(tag), uid_map=ranges("uid"), gid_map=ranges("gid"), **values)
 
     def validate(self) -> None:
         """Check the spec on its own (no domain, no host); raise :class:`DomainXMLError`."""
@@ -255,55 +243,30 @@ class ShareSpec:
                     )
 
     def features(self) -> t.List[str]:
-        """Names of :mod:`_libvirt_features` entries this share needs."""
+        """Names of :mod:`_libvirt_features` entries this share needs (from the option table)."""
         if self.state != "present":
             return []
         out = ["virtiofs"]
-        if self.binary_path is not None:
-            out.append("binary_path")
-        if self.xattr is not None:
-            out.append("xattr")
-        if self.cache is not None:
-            out.append("cache")
-        if self.queue_size is not None:
-            out.append("queue_size")
-        for name in ("ats", "iommu", "packed"):
-            if getattr(self, name) is not None:
-                out.append(name)
-        if self.sandbox is not None:
-            out.append("sandbox")
-        if self.thread_pool_size is not None:
-            out.append("thread_pool")
-        if self.uid_map or self.gid_map:
-            out.append("idmap")
-        if self.openfiles is not None:
-            out.append("openfiles")
-        if self.readonly:
-            out.append("readonly")
-        return out
+        values = self.to_dict()
+        for name, feature in OPTION_FEATURES.items():
+            value = values.get(name)
+            if value is None or (name == "readonly" and not value):  # readonly=false is libvirt's default
+                continue
+            out.append(feature)
+        order = list(FEATURES)
+        return sorted(out, key=order.index)  # the feature table's order
 
     def to_dict(self) -> t.Dict[str, t.Any]:
         """Same keys as :func:`share_to_dict` returns for an element."""
         idmap = None
         if self.uid_map or self.gid_map:
             idmap = {"uid": [r.to_dict() for r in self.uid_map], "gid": [r.to_dict() for r in self.gid_map]}
-        return {
-            "tag": self.tag,
-            "source": self.source,
-            "binary_path": self.binary_path,
-            "readonly": bool(self.readonly),
-            "cache": self.cache,
-            "sandbox": self.sandbox,
-            "xattr": self.xattr,
-            "thread_pool_size": self.thread_pool_size,
-            "openfiles": self.openfiles,
-            "queue_size": self.queue_size,
-            "idmap": idmap,
-            "ats": self.ats,
-            "iommu": self.iommu,
-            "packed": self.packed,
-            "lock": None,
-        }
+        out: t.Dict[str, t.Any] = {"tag": self.tag}
+        for name in SPEC_OPTIONS:
+            out[name] = idmap if name == "idmap" else getattr(self, name)
+        out["readonly"] = bool(self.readonly)
+        out["lock"] = None
+        return out
 
 
 def tag_error(tag: t.Any, strict: bool = True) -> t.Optional[str]:

@@ -64,22 +64,6 @@ _TABLE: t.Tuple[LibvirtFeature, ...] = (
 
 FEATURES: t.Dict[str, LibvirtFeature] = {f.name: f for f in _TABLE}
 
-# Share options of the share module -> feature names (options not listed need only "virtiofs").
-OPTION_FEATURES: t.Dict[str, str] = {
-    "binary_path": "binary_path",
-    "xattr": "xattr",
-    "cache": "cache",
-    "queue_size": "queue_size",
-    "ats": "ats",
-    "iommu": "iommu",
-    "packed": "packed",
-    "sandbox": "sandbox",
-    "thread_pool_size": "thread_pool",
-    "idmap": "idmap",
-    "openfiles": "openfiles",
-    "readonly": "readonly",
-}
-
 
 class LibvirtFeatureError(Exception):
     """A requested XML feature that the host's libvirt does not support."""

@@ -71,6 +71,8 @@ def test_unknown_feature_is_an_error():
 
 
 def test_option_features_all_in_table():
-    for feature in lf.OPTION_FEATURES.values():
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import OPTION_FEATURES
+
+    for feature in OPTION_FEATURES.values():
         assert feature in lf.FEATURES
     assert {row["name"] for row in lf.table()} == set(lf.FEATURES)
