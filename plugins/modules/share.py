@@ -58,6 +58,7 @@ seealso:
     link: https://libvirt.org/kbase/virtiofs.html
 extends_documentation_fragment:
   - virtiofs.libvirt._attributes
+  - virtiofs.libvirt._share
 attributes:
   check_mode:
     support: full
@@ -74,7 +75,7 @@ options:
   domain:
     description:
       - Name or UUID of an existing domain to patch (its persistent definition).
-      - Exactly one of O(domain) and O(xml_file) is required.
+      - Exactly one of O(domain), O(domains) and O(xml_file) is required.
     type: str
     aliases: [name]
   uri:
@@ -95,102 +96,20 @@ options:
         (the guest writes it into C(/etc/fstab); the rule is the filter P(virtiofs.libvirt.tag_error#filter)). The
         guest mounts it with C(mount -t virtiofs TAG /mnt)."
       - A share with O(state=absent) may have any tag an older definition carries.
-      - Exactly one of O(tag) and O(shares) is required.
+      - Exactly one of O(tag), O(shares) and O(domains) is required.
     type: str
-  source:
-    description:
-      - Absolute path of the host directory to share (C(<source dir>)). Required with O(state=present).
-      - It must exist unless O(create_source=true).
-    type: path
   state:
     description:
       - V(present) adds or updates the share, V(absent) removes it.
     type: str
     choices: [present, absent]
     default: present
-  binary_path:
-    description:
-      - Absolute path of the daemon (or wrapper script) libvirt runs for this share (C(<binary path>)); must be
-        executable on the host.
-      - When not set libvirt picks a daemon from the vhost-user descriptors in C(/etc/qemu/vhost-user) and
-        C(/usr/share/qemu/vhost-user); on Debian 12 that is the legacy C daemon of QEMU.
-    type: path
-  readonly:
-    description:
-      - Export the directory read-only (C(<readonly/>)). Needs libvirt >= 11.0.0 and virtiofsd >= 1.13.0.
-      - When not set or V(false) the share is read-write.
-    type: bool
-  cache:
-    description:
-      - Daemon cache mode (C(<cache mode>)); libvirt knows only these two values. When not set the daemon
-        default (C(auto)) applies.
-    type: str
-    choices: [none, always]
-  sandbox:
-    description:
-      - Daemon sandbox mode (C(<sandbox mode>)). Needs libvirt >= 7.2.0.
-    type: str
-    choices: [namespace, chroot]
-  xattr:
-    description:
-      - Extended attribute support (C(<binary xattr>)).
-    type: bool
-  thread_pool_size:
-    description:
-      - Size of the daemon's thread pool (C(<thread_pool size>)), V(0) disables the pool. Needs libvirt >= 8.5.0.
-    type: int
-  openfiles:
-    description:
-      - Maximum number of open files of the daemon (C(<openfiles max>)). Needs libvirt >= 10.6.0.
-    type: int
-  queue_size:
-    description:
-      - Virtqueue size (C(<driver queue>)), for example V(1024).
-    type: int
-  idmap:
-    description:
-      - User and group id mapping (C(<idmap>)). Needs libvirt >= 10.0.0.
-    type: dict
-    suboptions:
-      uid:
-        description: User id ranges.
-        type: list
-        elements: dict
-        suboptions: &idrange
-          start:
-            description: First id in the guest.
-            type: int
-            required: true
-          target:
-            description: First id on the host.
-            type: int
-            required: true
-          count:
-            description: Number of ids.
-            type: int
-            required: true
-      gid:
-        description: Group id ranges.
-        type: list
-        elements: dict
-        suboptions: *idrange
-  ats:
-    description:
-      - Address translation services of the virtio device (C(<driver ats>)).
-    type: bool
-  iommu:
-    description:
-      - Use the platform IOMMU for the virtio device (C(<driver iommu>)).
-    type: bool
-  packed:
-    description:
-      - Packed virtqueues (C(<driver packed>)). Needs libvirt >= 6.3.0.
-    type: bool
   shares:
     description:
-      - Several shares in one call, each with the same options as the single-share options above (O(tag) required).
-        The definition is written once for the whole list.
-      - Exactly one of O(tag) and O(shares) is required; the single-share options cannot be combined with O(shares).
+    - Several shares of one domain in one call, each with the same options as the single-share options (O(tag) required).
+      The definition is written once for the whole list.
+    - Exactly one of O(tag), O(shares) and O(domains) is required; the single-share options cannot be combined with
+      O(shares).
     type: list
     elements: dict
     suboptions:
@@ -198,14 +117,16 @@ options:
         description: Mount tag, see O(tag).
         type: str
         required: true
-      source:
-        description: Host directory, see O(source).
-        type: path
       state:
         description: See O(state).
         type: str
-        choices: [present, absent]
+        choices:
+        - present
+        - absent
         default: present
+      source:
+        description: Host directory, see O(source).
+        type: path
       binary_path:
         description: See O(binary_path).
         type: path
@@ -215,11 +136,15 @@ options:
       cache:
         description: See O(cache).
         type: str
-        choices: [none, always]
+        choices:
+        - none
+        - always
       sandbox:
         description: See O(sandbox).
         type: str
-        choices: [namespace, chroot]
+        choices:
+        - namespace
+        - chroot
       xattr:
         description: See O(xattr).
         type: bool
@@ -240,12 +165,36 @@ options:
             description: User id ranges.
             type: list
             elements: dict
-            suboptions: *idrange
+            suboptions:
+              start:
+                description: First id in the guest.
+                type: int
+                required: true
+              target:
+                description: First id on the host.
+                type: int
+                required: true
+              count:
+                description: Number of ids.
+                type: int
+                required: true
           gid:
             description: Group id ranges.
             type: list
             elements: dict
-            suboptions: *idrange
+            suboptions:
+              start:
+                description: First id in the guest.
+                type: int
+                required: true
+              target:
+                description: First id on the host.
+                type: int
+                required: true
+              count:
+                description: Number of ids.
+                type: int
+                required: true
       ats:
         description: See O(ats).
         type: bool
@@ -267,6 +216,138 @@ options:
       mode:
         description: Mode of this share's source directory when it is created; defaults to O(mode).
         type: raw
+  domains:
+    description:
+    - 'The shares of many domains of the connection O(uri), converged in one module run (one connection, one pass):
+      the form for a whole hypervisor, which the host role uses.'
+    - 'Every entry of every domain is validated first, and every domain is looked up and patched in memory: any bad
+      input anywhere (an unknown or transient domain, a bad share, a feature the host''s libvirt lacks, a tag that
+      a 9p share already uses) fails the run, naming the domain and the tag, before any domain is changed.'
+    - Then each domain is converged exactly as with O(domain) (its lock, re-read before define, verification, O(live),
+      O(backup), O(create_source)). When libvirt fails for one domain (define refused, domain vanished, lock held
+      too long) that domain keeps its old definition, the others are still converged, RV(domains) says per domain
+      what changed or failed and why, and the task fails.
+    - O(exclusive), O(memory_backing), O(live), O(backup), O(create_source)/O(owner)/O(group)/O(mode) (as defaults
+      of the entries), O(pending_binaries) and O(changed_binaries) apply to every domain.
+    - Mutually exclusive with O(domain), O(xml_file), O(tag) and O(shares).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Name or UUID of an existing domain; each domain at most once.
+        type: str
+        required: true
+        aliases:
+        - domain
+      shares:
+        description: The shares of this domain, as in O(shares).
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          tag:
+            description: Mount tag, see O(tag).
+            type: str
+            required: true
+          state:
+            description: See O(state).
+            type: str
+            choices:
+            - present
+            - absent
+            default: present
+          source:
+            description: Host directory, see O(source).
+            type: path
+          binary_path:
+            description: See O(binary_path).
+            type: path
+          readonly:
+            description: See O(readonly).
+            type: bool
+          cache:
+            description: See O(cache).
+            type: str
+            choices:
+            - none
+            - always
+          sandbox:
+            description: See O(sandbox).
+            type: str
+            choices:
+            - namespace
+            - chroot
+          xattr:
+            description: See O(xattr).
+            type: bool
+          thread_pool_size:
+            description: See O(thread_pool_size).
+            type: int
+          openfiles:
+            description: See O(openfiles).
+            type: int
+          queue_size:
+            description: See O(queue_size).
+            type: int
+          idmap:
+            description: See O(idmap).
+            type: dict
+            suboptions:
+              uid:
+                description: User id ranges.
+                type: list
+                elements: dict
+                suboptions:
+                  start:
+                    description: First id in the guest.
+                    type: int
+                    required: true
+                  target:
+                    description: First id on the host.
+                    type: int
+                    required: true
+                  count:
+                    description: Number of ids.
+                    type: int
+                    required: true
+              gid:
+                description: Group id ranges.
+                type: list
+                elements: dict
+                suboptions:
+                  start:
+                    description: First id in the guest.
+                    type: int
+                    required: true
+                  target:
+                    description: First id on the host.
+                    type: int
+                    required: true
+                  count:
+                    description: Number of ids.
+                    type: int
+                    required: true
+          ats:
+            description: See O(ats).
+            type: bool
+          iommu:
+            description: See O(iommu).
+            type: bool
+          packed:
+            description: See O(packed).
+            type: bool
+          create_source:
+            description: Create this share's missing source directory; defaults to O(create_source).
+            type: bool
+          owner:
+            description: Owner of this share's source directory when it is created; defaults to O(owner).
+            type: str
+          group:
+            description: Group of this share's source directory when it is created; defaults to O(group).
+            type: str
+          mode:
+            description: Mode of this share's source directory when it is created; defaults to O(mode).
+            type: raw
   exclusive:
     description:
       - Remove every virtio-fs share of the domain whose tag is not listed in O(shares) (or O(tag)). Other
@@ -309,29 +390,6 @@ options:
       - Directory for backups of domain definitions (O(backup=true) with O(domain)); created when missing.
     type: path
     default: /var/lib/virtiofs-libvirt/backups
-  create_source:
-    description:
-      - Create missing O(source) directories (with parents) instead of failing; O(owner), O(group) and O(mode)
-        apply to the source directory itself. Entries of O(shares) can set their own C(create_source), C(owner),
-        C(group) and C(mode).
-      - An unknown O(owner) or O(group) or a malformed O(mode) is an error before anything is created (also in check
-        mode). Directories are created just before the definition is written; when the run fails before the
-        definition is written they are removed again (as long as they are still empty). Check mode reports them in
-        RV(actions).
-    type: bool
-    default: false
-  owner:
-    description:
-      - Owner of source directories created by O(create_source=true).
-    type: str
-  group:
-    description:
-      - Group of source directories created by O(create_source=true).
-    type: str
-  mode:
-    description:
-      - Mode of source directories created by O(create_source=true), for example V('0755').
-    type: raw
   pending_binaries:
     description:
       - Check mode only. Paths that an earlier task of the same run installs (a wrapper or the daemon, for example
@@ -497,487 +555,150 @@ defined_with_validation:
   sample: true
 """
 
-import datetime
-import grp
-import os
-import pwd
-import re
-import tempfile
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
-    CACHE_MODES,
-    MANAGED_KEYS,
-    MEMORY_BACKING_MODES,
-    SANDBOX_MODES,
-    STATES,
-    DomainXML,
-    DomainXMLError,
-    ShareSpec,
-    apply_shares,
-    element_to_string,
-    share_to_dict,
-    validate_specs,
-    verify_converged,
-)
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import DomainXMLError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import (
     Connection,
     LibvirtAdapterError,
     domain_lock,
 )
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features import (
-    LibvirtFeatureError,
-    check_features,
-)
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features import LibvirtFeatureError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements import (
     MissingLibrary,
     failure_details,
     require,
 )
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
-
-SHARE_OPTIONS = (
-    "source", "binary_path", "readonly", "cache", "sandbox", "xattr", "thread_pool_size", "openfiles",
-    "queue_size", "idmap", "ats", "iommu", "packed",
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._share import (
+    DEFAULT_BACKUP_DIR,
+    DomainRequest,
+    Host,
+    Settings,
+    ShareError,
+    converge_domains,
+    converge_file,
 )
-DEFINE_ATTEMPTS = 5
-
-
-class ShareError(Exception):
-    """A problem found by the module itself (host checks before writing, verification after a define)."""
-
-
-def _idrange_spec() -> t.Dict[str, t.Any]:
-    return dict(
-        type="list",
-        elements="dict",
-        options=dict(
-            start=dict(type="int", required=True),
-            target=dict(type="int", required=True),
-            count=dict(type="int", required=True),
-        ),
-    )
-
-
-def _share_options(nested: bool) -> t.Dict[str, t.Any]:
-    opts: t.Dict[str, t.Any] = dict(
-        source=dict(type="path"),
-        binary_path=dict(type="path"),
-        readonly=dict(type="bool"),
-        cache=dict(type="str", choices=list(CACHE_MODES)),
-        sandbox=dict(type="str", choices=list(SANDBOX_MODES)),
-        xattr=dict(type="bool"),
-        thread_pool_size=dict(type="int"),
-        openfiles=dict(type="int"),
-        queue_size=dict(type="int"),
-        idmap=dict(type="dict", options=dict(uid=_idrange_spec(), gid=_idrange_spec())),
-        ats=dict(type="bool"),
-        iommu=dict(type="bool"),
-        packed=dict(type="bool"),
-    )
-    if nested:
-        opts["tag"] = dict(type="str", required=True)
-        opts["state"] = dict(type="str", choices=list(STATES), default="present")
-        opts["create_source"] = dict(type="bool")
-        opts["owner"] = dict(type="str")
-        opts["group"] = dict(type="str")
-        opts["mode"] = dict(type="raw")
-    return opts
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import (
+    LIVE_MODES,
+    MEMORY_BACKING_MODES,
+    OPTIONS,
+    SPEC_OPTIONS,
+    share_argument_spec,
+)
 
 
 def argument_spec() -> t.Dict[str, t.Any]:
-    spec = dict(
+    entry = share_argument_spec(entry=True)
+    spec: t.Dict[str, t.Any] = dict(
         domain=dict(type="str", aliases=["name"]),
+        domains=dict(
+            type="list",
+            elements="dict",
+            options=dict(
+                name=dict(type="str", required=True, aliases=["domain"]),
+                shares=dict(type="list", elements="dict", required=True, options=entry),
+            ),
+        ),
         uri=dict(type="str", default="qemu:///system"),
         xml_file=dict(type="path"),
         tag=dict(type="str"),
-        state=dict(type="str", choices=list(STATES), default="present"),
-        shares=dict(type="list", elements="dict", options=_share_options(nested=True)),
+        state=dict(type="str", choices=list(OPTIONS["state"].choices), default="present"),
+        shares=dict(type="list", elements="dict", options=entry),
         exclusive=dict(type="bool", default=False),
         memory_backing=dict(type="str", choices=list(MEMORY_BACKING_MODES), default="auto"),
-        live=dict(type="str", choices=["false", "true", "auto"], default="false"),
+        live=dict(type="str", choices=list(LIVE_MODES), default="false"),
         backup=dict(type="bool", default=False),
-        backup_dir=dict(type="path", default="/var/lib/virtiofs-libvirt/backups"),
-        create_source=dict(type="bool", default=False),
-        owner=dict(type="str"),
-        group=dict(type="str"),
-        mode=dict(type="raw"),
+        backup_dir=dict(type="path", default=DEFAULT_BACKUP_DIR),
         pending_binaries=dict(type="list", elements="path", default=[]),
         changed_binaries=dict(type="list", elements="path", default=[]),
     )
-    spec.update(_share_options(nested=False))
+    spec.update(share_argument_spec(entry=False))
     return spec
 
 
-class ShareModule:
-    """Reads, patches, defines and verifies; every failure is raised, ``main`` reports it."""
-
-    def __init__(self, module: AnsibleModule) -> None:
-        self.module = module
-        self.p = module.params
-        self.result: t.Dict[str, t.Any] = dict(
-            changed=False,
-            actions=[],
-            restart_required=False,
-            restart_reasons=[],
-            shares=[],
-            memory_backing={},
-            libvirt_version=None,
-            domain={},
-            defined_with_validation=None,
-        )
-        self.warnings: t.List[str] = []
-        self.patch_actions: t.List[str] = []
-        self.extra_actions: t.List[str] = []
-        # tag -> per-share create_source/owner/group/mode (from shares[] or the top level)
-        self.source_params: t.Dict[str, t.Dict[str, t.Any]] = {}
-        # directories this run created, removed again when the run fails before writing
-        self.created_dirs: t.List[str] = []
-        self.written = False
-
-    # -- input ---------------------------------------------------------------------------------
-
-    def specs(self) -> t.List[ShareSpec]:
-        if self.p["shares"] is not None:
-            given = [k for k in SHARE_OPTIONS if self.p[k] is not None]
-            if given or self.p["state"] != "present":
-                extra = given + (["state"] if self.p["state"] != "present" else [])
-                raise ShareError(
-                    "the single-share options " + ", ".join(extra) + " cannot be combined with shares: "
-                    "put them into the entries of shares"
-                )
-            specs = [ShareSpec.from_params(item) for item in self.p["shares"]]
-            items = self.p["shares"]
-        else:
-            specs = [ShareSpec.from_params(self.p)]
-            items = [self.p]
-        validate_specs(specs)
-        for spec, item in zip(specs, items):
-            self.source_params[spec.tag] = {
-                key: (item.get(key) if item.get(key) is not None else self.p[key])
-                for key in ("create_source", "owner", "group", "mode")
-            }
-        return specs
-
-    def check_host(self, specs: t.Sequence[ShareSpec]) -> t.List[t.Tuple[str, t.Dict[str, t.Any]]]:
-        """Check binaries and sources on this host; return sources that must be created."""
-        missing: t.List[t.Tuple[str, t.Dict[str, t.Any]]] = []
-        pending = {os.path.normpath(p) for p in self.p["pending_binaries"]} if self.module.check_mode else set()
-        for spec in specs:
-            if spec.state != "present":
-                continue
-            if spec.binary_path is not None:
-                path = spec.binary_path
-                if not os.path.exists(path) and os.path.normpath(path) in pending:
-                    pass  # an earlier task of this run installs it (check mode prediction)
-                elif not (os.path.isfile(path) and os.access(path, os.X_OK)):
-                    what = "does not exist" if not os.path.exists(path) else "is not an executable file"
-                    raise ShareError(
-                        f"share {spec.tag!r}: binary_path {path!r} {what} on this host: install virtiofsd "
-                        "(or the wrapper) there, or fix the path"
-                    )
-            if spec.source is not None and not os.path.isdir(spec.source):
-                if os.path.exists(spec.source):
-                    raise ShareError(
-                        f"share {spec.tag!r}: source {spec.source!r} exists but is not a directory: "
-                        "virtio-fs shares a directory"
-                    )
-                params = self.source_params[spec.tag]
-                if not params["create_source"]:
-                    raise ShareError(
-                        f"share {spec.tag!r}: source directory {spec.source!r} does not exist on this host: "
-                        "create it first or set create_source=true"
-                    )
-                self.check_ownership(spec.tag, params)
-                if spec.source not in [path for path, _params in missing]:
-                    missing.append((spec.source, params))
-        return missing
-
-    @staticmethod
-    def check_ownership(tag: str, params: t.Dict[str, t.Any]) -> None:
-        """Refuse an unknown owner/group or a malformed mode before anything is created."""
-        for key, lookup in (("owner", pwd.getpwnam), ("group", grp.getgrnam)):
-            value = params.get(key)
-            if value is None or str(value).isdigit():
-                continue
-            try:
-                lookup(str(value))
-            except KeyError:
-                raise ShareError(
-                    f"share {tag!r}: {key} {value!r} of the source directory to create does not exist on this host: "
-                    f"create the {'user' if key == 'owner' else 'group'} first or choose another"
-                ) from None
-        mode = params.get("mode")
-        if mode is not None and not isinstance(mode, int) and not re.fullmatch(
-            r"0?[0-7]{3,4}|[ugoa]*[-+=][rwxXstugo]*(?:,[ugoa]*[-+=][rwxXstugo]*)*", str(mode)
-        ):
-            raise ShareError(
-                f"share {tag!r}: mode {mode!r} of the source directory to create is neither octal (e.g. '0755') "
-                "nor symbolic (e.g. 'u=rwx,g=rx,o=')"
-            )
-
-    def create_sources(self, missing: t.Sequence[t.Tuple[str, t.Dict[str, t.Any]]]) -> None:
-        for path, params in missing:
-            self.extra_actions.append(f"create source directory {path}")
-            self.result["changed"] = True
-            if self.module.check_mode:
-                continue
-            # remember the outermost directory that did not exist, to remove it if the run fails
-            top = path
-            while not os.path.exists(os.path.dirname(top)):
-                top = os.path.dirname(top)
-            os.makedirs(path, exist_ok=True)
-            self.created_dirs.append(top)
-            file_args = self.module.load_file_common_arguments(
-                dict(owner=params["owner"], group=params["group"], mode=params["mode"]), path=path
-            )
-            self.module.set_fs_attributes_if_different(file_args, False)
-
-    def remove_created_sources(self) -> None:
-        """Undo :meth:`create_sources` after a failure (only directories that are still empty)."""
-        for top in reversed(self.created_dirs):
-            for root, _dirs, _files in os.walk(top, topdown=False):
-                try:
-                    os.rmdir(root)
-                except OSError:
-                    pass
-        self.created_dirs = []
-
-    # -- common --------------------------------------------------------------------------------
-
-    def record_patch(self, before: DomainXML, after: DomainXML, patch: t.Any) -> None:
-        self.patch_actions = list(patch.actions)
-        self.result["memory_backing"] = patch.memory_backing
-        self.result["domain"] = {"name": after.name, "uuid": after.uuid}
-        self.warnings = list(patch.warnings)
-        if patch.changed:
-            self.result["changed"] = True
-        if self.module._diff:
-            name = after.name or "domain"
-            self.result["diff"] = {
-                "before": before.to_string(),
-                "after": after.to_string(),
-                "before_header": f"{name} (inactive definition)",
-                "after_header": f"{name} (inactive definition)",
-            }
-
-    # -- xml_file ------------------------------------------------------------------------------
-
-    def run_file(self, specs: t.Sequence[ShareSpec], missing: t.Sequence[t.Tuple[str, t.Dict[str, t.Any]]]) -> None:
-        # follow a symlink: replace its target, keep the link (like ansible.builtin.copy)
-        path = os.path.realpath(self.p["xml_file"])
-        if self.p["live"] != "false":
-            raise ShareError("live cannot be used with xml_file: there is no running domain for a file")
-        before = DomainXML.from_file(path)
-        after = before.copy()
-        patch = apply_shares(after, specs, exclusive=self.p["exclusive"], memory_backing=self.p["memory_backing"])
-        self.record_patch(before, after, patch)
-        self.create_sources(missing)
-        self.result["shares"] = after.shares()
-        if not patch.changed or self.module.check_mode:
-            return
-        if self.p["backup"]:
-            self.result["backup_file"] = self.module.backup_local(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".share-", suffix=".xml", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(after.to_bytes())
-            self.module.atomic_move(tmp, path)
-            self.written = True
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-    # -- libvirt -------------------------------------------------------------------------------
-
-    def write_backup(self, domain_name: str, xml: str) -> str:
-        directory = self.p["backup_dir"]
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S.%f")
-        path = os.path.join(directory, f"{domain_name}-{stamp}.xml")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(xml)
-        return path
-
-    def run_domain(self, specs: t.Sequence[ShareSpec], missing: t.Sequence[t.Tuple[str, t.Dict[str, t.Any]]]) -> None:
-        with Connection(self.p["uri"]) as conn:
-            dom = conn.lookup(self.p["domain"])
-            if not dom.is_persistent():
-                raise ShareError(
-                    f"domain {dom.name!r} is transient (it has no persistent definition): defining it would make it "
-                    "persistent; define the domain first (virsh define) or patch its XML with xml_file before creating it"
-                )
-            version = conn.version()
-            self.result["libvirt_version"] = format_version(version)
-            for spec in specs:
-                check_features(spec.features(), version, context=f"share {spec.tag!r}")
-            with domain_lock(conn.uri, dom.uuid):
-                stored = self.patch_and_define(dom, specs, version, missing)
-                self.result["shares"] = stored.shares()
-                if dom.is_active():
-                    self.converge_live(dom, stored, specs)
-
-    def patch_and_define(
-        self,
-        dom: t.Any,
-        specs: t.Sequence[ShareSpec],
-        version: t.Tuple[int, int, int],
-        missing: t.Sequence[t.Tuple[str, t.Dict[str, t.Any]]],
-    ) -> DomainXML:
-        exclusive = self.p["exclusive"]
-        memory_backing = self.p["memory_backing"]
-        for _attempt in range(DEFINE_ATTEMPTS):
-            current_xml = dom.inactive_xml()
-            before = DomainXML.from_string(current_xml, what=f"definition of domain {dom.name!r}")
-            after = before.copy()
-            patch = apply_shares(after, specs, exclusive=exclusive, memory_backing=memory_backing)
-            check_features(patch.features, version, context=f"domain {dom.name!r}")
-            self.record_patch(before, after, patch)
-            if not patch.changed or self.module.check_mode:
-                self.create_sources(missing)
-                return after
-            # re-read right before defining: another writer may have changed the definition
-            if dom.inactive_xml() != current_xml:
-                continue
-            if self.p["backup"] and "backup_file" not in self.result:
-                self.result["backup_file"] = self.write_backup(dom.name, current_xml)
-            self.create_sources(missing)
-            missing = []
-            self.result["defined_with_validation"] = dom.define(after.to_string(), current_xml)
-            self.written = True
-            stored = DomainXML.from_string(dom.inactive_xml(), what=f"definition of domain {dom.name!r}")
-            problems = verify_converged(after, stored, specs, exclusive=exclusive, memory_backing=memory_backing)
-            if problems:
-                raise ShareError(
-                    f"libvirt {format_version(version)} did not store the shares as defined for domain "
-                    f"{dom.name!r}: " + "; ".join(problems)
-                    + ". The new definition is in place; check the options against this libvirt version."
-                )
-            return stored
+def single_share(p: t.Mapping[str, t.Any]) -> t.List[t.Dict[str, t.Any]]:
+    """The share entries of a run: ``shares``, or the single share of the top-level options."""
+    if p["shares"] is None and p["domains"] is None:
+        return [{k: p[k] for k in ("tag", "state") + SPEC_OPTIONS}]
+    given = [k for k in SPEC_OPTIONS if p[k] is not None] + (["state"] if p["state"] != "present" else [])
+    if given:
+        where = "shares" if p["shares"] is not None else "domains"
+        into = "the entries of shares" if where == "shares" else "the shares of the entries of domains"
         raise ShareError(
-            f"the definition of domain {dom.name!r} kept changing while this run tried to patch it "
-            f"({DEFINE_ATTEMPTS} attempts); nothing was defined, run again"
+            f"the single-share options {', '.join(given)} cannot be combined with {where}: put them into {into}"
         )
-
-    def converge_live(self, dom: t.Any, stored: DomainXML, specs: t.Sequence[ShareSpec]) -> None:
-        """Compare the running configuration with the definition; attach/detach when asked."""
-        live_mode = self.p["live"]
-        act = live_mode in ("true", "auto")
-        live = DomainXML.from_string(dom.live_xml(), what=f"live XML of domain {dom.name!r}")
-        reasons: t.List[str] = []
-        live_shared = live.memory_status()["shared"]
-        tags = [s.tag for s in specs]
-        if self.p["exclusive"]:
-            tags += [fs_tag for fs_tag in (d["tag"] for d in live.shares()) if fs_tag not in tags]
-        wanted_present = any(stored.find_share(tag) is not None for tag in tags)
-        if wanted_present and stored.memory_status()["shared"] and not live_shared:
-            reasons.append("the running domain has no shared memory yet: memoryBacking changes need a full stop and start")
-        for tag in tags:
-            want = stored.find_share(tag)
-            have = live.find_share(tag)
-            if want is not None and have is None:
-                if not act:
-                    reasons.append(f"share {tag!r} is not attached to the running domain (live=false)")
-                elif not live_shared:
-                    reasons.append(f"share {tag!r} cannot be attached: the running domain has no shared memory")
-                else:
-                    self.live_step(dom, "attach", tag, element_to_string(want, strip=("address",)), reasons)
-            elif want is None and have is not None:
-                if not act:
-                    reasons.append(f"share {tag!r} is still attached to the running domain (live=false)")
-                else:
-                    self.live_step(dom, "detach", tag, element_to_string(have), reasons)
-            elif want is not None and have is not None:
-                w = share_to_dict(want)
-                h = share_to_dict(have)
-                diff = [k for k in MANAGED_KEYS if k != "lock" and w.get(k) != h.get(k)]
-                if diff:
-                    reasons.append(
-                        f"share {tag!r} runs with other options ({', '.join(diff)}): libvirt cannot change a "
-                        "virtio-fs device of a running domain"
-                    )
-        changed_binaries = set(self.p["changed_binaries"])
-        for have in live.shares():
-            want = stored.find_share(have["tag"])
-            if have["binary_path"] in changed_binaries and want is not None:
-                reasons.append(
-                    f"share {have['tag']!r} runs {have['binary_path']}, which changed in this run: its virtiofsd "
-                    "keeps the old program and options until the domain is shut down and started"
-                )
-        if act and not self.module.check_mode and any(a.startswith("detach") for a in self.extra_actions):
-            # confirm with libvirt's view of the running domain
-            live = DomainXML.from_string(dom.live_xml(), what=f"live XML of domain {dom.name!r}")
-            for tag in tags:
-                want = stored.find_share(tag)
-                have = live.find_share(tag)
-                if want is None and have is not None:
-                    reasons.append(
-                        f"share {tag!r}: detach was requested but the guest has not released the device yet "
-                        "(unmount the tag in the guest)"
-                    )
-        self.result["restart_reasons"] = reasons
-        self.result["restart_required"] = bool(reasons)
-        if reasons and live_mode == "true":
-            self.warnings.append("the running domain could not be changed completely: " + "; ".join(reasons))
-
-    def live_step(self, dom: t.Any, op: str, tag: str, xml: str, reasons: t.List[str]) -> None:
-        verb = "attach share {!r} to" if op == "attach" else "detach share {!r} from"
-        action = verb.format(tag) + " the running domain"
-        if self.module.check_mode:
-            self.extra_actions.append(action)
-            self.result["changed"] = True
-            return
-        try:
-            (dom.attach_live if op == "attach" else dom.detach_live)(xml)
-        except LibvirtAdapterError as exc:
-            reasons.append(f"share {tag!r} cannot be {op}ed live: {exc}")
-            return
-        self.extra_actions.append(action)
-        self.result["changed"] = True
-
-    # -- entry ---------------------------------------------------------------------------------
-
-    def run(self) -> t.Dict[str, t.Any]:
-        require("lxml")
-        specs = self.specs()
-        missing = self.check_host(specs)
-        try:
-            if self.p["xml_file"] is not None:
-                self.run_file(specs, missing)
-            else:
-                require("libvirt-python")
-                self.run_domain(specs, missing)
-        except BaseException:  # also SystemExit: fail_json from set_fs_attributes_if_different
-            if not self.written:  # a definition that is in place keeps its source directories
-                self.remove_created_sources()
-            raise
-        self.result["actions"] = self.patch_actions + self.extra_actions
-        for warning in self.warnings:
-            self.module.warn(warning)
-        return self.result
+    return list(p["shares"] or [])
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[("domain", "xml_file"), ("tag", "shares")],
-        required_one_of=[("domain", "xml_file"), ("tag", "shares")],
+        mutually_exclusive=[("domain", "xml_file", "domains"), ("tag", "shares", "domains")],
+        required_one_of=[("domain", "xml_file", "domains"), ("tag", "shares", "domains")],
         supports_check_mode=True,
     )
-    runner = ShareModule(module)
+    p = module.params
+
+    def set_attributes(path: str, owner: t.Any, group: t.Any, mode: t.Any) -> None:
+        file_args = module.load_file_common_arguments(dict(owner=owner, group=group, mode=mode), path=path)
+        module.set_fs_attributes_if_different(file_args, False)
+
+    host = Host(connect=Connection, lock=domain_lock, set_attributes=set_attributes,
+                backup_file=module.backup_local, move=module.atomic_move)
+    settings = Settings(
+        uri=p["uri"], exclusive=p["exclusive"], memory_backing=p["memory_backing"], live=p["live"],
+        backup=p["backup"], backup_dir=p["backup_dir"], pending_binaries=p["pending_binaries"],
+        changed_binaries=p["changed_binaries"], check_mode=module.check_mode, diff=module._diff,
+        create_source=p["create_source"], owner=p["owner"], group=p["group"], mode=p["mode"],
+    )
     try:
-        result = runner.run()
+        require("lxml")
+        entries = single_share(p)
+        if p["xml_file"] is not None:
+            result = converge_file(p["xml_file"], entries, settings, host)
+            for warning in result.pop("warnings", []):
+                module.warn(warning)
+            module.exit_json(**result)
+        require("libvirt-python")
+        if p["domains"] is None:
+            outcome = converge_domains([DomainRequest(p["domain"], entries)], settings, host, name_domains=False)
+        else:
+            outcome = converge_domains(
+                [DomainRequest(d["name"], d["shares"]) for d in p["domains"]], settings, host
+            )
     except (MissingLibrary, ShareError, DomainXMLError, LibvirtFeatureError, LibvirtAdapterError, OSError) as exc:
-        partial = {k: v for k, v in runner.result.items() if k in ("libvirt_version", "domain", "backup_file")}
-        if runner.written:  # the new definition is in place even though a later step failed
-            partial["changed"] = True
-        partial.update(failure_details(exc))
-        module.fail_json(msg=str(exc), **partial)
-    module.exit_json(**result)
+        module.fail_json(msg=str(exc), **failure_details(exc))
+
+    results = outcome.results()
+    multi = p["domains"] is not None
+    for name, res in results.items():
+        for warning in res.pop("warnings", []):
+            module.warn(f"domain {name!r}: {warning}" if multi else warning)
+    if not multi:
+        (name, res), = results.items()
+        if res.pop("failed"):
+            module.fail_json(**res)
+        module.exit_json(**res)
+    ret: t.Dict[str, t.Any] = dict(
+        changed=outcome.changed,
+        domains=results,
+        libvirt_version=outcome.libvirt_version,
+        restart_required=any(res.get("restart_required") for res in results.values()),
+    )
+    diffs = [res.pop("diff") for res in results.values() if "diff" in res]
+    if module._diff:
+        ret["diff"] = diffs
+    if outcome.errors:
+        failed = ", ".join(repr(n) for n in outcome.errors)
+        converged = len(results) - len(outcome.errors)
+        module.fail_json(
+            msg=f"{len(outcome.errors)} of {len(results)} domains failed ({failed}); the other {converged} converged: "
+            + "; ".join(f"domain {n!r}: {m}" for n, m in outcome.errors.items()),
+            **ret,
+        )
+    module.exit_json(**ret)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ and RETURN are well-formed. ansible-test's validate-modules checks much of this 
 only in the slow sanity run; this fails in the unit tests, and names the option."""
 from __future__ import annotations
 
+import importlib
 import typing as t
 
 import pytest
@@ -65,12 +66,28 @@ def test_compare_finds_differences():
     ]
 
 
+def documented_options(doc: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
+    """The module's options with those of its doc fragments (``virtiofs.libvirt.<name>``) merged in."""
+    options = dict(doc.get("options") or {})
+    for fragment in doc.get("extends_documentation_fragment", []):
+        parts = fragment.split(".")
+        assert parts[:2] == ["virtiofs", "libvirt"], fragment
+        name, variable = parts[2], (parts[3] if len(parts) > 3 else "")
+        cls = importlib.import_module(
+            f"ansible_collections.virtiofs.libvirt.plugins.doc_fragments.{name}").ModuleDocFragment
+        extra = yaml.safe_load(getattr(cls, (variable or "documentation").upper())).get("options") or {}
+        for key in extra:
+            assert key not in options, f"{key} is documented by the module and by the fragment {fragment}"
+        options.update(extra)
+    return options
+
+
 @pytest.mark.parametrize("name", MODULE_NAMES)
 def test_argument_spec_matches_documentation(name, monkeypatch):
     doc = yaml.safe_load(load(name).DOCUMENTATION)
     assert doc["module"] == name
     spec = argument_spec(name, monkeypatch)["argument_spec"]
-    assert compare(spec, doc.get("options") or {}) == []
+    assert compare(spec, documented_options(doc)) == []
 
 
 @pytest.mark.parametrize("name", MODULE_NAMES)

@@ -1,0 +1,610 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The share engine: converge the virtio-fs shares of many domains of one libvirt connection
+(or of one domain XML file) in one run.
+
+Private module_utils: other collections must not import it.
+
+Plain Python, no Ansible imports: the libvirt connection, the per-domain lock and the few
+Ansible helpers (setting owner/group/mode of a created directory, ``atomic_move``,
+``backup_local``) come in through :class:`Host`, so the engine is unit-tested with fakes and
+with libvirt-python's ``test:///default`` driver. The module ``virtiofs.libvirt.share`` is
+its argument spec, one call of :func:`converge_domains` or :func:`converge_file`, and its exit.
+
+A run has two phases:
+
+1. **Validate everything** before anything is touched: every entry of every domain is parsed
+   and checked (tags, paths, options), the host is checked (``binary_path`` executable,
+   ``source`` present or creatable, ``owner``/``group``/``mode`` valid), every domain is
+   looked up, must be persistent, and is patched in memory (tag conflicts with 9p shares,
+   NUMA cells with private memory, the libvirt version each requested XML feature needs).
+   Any problem anywhere raises :class:`ShareValidationError` naming the domain and the tag;
+   nothing has changed then.
+2. **Converge each domain** under its lock, exactly as a run for one domain does: re-read the
+   definition, patch it, back it up, create missing source directories, define it (re-read
+   right before, up to :data:`DEFINE_ATTEMPTS` times when another writer got in between),
+   read it back and verify, then compare the running domain and attach/detach live when
+   asked. A libvirt failure on one domain is recorded for that domain (its created source
+   directories are removed again unless its new definition is in place) and the run goes on
+   with the next; domains already converged stay converged. Domains whose definition needs
+   no change are not defined and take no lock.
+"""
+
+from __future__ import annotations
+
+import datetime
+import grp
+import os
+import pwd
+import re
+import typing as t
+from dataclasses import dataclass, field
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
+    MANAGED_KEYS,
+    DomainXML,
+    DomainXMLError,
+    ShareSpec,
+    apply_shares,
+    element_to_string,
+    share_to_dict,
+    validate_specs,
+    verify_converged,
+)
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import write_atomic
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import LibvirtAdapterError
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features import (
+    LibvirtFeatureError,
+    check_features,
+)
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import SOURCE_OPTIONS
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
+
+DEFINE_ATTEMPTS = 5
+DEFAULT_BACKUP_DIR = "/var/lib/virtiofs-libvirt/backups"
+_MODE_RE = re.compile(r"0?[0-7]{3,4}|[ugoa]*[-+=][rwxXstugo]*(?:,[ugoa]*[-+=][rwxXstugo]*)*")
+
+
+class ShareError(Exception):
+    """A problem found by the engine itself (host checks, verification after a define)."""
+
+
+class ShareValidationError(ShareError):
+    """Problems found before anything was touched: ``problems`` is a list of (domain, message)."""
+
+    def __init__(self, problems: t.Sequence[t.Tuple[t.Optional[str], str]], name_domains: bool) -> None:
+        self.problems = list(problems)
+        if name_domains:
+            text = "; ".join(f"domain {d!r}: {m}" if d is not None else m for d, m in self.problems)
+            text += ". Nothing was changed."
+        else:
+            text = "; ".join(m for _d, m in self.problems)
+        super().__init__(text)
+
+
+# Errors a domain's convergence can end with (recorded per domain in a multi-domain run).
+DOMAIN_ERRORS: t.Tuple[t.Type[BaseException], ...] = (
+    ShareError, DomainXMLError, LibvirtFeatureError, LibvirtAdapterError, OSError,
+)
+
+
+# ------------------------------------------------------------------------------------ the input
+
+@dataclass
+class Settings:
+    """Options that apply to every domain of a run."""
+
+    uri: str = "qemu:///system"
+    exclusive: bool = False
+    memory_backing: str = "auto"
+    live: str = "false"
+    backup: bool = False
+    backup_dir: str = DEFAULT_BACKUP_DIR
+    pending_binaries: t.Sequence[str] = ()
+    changed_binaries: t.Sequence[str] = ()
+    check_mode: bool = False
+    diff: bool = False
+    # defaults for the per-entry create_source/owner/group/mode
+    create_source: bool = False
+    owner: t.Optional[str] = None
+    group: t.Optional[str] = None
+    mode: t.Any = None
+
+
+@dataclass
+class DomainRequest:
+    """The shares wanted for one domain (``name`` is a name or UUID), as module-style entries."""
+
+    name: str
+    shares: t.Sequence[t.Mapping[str, t.Any]]
+
+
+@dataclass
+class Host:
+    """What the engine needs from its caller (the module fills it from its AnsibleModule).
+
+    * ``connect(uri)``: a context manager giving a :class:`_libvirt.Connection`-like object
+      (``version()``, ``lookup(name)`` returning a domain with ``name``, ``uuid``,
+      ``is_persistent()``, ``is_active()``, ``inactive_xml()``, ``live_xml()``,
+      ``define(xml, current_xml)``, ``attach_live(xml)``, ``detach_live(xml)``);
+    * ``lock(uri, uuid)``: a context manager serialising writers of one domain
+      (:func:`_libvirt.domain_lock`);
+    * ``set_attributes(path, owner, group, mode)``: owner/group/mode of a created directory
+      (``module.set_fs_attributes_if_different``);
+    * ``move(src, dest)``: ``module.atomic_move`` (:func:`os.replace` when not given);
+    * ``backup_file(path)``: a timestamped copy next to a file (``module.backup_local``).
+    """
+
+    connect: t.Callable[[str], t.Any]
+    lock: t.Callable[[str, str], t.Any]
+    set_attributes: t.Callable[[str, t.Optional[str], t.Optional[str], t.Any], t.Any]
+    backup_file: t.Callable[[str], str]
+    move: t.Optional[t.Callable[[str, str], t.Any]] = None
+    now: t.Callable[[], datetime.datetime] = datetime.datetime.now
+
+
+def new_result() -> t.Dict[str, t.Any]:
+    return dict(
+        changed=False,
+        actions=[],
+        restart_required=False,
+        restart_reasons=[],
+        shares=[],
+        memory_backing={},
+        libvirt_version=None,
+        domain={},
+        defined_with_validation=None,
+    )
+
+
+def parse_entries(
+    entries: t.Sequence[t.Mapping[str, t.Any]], settings: Settings
+) -> t.Tuple[t.List[ShareSpec], t.Dict[str, t.Dict[str, t.Any]]]:
+    """The specs of module-style share entries, and per tag how a missing source is created."""
+    specs = [ShareSpec.from_params(item) for item in entries]
+    validate_specs(specs)
+    sources: t.Dict[str, t.Dict[str, t.Any]] = {}
+    for spec, item in zip(specs, entries):
+        sources[spec.tag] = {
+            key: (item.get(key) if item.get(key) is not None else getattr(settings, key)) for key in SOURCE_OPTIONS
+        }
+    return specs, sources
+
+
+def check_ownership(tag: str, params: t.Mapping[str, t.Any]) -> None:
+    """Refuse an unknown owner/group or a malformed mode before anything is created."""
+    for key, lookup in (("owner", pwd.getpwnam), ("group", grp.getgrnam)):
+        value = params.get(key)
+        if value is None or str(value).isdigit():
+            continue
+        try:
+            lookup(str(value))
+        except KeyError:
+            raise ShareError(
+                f"share {tag!r}: {key} {value!r} of the source directory to create does not exist on this host: "
+                f"create the {'user' if key == 'owner' else 'group'} first or choose another"
+            ) from None
+    mode = params.get("mode")
+    if mode is not None and not isinstance(mode, int) and not _MODE_RE.fullmatch(str(mode)):
+        raise ShareError(
+            f"share {tag!r}: mode {mode!r} of the source directory to create is neither octal (e.g. '0755') "
+            "nor symbolic (e.g. 'u=rwx,g=rx,o=')"
+        )
+
+
+def check_host(
+    specs: t.Sequence[ShareSpec],
+    sources: t.Mapping[str, t.Mapping[str, t.Any]],
+    pending: t.Collection[str] = (),
+) -> t.List[t.Tuple[str, t.Dict[str, t.Any]]]:
+    """Check binaries and sources on this host; return the sources that must be created.
+
+    ``pending`` (check mode only): binaries an earlier task of the same run installs.
+    """
+    missing: t.List[t.Tuple[str, t.Dict[str, t.Any]]] = []
+    for spec in specs:
+        if spec.state != "present":
+            continue
+        if spec.binary_path is not None:
+            path = spec.binary_path
+            if not os.path.exists(path) and os.path.normpath(path) in pending:
+                pass  # an earlier task of this run installs it (check mode prediction)
+            elif not (os.path.isfile(path) and os.access(path, os.X_OK)):
+                what = "does not exist" if not os.path.exists(path) else "is not an executable file"
+                raise ShareError(
+                    f"share {spec.tag!r}: binary_path {path!r} {what} on this host: install virtiofsd "
+                    "(or the wrapper) there, or fix the path"
+                )
+        if spec.source is not None and not os.path.isdir(spec.source):
+            if os.path.exists(spec.source):
+                raise ShareError(
+                    f"share {spec.tag!r}: source {spec.source!r} exists but is not a directory: "
+                    "virtio-fs shares a directory"
+                )
+            params = dict(sources[spec.tag])
+            if not params["create_source"]:
+                raise ShareError(
+                    f"share {spec.tag!r}: source directory {spec.source!r} does not exist on this host: "
+                    "create it first or set create_source=true"
+                )
+            check_ownership(spec.tag, params)
+            if spec.source not in [path for path, _params in missing]:
+                missing.append((spec.source, params))
+    return missing
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+class SourceDirs:
+    """Creates missing source directories, once per run, and removes them again on failure."""
+
+    def __init__(self, host: Host, check_mode: bool) -> None:
+        self.host = host
+        self.check_mode = check_mode
+        self.done: t.Set[str] = set()  # created (or, in check mode, reported) by this run
+
+    def create(self, missing: t.Sequence[t.Tuple[str, t.Mapping[str, t.Any]]], run: "_Run") -> None:
+        for path, params in missing:
+            if path in self.done:
+                continue  # another domain of this run created it
+            self.done.add(path)
+            run.extra_actions.append(f"create source directory {path}")
+            run.result["changed"] = True
+            if self.check_mode:
+                continue
+            # remember the outermost directory that did not exist, to remove it if the run fails
+            top = path
+            while not os.path.exists(os.path.dirname(top)):
+                top = os.path.dirname(top)
+            os.makedirs(path, exist_ok=True)
+            run.created_dirs.append(top)
+            self.host.set_attributes(path, params.get("owner"), params.get("group"), params.get("mode"))
+
+    def remove(self, run: "_Run") -> None:
+        """Undo :meth:`create` for ``run`` (only directories that are still empty)."""
+        for top in reversed(run.created_dirs):
+            for root, _dirs, _files in os.walk(top, topdown=False):
+                try:
+                    os.rmdir(root)
+                except OSError:
+                    pass
+        run.created_dirs = []
+
+
+def write_backup(directory: str, domain_name: str, xml: str, now: t.Callable[[], datetime.datetime]) -> str:
+    """Save a domain definition as ``<directory>/<name>-<timestamp>.xml`` (0600, whole or not at all)."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    stamp = now().strftime("%Y%m%dT%H%M%S.%f")
+    path = os.path.join(directory, f"{domain_name}-{stamp}.xml")
+    n = 1
+    while os.path.exists(path):
+        path = os.path.join(directory, f"{domain_name}-{stamp}-{n}.xml")
+        n += 1
+    write_atomic(path, xml, mode=0o600)
+    return path
+
+
+class _Run:
+    """The state of one domain (or file) in a run; ``result`` is what the module returns for it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.result = new_result()
+        self.warnings: t.List[str] = []
+        self.patch_actions: t.List[str] = []
+        self.extra_actions: t.List[str] = []
+        self.created_dirs: t.List[str] = []
+        self.written = False
+        # from the validation phase
+        self.specs: t.List[ShareSpec] = []
+        self.missing: t.List[t.Tuple[str, t.Dict[str, t.Any]]] = []
+        self.dom: t.Any = None
+        self.read_xml: t.Optional[str] = None
+        self.before: t.Optional[DomainXML] = None
+        self.after: t.Optional[DomainXML] = None
+        self.patch: t.Any = None
+
+    def record_patch(self, before: DomainXML, after: DomainXML, patch: t.Any, diff: bool) -> None:
+        self.patch_actions = list(patch.actions)
+        self.result["memory_backing"] = patch.memory_backing
+        self.result["domain"] = {"name": after.name, "uuid": after.uuid}
+        self.warnings = list(patch.warnings)
+        if patch.changed:
+            self.result["changed"] = True
+        if diff:
+            name = after.name or "domain"
+            self.result["diff"] = {
+                "before": before.to_string(),
+                "after": after.to_string(),
+                "before_header": f"{name} (inactive definition)",
+                "after_header": f"{name} (inactive definition)",
+            }
+
+    def finish(self) -> t.Dict[str, t.Any]:
+        self.result["actions"] = self.patch_actions + self.extra_actions
+        if self.warnings:
+            self.result["warnings"] = list(self.warnings)
+        return self.result
+
+    def partial(self) -> t.Dict[str, t.Any]:
+        """What a failed run still reports (the new definition may be in place)."""
+        out = {k: v for k, v in self.result.items() if k in ("libvirt_version", "domain", "backup_file")}
+        out["changed"] = self.written
+        out["actions"] = self.patch_actions + self.extra_actions if self.written else list(self.extra_actions)
+        return out
+
+
+# ------------------------------------------------------------------------------------ a file
+
+def converge_file(path: str, entries: t.Sequence[t.Mapping[str, t.Any]], settings: Settings, host: Host) -> t.Dict[str, t.Any]:
+    """Patch a domain XML file in place (replaced atomically; a symlink's target is replaced)."""
+    path = os.path.realpath(path)
+    if settings.live != "false":
+        raise ShareError("live cannot be used with xml_file: there is no running domain for a file")
+    specs, sources = parse_entries(entries, settings)
+    missing = check_host(specs, sources, settings.pending_binaries if settings.check_mode else ())
+    run = _Run(path)
+    dirs = SourceDirs(host, settings.check_mode)
+    try:
+        before = DomainXML.from_file(path)
+        after = before.copy()
+        patch = apply_shares(after, specs, exclusive=settings.exclusive, memory_backing=settings.memory_backing)
+        run.record_patch(before, after, patch, settings.diff)
+        dirs.create(missing, run)
+        run.result["shares"] = after.shares()
+        if patch.changed and not settings.check_mode:
+            if settings.backup:
+                run.result["backup_file"] = host.backup_file(path)
+            write_atomic(path, after.to_bytes(), move=host.move)
+            run.written = True
+    except BaseException:  # also SystemExit: fail_json from set_attributes
+        if not run.written:
+            dirs.remove(run)
+        raise
+    return run.finish()
+
+
+# ------------------------------------------------------------------------------------ domains
+
+class DomainsOutcome:
+    """The result of :func:`converge_domains`: per requested domain its result, or its error."""
+
+    def __init__(self) -> None:
+        self.runs: t.Dict[str, _Run] = {}
+        self.errors: t.Dict[str, str] = {}
+        self.exceptions: t.Dict[str, BaseException] = {}
+        self.libvirt_version: t.Optional[str] = None
+
+    @property
+    def changed(self) -> bool:
+        return any(
+            run.written or (run.result["changed"] and name not in self.errors) for name, run in self.runs.items()
+        )
+
+    def results(self) -> t.Dict[str, t.Dict[str, t.Any]]:
+        out: t.Dict[str, t.Dict[str, t.Any]] = {}
+        for name, run in self.runs.items():
+            if name in self.errors:
+                res = run.partial()
+                res.update(failed=True, msg=self.errors[name])
+            else:
+                res = run.finish()
+                res["failed"] = False
+            out[name] = res
+        return out
+
+
+def converge_domains(
+    requests: t.Sequence[DomainRequest], settings: Settings, host: Host, name_domains: bool = True
+) -> DomainsOutcome:
+    """Converge the shares of every domain of ``requests`` over one connection.
+
+    Raises :class:`ShareValidationError` (nothing changed) when any input is bad, a
+    connection error when libvirt cannot be reached; failures of single domains after that are
+    in the outcome's ``errors``. ``name_domains=False`` keeps the messages of a one-domain run
+    free of the domain prefix.
+    """
+    outcome = DomainsOutcome()
+    problems: t.List[t.Tuple[t.Optional[str], str]] = []
+    pending = {os.path.normpath(p) for p in settings.pending_binaries} if settings.check_mode else set()
+    seen_names: t.Set[str] = set()
+    runs: t.List[_Run] = []
+    for request in requests:
+        if request.name in seen_names:
+            problems.append((request.name, "the domain is listed twice: put all of its shares into one entry"))
+            continue
+        seen_names.add(request.name)
+        run = _Run(request.name)
+        runs.append(run)
+        try:
+            run.specs, sources = parse_entries(request.shares, settings)
+            run.missing = check_host(run.specs, sources, pending)
+        except (DomainXMLError, ShareError) as exc:
+            problems.append((request.name, str(exc)))
+    if problems:
+        raise ShareValidationError(problems, name_domains)
+
+    with host.connect(settings.uri) as conn:
+        version = conn.version()
+        outcome.libvirt_version = format_version(version)
+        by_uuid: t.Dict[str, str] = {}
+        for run in runs:
+            run.result["libvirt_version"] = outcome.libvirt_version
+            try:
+                _plan(run, conn, version, settings)
+            except (ShareError, DomainXMLError, LibvirtFeatureError, LibvirtAdapterError) as exc:
+                problems.append((run.name, str(exc)))  # unknown domain, transient, too new, conflicts
+                continue
+            other = by_uuid.setdefault(run.dom.uuid, run.name)
+            if other != run.name:
+                problems.append((run.name, f"this is the same domain as {other!r}: put all of its shares into one entry"))
+        if problems:
+            raise ShareValidationError(problems, name_domains)
+
+        dirs = SourceDirs(host, settings.check_mode)
+        for run in runs:
+            outcome.runs[run.name] = run
+            try:
+                _converge(run, conn, version, settings, host, dirs)
+            except BaseException as exc:  # also SystemExit: fail_json from set_attributes
+                if not run.written:  # a definition that is in place keeps its source directories
+                    dirs.remove(run)
+                if isinstance(exc, DOMAIN_ERRORS):
+                    outcome.errors[run.name] = str(exc)
+                    outcome.exceptions[run.name] = exc
+                    continue
+                raise
+    return outcome
+
+
+def _plan(run: _Run, conn: t.Any, version: t.Tuple[int, int, int], settings: Settings) -> None:
+    """Validation phase for one domain: look it up and patch its definition in memory."""
+    dom = conn.lookup(run.name)
+    run.dom = dom
+    if not dom.is_persistent():
+        raise ShareError(
+            f"domain {dom.name!r} is transient (it has no persistent definition): defining it would make it "
+            "persistent; define the domain first (virsh define) or patch its XML with xml_file before creating it"
+        )
+    for spec in run.specs:
+        check_features(spec.features(), version, context=f"share {spec.tag!r}")
+    _patch(run, dom, dom.inactive_xml(), version, settings)
+
+
+def _patch(run: _Run, dom: t.Any, xml: str, version: t.Tuple[int, int, int], settings: Settings) -> None:
+    before = DomainXML.from_string(xml, what=f"definition of domain {dom.name!r}")
+    after = before.copy()
+    patch = apply_shares(after, run.specs, exclusive=settings.exclusive, memory_backing=settings.memory_backing)
+    check_features(patch.features, version, context=f"domain {dom.name!r}")
+    run.read_xml, run.before, run.after, run.patch = xml, before, after, patch
+    run.result["changed"] = False
+    run.record_patch(before, after, patch, settings.diff)
+
+
+def _converge(
+    run: _Run, conn: t.Any, version: t.Tuple[int, int, int], settings: Settings, host: Host, dirs: SourceDirs
+) -> None:
+    dom = run.dom
+    if not run.patch.changed or settings.check_mode:
+        # nothing to define (or check mode): the validation phase's read is the answer
+        dirs.create(run.missing, run)
+        stored = run.after
+    else:
+        with host.lock(conn.uri, dom.uuid):
+            stored = _define(run, dom, version, settings, host, dirs)
+    run.result["shares"] = stored.shares()
+    run.before = run.after = None  # the trees are not needed any more
+    if dom.is_active():
+        _converge_live(run, dom, stored, settings)
+
+
+def _define(
+    run: _Run, dom: t.Any, version: t.Tuple[int, int, int], settings: Settings, host: Host, dirs: SourceDirs
+) -> DomainXML:
+    for attempt in range(DEFINE_ATTEMPTS):
+        current_xml = dom.inactive_xml()
+        if attempt > 0 or current_xml != run.read_xml:
+            _patch(run, dom, current_xml, version, settings)  # another writer changed it since
+        if not run.patch.changed:
+            dirs.create(run.missing, run)
+            return run.after
+        # re-read right before defining: another writer may have changed the definition
+        if dom.inactive_xml() != current_xml:
+            continue
+        if settings.backup and "backup_file" not in run.result:
+            run.result["backup_file"] = write_backup(settings.backup_dir, dom.name, current_xml, host.now)
+        dirs.create(run.missing, run)
+        run.missing = []
+        run.result["defined_with_validation"] = dom.define(run.after.to_string(), current_xml)
+        run.written = True
+        stored = DomainXML.from_string(dom.inactive_xml(), what=f"definition of domain {dom.name!r}")
+        problems = verify_converged(
+            run.after, stored, run.specs, exclusive=settings.exclusive, memory_backing=settings.memory_backing
+        )
+        if problems:
+            raise ShareError(
+                f"libvirt {format_version(version)} did not store the shares as defined for domain "
+                f"{dom.name!r}: " + "; ".join(problems)
+                + ". The new definition is in place; check the options against this libvirt version."
+            )
+        return stored
+    raise ShareError(
+        f"the definition of domain {dom.name!r} kept changing while this run tried to patch it "
+        f"({DEFINE_ATTEMPTS} attempts); nothing was defined, run again"
+    )
+
+
+def _converge_live(run: _Run, dom: t.Any, stored: DomainXML, settings: Settings) -> None:
+    """Compare the running configuration with the definition; attach/detach when asked."""
+    act = settings.live in ("true", "auto")
+    live = DomainXML.from_string(dom.live_xml(), what=f"live XML of domain {dom.name!r}")
+    reasons: t.List[str] = []
+    live_shared = live.memory_status()["shared"]
+    tags = [s.tag for s in run.specs]
+    if settings.exclusive:
+        tags += [fs_tag for fs_tag in (d["tag"] for d in live.shares()) if fs_tag not in tags]
+    wanted_present = any(stored.find_share(tag) is not None for tag in tags)
+    if wanted_present and stored.memory_status()["shared"] and not live_shared:
+        reasons.append("the running domain has no shared memory yet: memoryBacking changes need a full stop and start")
+    for tag in tags:
+        want = stored.find_share(tag)
+        have = live.find_share(tag)
+        if want is not None and have is None:
+            if not act:
+                reasons.append(f"share {tag!r} is not attached to the running domain (live=false)")
+            elif not live_shared:
+                reasons.append(f"share {tag!r} cannot be attached: the running domain has no shared memory")
+            else:
+                _live_step(run, dom, "attach", tag, element_to_string(want, strip=("address",)), reasons, settings)
+        elif want is None and have is not None:
+            if not act:
+                reasons.append(f"share {tag!r} is still attached to the running domain (live=false)")
+            else:
+                _live_step(run, dom, "detach", tag, element_to_string(have), reasons, settings)
+        elif want is not None and have is not None:
+            w = share_to_dict(want)
+            h = share_to_dict(have)
+            diff = [k for k in MANAGED_KEYS if k != "lock" and w.get(k) != h.get(k)]
+            if diff:
+                reasons.append(
+                    f"share {tag!r} runs with other options ({', '.join(diff)}): libvirt cannot change a "
+                    "virtio-fs device of a running domain"
+                )
+    changed_binaries = set(settings.changed_binaries)
+    for have_share in live.shares():
+        want = stored.find_share(have_share["tag"])
+        if have_share["binary_path"] in changed_binaries and want is not None:
+            reasons.append(
+                f"share {have_share['tag']!r} runs {have_share['binary_path']}, which changed in this run: its "
+                "virtiofsd keeps the old program and options until the domain is shut down and started"
+            )
+    if act and not settings.check_mode and any(a.startswith("detach") for a in run.extra_actions):
+        # confirm with libvirt's view of the running domain
+        live = DomainXML.from_string(dom.live_xml(), what=f"live XML of domain {dom.name!r}")
+        for tag in tags:
+            if stored.find_share(tag) is None and live.find_share(tag) is not None:
+                reasons.append(
+                    f"share {tag!r}: detach was requested but the guest has not released the device yet "
+                    "(unmount the tag in the guest)"
+                )
+    run.result["restart_reasons"] = reasons
+    run.result["restart_required"] = bool(reasons)
+    if reasons and settings.live == "true":
+        run.warnings.append("the running domain could not be changed completely: " + "; ".join(reasons))
+
+
+def _live_step(run: _Run, dom: t.Any, op: str, tag: str, xml: str, reasons: t.List[str], settings: Settings) -> None:
+    verb = "attach share {!r} to" if op == "attach" else "detach share {!r} from"
+    action = verb.format(tag) + " the running domain"
+    if settings.check_mode:
+        run.extra_actions.append(action)
+        run.result["changed"] = True
+        return
+    try:
+        (dom.attach_live if op == "attach" else dom.detach_live)(xml)
+    except LibvirtAdapterError as exc:  # libvirt refused the hotplug
+        reasons.append(f"share {tag!r} cannot be {op}ed live: {exc}")
+        return
+    run.extra_actions.append(action)
+    run.result["changed"] = True
