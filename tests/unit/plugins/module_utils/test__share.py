@@ -1,0 +1,344 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The share engine (module_utils/_share) with fake libvirt domains and libvirt's test driver.
+
+The fakes record every define, lock and live call, so the tests assert what was (not) done:
+validation of every domain before any is touched, per-domain failures that leave the domain
+as it was while the others converge, no define and no lock for domains without a change,
+check mode, a diff per domain, and source directories created once per run.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid as uuidlib
+
+import pytest
+from lxml import etree
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils import _share
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import LibvirtAdapterError
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._share import (
+    DomainRequest,
+    Host,
+    Settings,
+    ShareValidationError,
+    converge_domains,
+    converge_file,
+)
+
+
+def domain_xml(name: str, uid: str, extra_devices: str = "") -> str:
+    return (
+        f"<domain type='kvm'><name>{name}</name><uuid>{uid}</uuid><memory unit='KiB'>524288</memory>"
+        f"<os><type arch='x86_64' machine='q35'>hvm</type></os><devices>{extra_devices}"
+        "<disk type='file' device='disk'><source file='/var/lib/libvirt/images/x.qcow2'/>"
+        "<target dev='vda' bus='virtio'/></disk></devices></domain>"
+    )
+
+
+class FakeDomain:
+    def __init__(self, conn: "FakeConnection", name: str, xml: str, persistent: bool = True,
+                 active: bool = False) -> None:
+        self.conn = conn
+        self.name = name
+        self.uuid = etree.fromstring(xml).findtext("uuid")
+        self.xml = xml
+        self.persistent = persistent
+        self.active = active
+        self.live = xml
+        self.defines: list[str] = []
+        self.refuse_define: str | None = None
+        self.on_read = None  # called before each inactive_xml() (another writer)
+
+    def is_persistent(self) -> bool:
+        return self.persistent
+
+    def is_active(self) -> bool:
+        return self.active
+
+    def inactive_xml(self) -> str:
+        if self.on_read is not None:
+            self.on_read(self)
+        if self.conn.gone:
+            raise LibvirtAdapterError("cannot read the definition: libvirtd went away")
+        return self.xml
+
+    def live_xml(self) -> str:
+        return self.live
+
+    def define(self, xml: str, current_xml: str) -> bool:
+        if self.refuse_define:
+            raise LibvirtAdapterError(self.refuse_define)
+        self.defines.append(xml)
+        self.xml = etree.tostring(etree.fromstring(xml), encoding="unicode")
+        return True
+
+    def attach_live(self, xml: str) -> None:
+        self.conn.calls.append(("attach", self.name))
+
+    def detach_live(self, xml: str) -> None:
+        self.conn.calls.append(("detach", self.name))
+
+
+class FakeConnection:
+    uri = "fake:///system"
+
+    def __init__(self) -> None:
+        self.domains: dict[str, FakeDomain] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.gone = False
+
+    def add(self, name: str, **kwargs) -> FakeDomain:
+        dom = FakeDomain(self, name, domain_xml(name, str(uuidlib.uuid4())), **kwargs)
+        self.domains[name] = dom
+        return dom
+
+    def version(self):
+        return (9, 0, 0)
+
+    def lookup(self, name: str) -> FakeDomain:
+        for dom in self.domains.values():
+            if name in (dom.name, dom.uuid):
+                return dom
+        raise LibvirtAdapterError(f"domain {name!r} not found at {self.uri!r}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+@pytest.fixture
+def conn():
+    return FakeConnection()
+
+
+@pytest.fixture
+def host(conn):
+    locks: list[str] = []
+    attrs: list[tuple] = []
+
+    @contextlib.contextmanager
+    def lock(uri, uid):
+        locks.append(uid)
+        yield "/run/lock/fake"
+
+    h = Host(connect=lambda uri: conn, lock=lock, set_attributes=lambda *a: attrs.append(a),
+             backup_file=lambda path: path + ".bak")
+    h.locks = locks  # type: ignore[attr-defined]
+    h.attrs = attrs  # type: ignore[attr-defined]
+    return h
+
+
+def tags(dom: FakeDomain) -> list[str]:
+    return [fs.find("target").get("dir") for fs in etree.fromstring(dom.xml).iterfind("devices/filesystem")]
+
+
+def test_every_domain_converges_in_one_run_and_a_rerun_defines_nothing(conn, host, tmp_path):
+    doms = [conn.add(f"vm{i}") for i in range(3)]
+    requests = [DomainRequest(d.name, [{"tag": f"t{i}", "source": str(tmp_path)}]) for i, d in enumerate(doms)]
+    out = converge_domains(requests, Settings(), host)
+    assert out.errors == {} and out.changed is True
+    res = out.results()
+    assert [tags(d) for d in doms] == [["t0"], ["t1"], ["t2"]]
+    assert res["vm1"]["actions"][0] == f"add share 't1' (source {tmp_path})"
+    assert res["vm1"]["changed"] is True and res["vm1"]["failed"] is False
+    assert res["vm1"]["domain"] == {"name": "vm1", "uuid": doms[1].uuid}
+    assert res["vm1"]["libvirt_version"] == "9.0.0"
+    assert [len(d.defines) for d in doms] == [1, 1, 1]
+    assert sorted(host.locks) == sorted(d.uuid for d in doms)
+
+    host.locks.clear()
+    again = converge_domains(requests, Settings(), host)
+    assert again.changed is False and again.errors == {}
+    assert [len(d.defines) for d in doms] == [1, 1, 1]  # nothing defined
+    assert host.locks == []  # no lock taken for a domain that needs no change
+    assert again.results()["vm2"]["shares"][0]["tag"] == "t2"
+
+
+def test_one_bad_share_anywhere_fails_before_any_domain_is_touched(conn, host, tmp_path):
+    a, b = conn.add("a"), conn.add("b")
+    before = (a.xml, b.xml)
+    requests = [
+        DomainRequest("a", [{"tag": "good", "source": str(tmp_path)}]),
+        DomainRequest("b", [{"tag": "bad tag", "source": str(tmp_path)}, {"tag": "x", "source": "relative"}]),
+    ]
+    with pytest.raises(ShareValidationError) as err:
+        converge_domains(requests, Settings(), host)
+    msg = str(err.value)
+    assert "domain 'b': tag 'bad tag' contains ' '" in msg
+    assert msg.endswith("Nothing was changed.")
+    assert (a.xml, b.xml) == before and a.defines == [] and b.defines == []
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("unknown", "domain 'ghost': domain 'ghost' not found"),
+    ("transient", "domain 'b': domain 'b' is transient"),
+    ("twice", "domain 'a': the domain is listed twice"),
+    ("uuid", "this is the same domain as 'a'"),
+    ("9p", "domain 'b': "),
+    ("feature", "domain 'b': share 'new': feature 'readonly' (<filesystem><readonly/>) needs libvirt >= 11.0.0"),
+])
+def test_domain_level_problems_are_found_before_anything_changes(conn, host, tmp_path, case, expected):
+    a = conn.add("a")
+    b = conn.add("b", persistent=(case != "transient"))
+    if case == "9p":
+        b.xml = domain_xml("b", b.uuid, "<filesystem type='mount'><source dir='/srv'/><target dir='new'/></filesystem>")
+    share = {"tag": "new", "source": str(tmp_path), "readonly": case == "feature"}
+    second = {"unknown": "ghost", "twice": "a", "uuid": a.uuid}.get(case, "b")
+    requests = [DomainRequest("a", [dict(share, readonly=False)]), DomainRequest(second, [share])]
+    with pytest.raises(ShareValidationError) as err:
+        converge_domains(requests, Settings(), host)
+    assert expected in str(err.value)
+    assert a.defines == [] and b.defines == []
+
+
+def test_a_libvirt_failure_on_one_domain_leaves_it_alone_and_the_others_converge(conn, host, tmp_path):
+    a, b, c = conn.add("a"), conn.add("b"), conn.add("c")
+    b.refuse_define = "XML error: unsupported configuration"
+    old_b = b.xml
+    new_dir = tmp_path / "new" / "for-b"
+    requests = [
+        DomainRequest("a", [{"tag": "t", "source": str(tmp_path)}]),
+        DomainRequest("b", [{"tag": "t", "source": str(new_dir), "create_source": True}]),
+        DomainRequest("c", [{"tag": "t", "source": str(tmp_path)}]),
+    ]
+    out = converge_domains(requests, Settings(), host)
+    assert out.errors == {"b": "XML error: unsupported configuration"}
+    res = out.results()
+    assert res["b"]["failed"] is True and res["b"]["msg"] == "XML error: unsupported configuration"
+    assert res["b"]["changed"] is False
+    assert b.xml == old_b
+    assert not (tmp_path / "new").exists()  # the directory created for b is removed again
+    assert tags(a) == ["t"] and tags(c) == ["t"]
+    assert res["a"]["failed"] is False and res["c"]["changed"] is True
+    assert out.changed is True
+
+
+def test_libvirtd_going_away_between_domains(conn, host, tmp_path):
+    a, b = conn.add("a"), conn.add("b")
+    requests = [DomainRequest(n, [{"tag": "t", "source": str(tmp_path)}]) for n in ("a", "b")]
+    # libvirtd goes away after the validation phase, once domain a is converged
+
+    def active_then_vanish():
+        conn.gone = True
+        return False
+
+    a.is_active = active_then_vanish
+    out = converge_domains(requests, Settings(), host)
+    assert list(out.errors) == ["b"] and "libvirtd went away" in out.errors["b"]
+    assert tags(a) == ["t"] and tags(b) == []
+    conn.gone = False
+    del a.is_active  # libvirtd is back
+    again = converge_domains(requests, Settings(), host)
+    assert again.errors == {} and tags(b) == ["t"]
+    assert again.results()["a"]["changed"] is False
+
+
+def test_another_writer_between_validation_and_define_is_kept(conn, host, tmp_path):
+    a = conn.add("a")
+    reads = []
+
+    def other_writer(dom):
+        reads.append(1)
+        if len(reads) == 2:  # right after the validation phase read it
+            root = etree.fromstring(dom.xml)
+            etree.SubElement(root, "description").text = "set by someone else"
+            dom.xml = etree.tostring(root, encoding="unicode")
+
+    a.on_read = other_writer
+    out = converge_domains([DomainRequest("a", [{"tag": "t", "source": str(tmp_path)}])], Settings(), host)
+    assert out.errors == {}
+    root = etree.fromstring(a.xml)
+    assert root.findtext("description") == "set by someone else"
+    assert tags(a) == ["t"] and len(a.defines) == 1
+
+
+def test_check_mode_predicts_without_touching_and_diff_per_domain(conn, host, tmp_path):
+    a, b = conn.add("a"), conn.add("b")
+    a.xml = domain_xml("a", a.uuid)
+    src = tmp_path / "to-create"
+    requests = [
+        DomainRequest("a", [{"tag": "t", "source": str(src), "create_source": True}]),
+        DomainRequest("b", [{"tag": "t", "source": str(src), "create_source": True}]),
+    ]
+    out = converge_domains(requests, Settings(check_mode=True, diff=True), host)
+    res = out.results()
+    assert out.changed is True and a.defines == [] and b.defines == [] and host.locks == []
+    assert not src.exists()
+    assert f"create source directory {src}" in res["a"]["actions"]
+    assert f"create source directory {src}" not in res["b"]["actions"]  # created once per run
+    assert "<filesystem" not in res["a"]["diff"]["before"] and "<filesystem" in res["a"]["diff"]["after"]
+    assert res["b"]["diff"]["after_header"] == "b (inactive definition)"
+
+    real = converge_domains(requests, Settings(diff=True), host)
+    rres = real.results()
+    assert src.is_dir() and host.attrs == [(str(src), None, None, None)]
+    assert [a for a in rres["a"]["actions"]] == res["a"]["actions"]
+    assert rres["a"]["diff"] == res["a"]["diff"]
+
+
+def test_running_domain_live_attach_and_restart_reasons(conn, host, tmp_path):
+    a = conn.add("a", active=True)
+    shared = ("<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>")
+    a.xml = a.live = a.xml.replace("<os>", shared + "<os>")
+    out = converge_domains([DomainRequest("a", [{"tag": "t", "source": str(tmp_path)}])],
+                           Settings(live="auto", changed_binaries=["/x"]), host)
+    res = out.results()["a"]
+    assert conn.calls == [("attach", "a")]
+    assert res["actions"][-1] == "attach share 't' to the running domain"
+    b = conn.add("b", active=True)
+    out = converge_domains([DomainRequest("b", [{"tag": "t", "source": str(tmp_path)}])], Settings(), host)
+    res = out.results()["b"]
+    assert res["restart_required"] is True
+    assert "the running domain has no shared memory yet: memoryBacking changes need a full stop and start" in (
+        res["restart_reasons"])
+    assert "share 't' is not attached to the running domain (live=false)" in res["restart_reasons"]
+
+
+def test_backup_written_before_define(conn, host, tmp_path):
+    a = conn.add("a")
+    old = a.xml
+    out = converge_domains([DomainRequest("a", [{"tag": "t", "source": str(tmp_path)}])],
+                           Settings(backup=True, backup_dir=str(tmp_path / "bk")), host)
+    path = out.results()["a"]["backup_file"]
+    assert os.path.dirname(path) == str(tmp_path / "bk") and open(path).read() == old
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_converge_file(host, tmp_path):
+    path = tmp_path / "d.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+    res = converge_file(str(path), [{"tag": "t", "source": str(tmp_path)}], Settings(), host)
+    assert res["changed"] is True and "filesystem" in path.read_text()
+    assert sorted(os.listdir(tmp_path)) == ["d.xml"]  # no temporary file left
+    again = converge_file(str(path), [{"tag": "t", "source": str(tmp_path)}], Settings(), host)
+    assert again["changed"] is False
+    with pytest.raises(_share.ShareError, match="live cannot be used with xml_file"):
+        converge_file(str(path), [{"tag": "t", "source": str(tmp_path)}], Settings(live="auto"), host)
+
+
+def test_with_libvirts_test_driver(tmp_path):
+    """libvirt-python's own test:///default driver: a real define, XMLDesc and lookup."""
+    libvirt = pytest.importorskip("libvirt")
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import Connection, domain_lock
+
+    host = Host(connect=Connection, lock=domain_lock, set_attributes=lambda *a: None, backup_file=str)
+    settings = Settings(uri="test:///default")
+    with Connection("test:///default") as c:
+        assert c.lookup("test").is_persistent()
+    shares = [{"tag": "data", "source": str(tmp_path), "cache": "always"}]
+    out = converge_domains([DomainRequest("test", shares)], settings, host)
+    assert out.errors == {}, out.errors
+    res = out.results()["test"]
+    assert res["changed"] is True and res["defined_with_validation"] in (True, False)
+    assert [s["tag"] for s in res["shares"]] == ["data"] and res["shares"][0]["cache"] == "always"
+    conn = libvirt.open("test:///default")
+    xml = conn.lookupByName("test").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    assert "<target dir='data'/>" in xml
+    conn.close()
+    with pytest.raises(ShareValidationError, match="domain 'nope' not found"):
+        converge_domains([DomainRequest("nope", shares)], settings, host)
