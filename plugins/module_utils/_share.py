@@ -39,7 +39,7 @@ import os
 import pwd
 import re
 import typing as t
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
     MANAGED_KEYS,
@@ -73,8 +73,14 @@ class ShareError(Exception):
 class ShareValidationError(ShareError):
     """Problems found before anything was touched: ``problems`` is a list of (domain, message)."""
 
-    def __init__(self, problems: t.Sequence[t.Tuple[t.Optional[str], str]], name_domains: bool) -> None:
+    def __init__(
+        self,
+        problems: t.Sequence[t.Tuple[t.Optional[str], str]],
+        name_domains: bool,
+        libvirt_version: t.Optional[str] = None,
+    ) -> None:
         self.problems = list(problems)
+        self.libvirt_version = libvirt_version  # known when the problems were found after connecting
         if name_domains:
             text = "; ".join(f"domain {d!r}: {m}" if d is not None else m for d, m in self.problems)
             text += ". Nothing was changed."
@@ -105,6 +111,7 @@ class Settings:
     changed_binaries: t.Sequence[str] = ()
     check_mode: bool = False
     diff: bool = False
+    lock_timeout: float = 120.0
     # defaults for the per-entry create_source/owner/group/mode
     create_source: bool = False
     owner: t.Optional[str] = None
@@ -128,8 +135,8 @@ class Host:
       (``version()``, ``lookup(name)`` returning a domain with ``name``, ``uuid``,
       ``is_persistent()``, ``is_active()``, ``inactive_xml()``, ``live_xml()``,
       ``define(xml, current_xml)``, ``attach_live(xml)``, ``detach_live(xml)``);
-    * ``lock(uri, uuid)``: a context manager serialising writers of one domain
-      (:func:`_libvirt.domain_lock`);
+    * ``lock(uri, uuid, timeout)``: a context manager serialising writers of one domain
+      (:func:`_libvirt.domain_lock`), raising when another run holds it longer than ``timeout``;
     * ``set_attributes(path, owner, group, mode)``: owner/group/mode of a created directory
       (``module.set_fs_attributes_if_different``);
     * ``move(src, dest)``: ``module.atomic_move`` (:func:`os.replace` when not given);
@@ -137,7 +144,7 @@ class Host:
     """
 
     connect: t.Callable[[str], t.Any]
-    lock: t.Callable[[str, str], t.Any]
+    lock: t.Callable[[str, str, float], t.Any]
     set_attributes: t.Callable[[str, t.Optional[str], t.Optional[str], t.Any], t.Any]
     backup_file: t.Callable[[str], str]
     move: t.Optional[t.Callable[[str, str], t.Any]] = None
@@ -440,7 +447,7 @@ def converge_domains(
             if other != run.name:
                 problems.append((run.name, f"this is the same domain as {other!r}: put all of its shares into one entry"))
         if problems:
-            raise ShareValidationError(problems, name_domains)
+            raise ShareValidationError(problems, name_domains, outcome.libvirt_version)
 
         dirs = SourceDirs(host, settings.check_mode)
         for run in runs:
@@ -491,7 +498,7 @@ def _converge(
         dirs.create(run.missing, run)
         stored = run.after
     else:
-        with host.lock(conn.uri, dom.uuid):
+        with host.lock(conn.uri, dom.uuid, settings.lock_timeout):
             stored = _define(run, dom, version, settings, host, dirs)
     run.result["shares"] = stored.shares()
     run.before = run.after = None  # the trees are not needed any more

@@ -22,7 +22,7 @@ derived from it and checked against it by unit tests:
 from __future__ import annotations
 
 import typing as t
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features import get_feature
 

@@ -390,6 +390,13 @@ options:
       - Directory for backups of domain definitions (O(backup=true) with O(domain)); created when missing.
     type: path
     default: /var/lib/virtiofs-libvirt/backups
+  lock_timeout:
+    description:
+      - Seconds to wait for another run of this module that is patching the same domain on this host (runs are
+        serialised per domain with a lock file). When it holds the lock longer, that domain fails with a message
+        naming the lock; with O(domains) the other domains are still converged.
+    type: int
+    default: 120
   pending_binaries:
     description:
       - Check mode only. Paths that an earlier task of the same run installs (a wrapper or the daemon, for example
@@ -442,6 +449,28 @@ EXAMPLES = r"""
         source: /var/log/guests/web01
         cache: none
 
+- name: Every domain of this hypervisor in one run (all input checked before any domain changes)
+  virtiofs.libvirt.share:
+    live: auto
+    domains:
+      - name: web01
+        shares:
+          - tag: projects
+            source: /srv/projects
+            binary_path: /opt/virtiofsd-rust/virtiofsd.sh
+      - name: web02
+        shares:
+          - tag: projects
+            source: /srv/projects
+            binary_path: /opt/virtiofsd-rust/virtiofsd.sh
+          - tag: old
+            state: absent
+  register: fleet
+
+- name: The domains that need a full stop and start
+  ansible.builtin.debug:
+    msg: "{{ fleet.domains | dict2items | selectattr('value.restart_required') | map(attribute='key') | list }}"
+
 - name: Remove a share
   virtiofs.libvirt.share:
     domain: web01
@@ -466,19 +495,15 @@ changed:
   type: bool
   sample: true
 diff:
-  description: The inactive definition before and after, shown as a unified diff in diff mode.
+  description:
+    - The inactive definition before and after (a dict with C(before), C(after) and their headers), shown as a
+      unified diff in diff mode.
+    - With O(domains) a list of such dicts, one per domain (the headers name the domain).
   returned: when diff mode is on
-  type: dict
-  contains:
-    before:
-      description: Definition before the change.
-      type: str
-    after:
-      description: Definition after the change.
-      type: str
+  type: raw
 actions:
   description: What was done (or would be done in check mode), one human-readable line per step.
-  returned: always
+  returned: when O(domains) is not used
   type: list
   elements: str
   sample: ["add share 'projects' (source /srv/projects)", "add <memoryBacking><source type='memfd'/> (shared memory for virtio-fs)"]
@@ -486,18 +511,19 @@ restart_required:
   description:
     - Whether the running domain differs from its new definition in a way that needs a full stop and start.
     - Always V(false) for domains that are not running and with O(xml_file).
+    - With O(domains), V(true) when any domain needs it (RV(domains) says which).
   returned: always
   type: bool
   sample: true
 restart_reasons:
   description: Why RV(restart_required) is V(true).
-  returned: always
+  returned: when O(domains) is not used
   type: list
   elements: str
   sample: ["memoryBacking changes need a full stop and start of the domain"]
 shares:
   description: The virtio-fs shares of the resulting definition (all of them, not only the managed ones).
-  returned: always
+  returned: when O(domains) is not used
   type: list
   elements: dict
   sample:
@@ -521,7 +547,7 @@ shares:
       boot_order: null
 memory_backing:
   description: Shared memory summary of the definition before and after.
-  returned: always
+  returned: when O(domains) is not used
   type: dict
   contains:
     before:
@@ -535,7 +561,7 @@ memory_backing:
     after: {shared: true, source: memfd, access: shared, hugepages: false, numa_cells: 0, numa_shared_cells: 0, numa_private_cells: []}
 backup_file:
   description: Path of the saved definition.
-  returned: when O(backup=true) and the definition was changed
+  returned: when O(backup=true) and the definition was changed (with O(domains) in RV(domains))
   type: str
   sample: /var/lib/virtiofs-libvirt/backups/web01-20250101T120000.123456.xml
 libvirt_version:
@@ -545,14 +571,31 @@ libvirt_version:
   sample: 9.0.0
 domain:
   description: Name and UUID of the patched domain (from the definition).
-  returned: always
+  returned: when O(domains) is not used
   type: dict
   sample: {name: web01, uuid: 1b7e3c4a-8d52-4f6e-9a0b-2c1d3e4f5a6b}
 defined_with_validation:
   description: Whether the define used C(VIR_DOMAIN_DEFINE_VALIDATE) (V(null) when nothing was defined).
-  returned: always
+  returned: when O(domains) is not used
   type: bool
   sample: true
+domains:
+  description:
+    - With O(domains), per requested domain (the key is the name or UUID as given) what the module returns for
+      one domain (RV(changed), RV(actions), RV(restart_required), RV(restart_reasons), RV(shares),
+      RV(memory_backing), RV(domain), RV(defined_with_validation), RV(backup_file), RV(libvirt_version), and RV(diff)
+      in diff mode), plus
+      C(failed) and, for a domain that failed, C(msg) with the reason (its definition is unchanged unless
+      C(changed) is V(true), which means the new definition is in place but a later step failed).
+    - In diff mode the top-level RV(diff) is a list with one entry per domain.
+  returned: when O(domains) is used
+  type: dict
+  sample:
+    web01: {changed: true, failed: false, actions: ["add share 'projects' (source /srv/projects)"], restart_required: false,
+            restart_reasons: [], shares: [], memory_backing: {}, libvirt_version: 11.3.0,
+            domain: {name: web01, uuid: 1b7e3c4a-8d52-4f6e-9a0b-2c1d3e4f5a6b}, defined_with_validation: true}
+    web02: {changed: false, failed: true, msg: "XML error: ...", actions: [], libvirt_version: 11.3.0,
+            domain: {name: web02, uuid: 2c8f4d5b-9e63-4a7f-8b1c-3d2e4f5a6b7c}}
 """
 
 import typing as t
@@ -611,6 +654,7 @@ def argument_spec() -> t.Dict[str, t.Any]:
         live=dict(type="str", choices=list(LIVE_MODES), default="false"),
         backup=dict(type="bool", default=False),
         backup_dir=dict(type="path", default=DEFAULT_BACKUP_DIR),
+        lock_timeout=dict(type="int", default=120),
         pending_binaries=dict(type="list", elements="path", default=[]),
         changed_binaries=dict(type="list", elements="path", default=[]),
     )
@@ -651,6 +695,7 @@ def main() -> None:
         uri=p["uri"], exclusive=p["exclusive"], memory_backing=p["memory_backing"], live=p["live"],
         backup=p["backup"], backup_dir=p["backup_dir"], pending_binaries=p["pending_binaries"],
         changed_binaries=p["changed_binaries"], check_mode=module.check_mode, diff=module._diff,
+        lock_timeout=p["lock_timeout"],
         create_source=p["create_source"], owner=p["owner"], group=p["group"], mode=p["mode"],
     )
     try:
@@ -669,7 +714,10 @@ def main() -> None:
                 [DomainRequest(d["name"], d["shares"]) for d in p["domains"]], settings, host
             )
     except (MissingLibrary, ShareError, DomainXMLError, LibvirtFeatureError, LibvirtAdapterError, OSError) as exc:
-        module.fail_json(msg=str(exc), **failure_details(exc))
+        details = failure_details(exc)
+        if getattr(exc, "libvirt_version", None):
+            details["libvirt_version"] = exc.libvirt_version
+        module.fail_json(msg=str(exc), **details)
 
     results = outcome.results()
     multi = p["domains"] is not None
@@ -677,7 +725,7 @@ def main() -> None:
         for warning in res.pop("warnings", []):
             module.warn(f"domain {name!r}: {warning}" if multi else warning)
     if not multi:
-        (name, res), = results.items()
+        res = next(iter(results.values()))
         if res.pop("failed"):
             module.fail_json(**res)
         module.exit_json(**res)
@@ -687,9 +735,8 @@ def main() -> None:
         libvirt_version=outcome.libvirt_version,
         restart_required=any(res.get("restart_required") for res in results.values()),
     )
-    diffs = [res.pop("diff") for res in results.values() if "diff" in res]
     if module._diff:
-        ret["diff"] = diffs
+        ret["diff"] = [res["diff"] for res in results.values() if "diff" in res]
     if outcome.errors:
         failed = ", ".join(repr(n) for n in outcome.errors)
         converged = len(results) - len(outcome.errors)

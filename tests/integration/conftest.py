@@ -109,6 +109,16 @@ class PlaybookResult:
     def stats(self) -> dict:
         return self.data.get("stats", {})
 
+    def failed_tasks(self) -> str:
+        """Name, host and message of every failed (not ignored, not rescued) task, for assertion messages."""
+        lines = []
+        for play in self.data.get("plays", []):
+            for task in play.get("tasks", []):
+                for host, res in task.get("hosts", {}).items():
+                    if res.get("failed") and not res.get("ignore_errors"):
+                        lines.append(f"{task.get('task', {}).get('name')!r} on {host}: {str(res.get('msg'))[:1500]}")
+        return "\n".join(lines[-5:])
+
 
 def ansible_env(extra: dict | None = None) -> dict:
     env = dict(os.environ)

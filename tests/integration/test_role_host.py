@@ -41,6 +41,16 @@ RUN_DOMAIN = "it-host-run"
 RUN_PORT = 2261
 
 
+
+SHARE_TASK = "Apply the shares of every domain in one module run"
+
+
+def _share_calls(res) -> list:
+    """The share step's per-domain results (domain name as "item"), from its ONE module run."""
+    call = res.result(ROLE + SHARE_TASK)
+    assert "results" not in call, "the share step must be one module run, not a loop"
+    return [dict(r, item=name) for name, r in call["domains"].items()]
+
 def _play(tasks: str) -> str:
     return f"""
 - name: role_host
@@ -63,7 +73,7 @@ ROLE = "virtiofs.libvirt.host : "
 
 
 def _ok(res) -> None:
-    assert res.rc == 0, res.stdout[-8000:] + res.stderr[-3000:]
+    assert res.rc == 0, res.failed_tasks() + "\n" + res.stdout[-4000:] + res.stderr[-3000:]
 
 
 def _changed(res, host: str = "hypervisor") -> int:
@@ -114,7 +124,7 @@ def test_role_on_defined_domains(run_playbook, lab):
         xml_empty = {d: etree.tostring(_inactive(d)) for d in ("it-host-a", "it-host-b")}
         res = run_playbook(_play(_include("apply")), check=True, diff=True)
         _ok(res)
-        calls = res.result(ROLE + "Apply the shares of each domain")["results"]
+        calls = _share_calls(res)
         assert [r["item"] for r in calls] == ["it-host-a", "it-host-b"]
         assert [r["changed"] for r in calls] == [True, True]
         assert sorted(a for a in calls[0]["actions"] if a.startswith(("add share", "create source"))) == [
@@ -136,9 +146,8 @@ def test_role_on_defined_domains(run_playbook, lab):
         res = run_playbook(_play(_include("apply") + _include("verify")))
         _ok(res)
         assert _changed(res) > 0
-        calls = res.result(ROLE + "Apply the shares of each domain")
-        results = calls["results"]
-        # ONE module call per domain, each with all of that domain's shares
+        results = _share_calls(res)
+        # ONE module run for both domains, each with all of its shares
         assert [r["item"] for r in results] == ["it-host-a", "it-host-b"]
         assert [sorted(sh["tag"] for sh in r["shares"]) for r in results] == [["data", "media"], ["data"]]
         assert sum("add share 'data'" in a or "add share 'media'" in a for a in results[0]["actions"]) == 2
@@ -174,7 +183,7 @@ def test_role_on_defined_domains(run_playbook, lab):
         ]}
         res = run_playbook(_play(_include("apply")), extra_vars=changed_shares, check=True)
         _ok(res)
-        calls = res.result(ROLE + "Apply the shares of each domain")["results"]
+        calls = _share_calls(res)
         assert [r["changed"] for r in calls] == [True, False]
         assert any("data" in action for action in calls[0]["actions"])
         assert etree.tostring(_inactive("it-host-a")) == xml_before
@@ -193,7 +202,7 @@ def test_role_on_defined_domains(run_playbook, lab):
                    "virtiofs_host_virtiofsd_state": "absent"}
         res = run_playbook(_play(_include("apply")), extra_vars=removal)
         _ok(res)
-        assert [r["changed"] for r in res.result(ROLE + "Apply the shares of each domain")["results"]] == [True, True]
+        assert [r["changed"] for r in _share_calls(res)] == [True, True]
         assert _virtiofs(_inactive("it-host-a")) == {} and _virtiofs(_inactive("it-host-b")) == {}
         assert _memory(_inactive("it-host-a")) == ("memfd", "shared")  # kept: harmless, other shares may need it
         assert not os.path.exists(f"{INSTALL_DIR}/virtiofsd.sh") and not os.path.exists(f"{INSTALL_DIR}/virtiofsd-ro.sh")
@@ -269,7 +278,7 @@ def test_restart_never_then_shutdown_start(run_playbook, lab, labctl):
         # never: defined, reported, not restarted
         res = run_playbook(_play(_include("apply")), extra_vars={**shares, "virtiofs_host_restart": "never"})
         _ok(res)
-        call = res.result(ROLE + "Apply the shares of each domain")["results"][0]
+        call = _share_calls(res)[0]
         assert call["changed"] is True and call["restart_required"] is True
         report = res.result(ROLE + "Report the domains that need a full shutdown and start")
         assert RUN_DOMAIN in report["msg"]
@@ -316,7 +325,7 @@ def test_restart_never_then_shutdown_start(run_playbook, lab, labctl):
         res = run_playbook(_play(_include("apply")),
                            extra_vars={**shares, **wrappers, "virtiofs_host_restart": "never"})
         _ok(res)
-        call = res.result(ROLE + "Apply the shares of each domain")["results"][0]
+        call = _share_calls(res)[0]
         assert call["changed"] is False and call["restart_required"] is True
         assert call["restart_reasons"] == [
             f"share 'run' runs {INSTALL_DIR}/virtiofsd.sh, which changed in this run: its virtiofsd keeps the old "
@@ -329,7 +338,7 @@ def test_restart_never_then_shutdown_start(run_playbook, lab, labctl):
         res = run_playbook(_play(_include("apply")),
                            extra_vars={**shares, **wrappers, "virtiofs_host_restart": "never"})
         _ok(res)
-        assert res.result(ROLE + "Apply the shares of each domain")["results"][0]["restart_required"] is False
+        assert _share_calls(res)[0]["restart_required"] is False
         res = run_playbook(_play(_include("apply")),
                            extra_vars={**shares, **wrappers, "rh_wrappers": {
                                **wrappers["rh_wrappers"],

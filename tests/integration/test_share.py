@@ -291,3 +291,74 @@ def test_concurrent_runs(run_playbook, lab, labctl):
         assert sorted(tags) == sorted([f"p{i}" for i in range(count)] + [f"q{i}" for i in range(count)])
     finally:
         labctl.destroy_guest(CONC_DOMAIN)
+
+
+ISO_DOMAINS = ("it-share-iso-a", "it-share-iso-b", "it-share-iso-c")
+ISO_PORTS = (2232, 2233, 2234)
+
+
+def test_domains_form_failure_isolation(run_playbook, lab, labctl):
+    """The domains form: a lock held on one domain fails that domain only.
+
+    Another run holds the per-domain lock of the middle domain (the test process takes it with
+    the collection's own lock function). With ``lock_timeout: 1`` the run converges the first and
+    last domain, reports the middle one as failed with the lock named, fails the task, and leaves
+    the middle definition byte-identical. Once the lock is free the next run converges it and
+    defines nothing else.
+    """
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import domain_lock
+
+    uri = lab["uri"]
+    for name in ISO_DOMAINS:
+        (SRC / name).mkdir(parents=True, exist_ok=True)
+    play = """
+- name: Domains form
+  hosts: hypervisor
+  gather_facts: false
+  tasks:
+    - name: Share
+      virtiofs.libvirt.share:
+        domains: "{{ it_domains }}"
+        lock_timeout: 1
+      register: it_result
+      ignore_errors: true
+"""
+    extra = {"it_domains": [{"name": n, "shares": [{"tag": "iso", "source": str(SRC / n)}]}
+                            for n in ISO_DOMAINS]}
+    try:
+        for name, port in zip(ISO_DOMAINS, ISO_PORTS):
+            labctl.clone_guest(name, port, start=False, wait=False)
+        conn = libvirt.open(uri)
+        try:
+            held_uuid = conn.lookupByName(ISO_DOMAINS[1]).UUIDString()
+        finally:
+            conn.close()
+        before = {n: inactive_xml(uri, n) for n in ISO_DOMAINS}
+
+        with domain_lock(uri, held_uuid, timeout=5):
+            res = run_playbook(play, extra_vars=extra)
+        result = res.result("Share")
+        assert result["failed"] is True, result
+        assert result["msg"].startswith("1 of 3 domains failed"), result["msg"]
+        doms = result["domains"]
+        assert [doms[n]["failed"] for n in ISO_DOMAINS] == [False, True, False]
+        assert [doms[n]["changed"] for n in ISO_DOMAINS] == [True, False, True]
+        assert "holds the lock" in doms[ISO_DOMAINS[1]]["msg"], doms[ISO_DOMAINS[1]]
+        assert held_uuid in doms[ISO_DOMAINS[1]]["msg"]
+        assert inactive_xml(uri, ISO_DOMAINS[1]) == before[ISO_DOMAINS[1]]
+        for n in (ISO_DOMAINS[0], ISO_DOMAINS[2]):
+            assert tags_of(inactive_xml(uri, n)) == ["iso"], n
+        assert result["changed"] is True
+
+        # the lock is free: the next run converges the held domain and defines nothing else
+        after_first = {n: inactive_xml(uri, n) for n in (ISO_DOMAINS[0], ISO_DOMAINS[2])}
+        res = run_playbook(play, extra_vars=extra)
+        result = res.result("Share")
+        assert result.get("failed") is not True, result
+        assert [result["domains"][n]["changed"] for n in ISO_DOMAINS] == [False, True, False]
+        assert tags_of(inactive_xml(uri, ISO_DOMAINS[1])) == ["iso"]
+        for n, xml in after_first.items():
+            assert inactive_xml(uri, n) == xml
+    finally:
+        for name in ISO_DOMAINS:
+            labctl.destroy_guest(name)

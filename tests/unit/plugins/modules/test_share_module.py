@@ -68,3 +68,21 @@ def test_missing_lxml_is_reported_with_the_import_error(run_module, fail_calls, 
     assert res["failed"] is True
     assert res["msg"] == missing_required_lib("lxml")
     assert fail_calls == [{"msg": missing_required_lib("lxml"), "exception": "Traceback: No module named 'lxml'"}]
+
+
+def test_domains_is_exclusive_with_the_single_domain_forms(run_module):
+    res = run_module("share", {"domains": [{"name": "a", "shares": [{"tag": "t", "source": "/srv"}]}],
+                               "domain": "a"})
+    assert res["failed"] is True and "mutually exclusive" in res["msg"] and "domains" in res["msg"]
+    res = run_module("share", {"domains": [{"name": "a", "shares": [{"tag": "t", "source": "/srv"}]}],
+                               "cache": "always"})
+    assert res["failed"] is True
+    assert res["msg"] == ("the single-share options cache cannot be combined with domains: put them into the "
+                          "shares of the entries of domains")
+
+
+def test_domains_entries_use_the_share_options(monkeypatch):
+    spec = argument_spec("share", monkeypatch)["argument_spec"]
+    entry = spec["domains"]["options"]
+    assert entry["name"] == {"type": "str", "required": True, "aliases": ["domain"]}
+    assert entry["shares"]["options"] == spec["shares"]["options"]
