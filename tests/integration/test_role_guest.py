@@ -229,12 +229,17 @@ def _bad_input_messages(play: Play, host: str) -> list[str]:
     return failed[-1]["msg"]
 
 
-def test_bad_input_is_refused_with_clear_messages(tmp_path):
-    """Input validation runs before anything is read from or changed on the host (here the
-    controller itself, in check mode, so a regression could not touch it either)."""
+def controller_inventory(tmp_path: Path) -> Path:
     inventory = tmp_path / "inventory.yml"
     inventory.write_text("---\nall:\n  hosts:\n    controller:\n      ansible_connection: local\n"
                          f"      ansible_python_interpreter: {sys.executable}\n")
+    return inventory
+
+
+def test_bad_input_is_refused_with_clear_messages(tmp_path):
+    """Input validation runs before anything is read from or changed on the host (here the
+    controller itself, in check mode, so a regression could not touch it either)."""
+    inventory = controller_inventory(tmp_path)
     play = run_play(inventory, "controller", {"role_guest_phase": "role", "role_guest_mounts": BAD_MOUNTS},
                     tmp_path, check=True)
     assert play.rc == 2, play.explain()
@@ -248,10 +253,22 @@ def test_bad_input_is_refused_with_clear_messages(tmp_path):
     assert play.stats("controller")["changed"] == 0
 
 
+def test_a_number_as_tag_is_refused_as_not_a_string(tmp_path):
+    """tag: 0 is falsy but not missing: it gets the "quote it" message, as tag: 12 does."""
+    inventory = controller_inventory(tmp_path)
+    play = run_play(inventory, "controller", {"role_guest_phase": "role", "role_guest_mounts": [
+        {"tag": 0, "path": "/mnt/zero"}, {"tag": 12, "path": "/mnt/twelve"}]}, tmp_path, check=True)
+    assert play.rc == 2, play.explain()
+    assert _bad_input_messages(play, "controller")[1:] == [
+        'virtiofs_guest_mounts[0] (tag 0, path "/mnt/zero"): tag must be a string, got int 0: quote it in YAML'
+        " (here and in the domain XML)",
+        'virtiofs_guest_mounts[1] (tag 12, path "/mnt/twelve"): tag must be a string, got int 12: quote it in YAML'
+        " (here and in the domain XML)",
+    ]
+
+
 def test_unknown_state_is_refused_by_the_argument_spec(tmp_path):
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text("---\nall:\n  hosts:\n    controller:\n      ansible_connection: local\n"
-                         f"      ansible_python_interpreter: {sys.executable}\n")
+    inventory = controller_inventory(tmp_path)
     play = run_play(inventory, "controller", {"role_guest_phase": "role", "role_guest_mounts": [
         {"tag": "x", "path": "/mnt/x", "state": "mountd"}]}, tmp_path, check=True)
     assert play.rc == 2, play.explain()
