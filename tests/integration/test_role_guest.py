@@ -68,6 +68,17 @@ class Play:
                     found.append(task["hosts"][host])
         return found
 
+    def item_results(self, name_part: str, host: str, path: str) -> list[dict]:
+        """Per-share results on ``host`` of the looped tasks whose name contains ``name_part``:
+        the loop items whose share (the loop variable) has mount point ``path``."""
+        found = []
+        for result in self.results(name_part, host):
+            for item in result.get("results", []):
+                share = item.get(item.get("ansible_loop_var", "item"))
+                if isinstance(share, dict) and share.get("path") == path:
+                    found.append(item)
+        return found
+
     def explain(self) -> str:
         return f"rc={self.rc}\n--- stderr\n{self.stderr[-3000:]}\n--- stdout\n{self.stdout[-6000:]}"
 
@@ -296,7 +307,7 @@ def test_mount_share_fstab_line_and_files_both_ways(guest):
     assert guest.findmnt(MOUNT) == []
     play = guest.play("mount", role_guest_host_token=host_token, role_guest_guest_token=guest_token)
     assert play.rc == 0, play.explain()
-    mounted = play.results("Mount the tag on " + MOUNT, guest.host)
+    mounted = play.item_results("Mount the tags", guest.host, MOUNT)
     assert mounted and mounted[-1]["changed"] is True, play.explain()
     # Checked again from outside Ansible: the exact fstab line, the mount, the files.
     expected = f"{TAG} {MOUNT} virtiofs defaults,nofail 0 0"
@@ -336,7 +347,7 @@ def test_check_mode_with_diff_shows_lines_and_changes_nothing(guest):
     assert play.stats(guest.host)["changed"] > 0
     diffs = {}
     for path in ("/mnt/itcheck", "/mnt/itstrict"):
-        res = play.results("Show the /etc/fstab change for " + path, guest.host)
+        res = play.item_results("Show the /etc/fstab changes", guest.host, path)
         assert res and res[-1]["changed"] is True, play.explain()
         diffs[path] = res[-1]["diff"][0]["after"] if isinstance(res[-1]["diff"], list) else res[-1]["diff"]["after"]
     assert ('itshare /mnt/itcheck virtiofs ro,nofail,x-systemd.automount,'
