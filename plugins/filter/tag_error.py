@@ -50,8 +50,17 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import tag_error
 
 
+def _builtin_value(value):
+    """The value as its builtin type: Ansible >= 2.19 hands filters subclasses such as
+    ``_AnsibleTaggedInt``, whose class name would otherwise end up in the message."""
+    for cls in type(value).__mro__:
+        if cls.__module__ == "builtins" and cls is not object:
+            return value if cls is type(value) else cls(value)
+    return value
+
+
 def _tag_error(tag, strict=True):
-    return tag_error(tag, strict=boolean(strict, strict=True)) or ""
+    return tag_error(_builtin_value(tag), strict=boolean(strict, strict=True)) or ""
 
 
 class FilterModule:

@@ -68,6 +68,17 @@ class Play:
                     found.append(task["hosts"][host])
         return found
 
+    def item_results(self, name_part: str, host: str, path: str) -> list[dict]:
+        """Per-share results on ``host`` of the looped tasks whose name contains ``name_part``:
+        the loop items whose share (the loop variable) has mount point ``path``."""
+        found = []
+        for result in self.results(name_part, host):
+            for item in result.get("results", []):
+                share = item.get(item.get("ansible_loop_var", "item"))
+                if isinstance(share, dict) and share.get("path") == path:
+                    found.append(item)
+        return found
+
     def explain(self) -> str:
         return f"rc={self.rc}\n--- stderr\n{self.stderr[-3000:]}\n--- stdout\n{self.stdout[-6000:]}"
 
@@ -229,12 +240,17 @@ def _bad_input_messages(play: Play, host: str) -> list[str]:
     return failed[-1]["msg"]
 
 
-def test_bad_input_is_refused_with_clear_messages(tmp_path):
-    """Input validation runs before anything is read from or changed on the host (here the
-    controller itself, in check mode, so a regression could not touch it either)."""
+def controller_inventory(tmp_path: Path) -> Path:
     inventory = tmp_path / "inventory.yml"
     inventory.write_text("---\nall:\n  hosts:\n    controller:\n      ansible_connection: local\n"
                          f"      ansible_python_interpreter: {sys.executable}\n")
+    return inventory
+
+
+def test_bad_input_is_refused_with_clear_messages(tmp_path):
+    """Input validation runs before anything is read from or changed on the host (here the
+    controller itself, in check mode, so a regression could not touch it either)."""
+    inventory = controller_inventory(tmp_path)
     play = run_play(inventory, "controller", {"role_guest_phase": "role", "role_guest_mounts": BAD_MOUNTS},
                     tmp_path, check=True)
     assert play.rc == 2, play.explain()
@@ -248,10 +264,22 @@ def test_bad_input_is_refused_with_clear_messages(tmp_path):
     assert play.stats("controller")["changed"] == 0
 
 
+def test_a_number_as_tag_is_refused_as_not_a_string(tmp_path):
+    """tag: 0 is falsy but not missing: it gets the "quote it" message, as tag: 12 does."""
+    inventory = controller_inventory(tmp_path)
+    play = run_play(inventory, "controller", {"role_guest_phase": "role", "role_guest_mounts": [
+        {"tag": 0, "path": "/mnt/zero"}, {"tag": 12, "path": "/mnt/twelve"}]}, tmp_path, check=True)
+    assert play.rc == 2, play.explain()
+    assert _bad_input_messages(play, "controller")[1:] == [
+        'virtiofs_guest_mounts[0] (tag 0, path "/mnt/zero"): tag must be a string, got int 0: quote it in YAML'
+        " (here and in the domain XML)",
+        'virtiofs_guest_mounts[1] (tag 12, path "/mnt/twelve"): tag must be a string, got int 12: quote it in YAML'
+        " (here and in the domain XML)",
+    ]
+
+
 def test_unknown_state_is_refused_by_the_argument_spec(tmp_path):
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text("---\nall:\n  hosts:\n    controller:\n      ansible_connection: local\n"
-                         f"      ansible_python_interpreter: {sys.executable}\n")
+    inventory = controller_inventory(tmp_path)
     play = run_play(inventory, "controller", {"role_guest_phase": "role", "role_guest_mounts": [
         {"tag": "x", "path": "/mnt/x", "state": "mountd"}]}, tmp_path, check=True)
     assert play.rc == 2, play.explain()
@@ -279,7 +307,7 @@ def test_mount_share_fstab_line_and_files_both_ways(guest):
     assert guest.findmnt(MOUNT) == []
     play = guest.play("mount", role_guest_host_token=host_token, role_guest_guest_token=guest_token)
     assert play.rc == 0, play.explain()
-    mounted = play.results("Mount the tag on " + MOUNT, guest.host)
+    mounted = play.item_results("Mount the tags", guest.host, MOUNT)
     assert mounted and mounted[-1]["changed"] is True, play.explain()
     # Checked again from outside Ansible: the exact fstab line, the mount, the files.
     expected = f"{TAG} {MOUNT} virtiofs defaults,nofail 0 0"
@@ -319,7 +347,7 @@ def test_check_mode_with_diff_shows_lines_and_changes_nothing(guest):
     assert play.stats(guest.host)["changed"] > 0
     diffs = {}
     for path in ("/mnt/itcheck", "/mnt/itstrict"):
-        res = play.results("Show the /etc/fstab change for " + path, guest.host)
+        res = play.item_results("Show the /etc/fstab changes", guest.host, path)
         assert res and res[-1]["changed"] is True, play.explain()
         diffs[path] = res[-1]["diff"][0]["after"] if isinstance(res[-1]["diff"], list) else res[-1]["diff"]["after"]
     assert ('itshare /mnt/itcheck virtiofs ro,nofail,x-systemd.automount,'

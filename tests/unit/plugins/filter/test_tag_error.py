@@ -41,3 +41,12 @@ def test_non_strict_checks_only_for_a_string():
     assert tag_error(5, strict=False) == "tag must be a string, got int 5: quote it in YAML"
     with pytest.raises(TypeError):
         tag_error("data", strict="sometimes")
+
+
+class _AnsibleTaggedInt(int):
+    """Stands in for the int subclass Ansible >= 2.19 passes to filters."""
+
+
+def test_a_number_is_named_as_int_even_when_ansible_wraps_it():
+    assert tag_error(_AnsibleTaggedInt(0)) == "tag must be a string, got int 0: quote it in YAML"
+    assert tag_error(_AnsibleTaggedInt(0), strict=False) == "tag must be a string, got int 0: quote it in YAML"
