@@ -313,7 +313,8 @@ def fit(ns: list[int], ts: list[float]) -> tuple[float, float, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10, 50, 200],
+                    help="sizes for the role against the workflow (none: skip the share step, e.g. with --site)")
     ap.add_argument("--role-only-sizes", type=int, nargs="*", default=[1000],
                     help="sizes for the role alone (no workflow)")
     ap.add_argument("--site", action="store_true", help="also time the whole site playbook, before and after")
@@ -365,7 +366,8 @@ def main() -> int:
         return {**role_vars, "virtiofs_host_shares": [{"domain": n, "tag": TAG, "source": SOURCE} for n in names]}
 
     # install the daemon and the wrapper once, outside the timings
-    run(work / "role.yml", role_vars, inventory)
+    if args.sizes or args.role_only_sizes:
+        run(work / "role.yml", role_vars, inventory)
 
     rows = []
     try:
@@ -412,6 +414,16 @@ def main() -> int:
         undefine_all()
         subprocess.run(["rm", "-rf", SOURCE, INSTALL_DIR, str(work)], check=False)
 
+    site = site_benchmark(lab, args.baseline, args.repeat) if args.site else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    if rows:
+        report_share_step(rows, args, lab)
+    if site:
+        report_site(site, args)
+    return 0
+
+
+def report_share_step(rows: list, args, lab: dict) -> None:
     print()
     print("Control plane: applying one virtio-fs share to each of N defined (not running) domains,")
     print(f"first apply once, no-change re-run best of {args.repeat};")
@@ -453,7 +465,11 @@ def main() -> int:
         per = 1000 * fits["role_rerun"][1]
         print(f"target: fitted per-domain cost of the role's re-run at most 10 ms: {per:.2f} ms -> "
               f"{'met' if per <= 10 else 'NOT met'}")
-    site = site_benchmark(lab, args.baseline, args.repeat) if args.site else None
+    (args.out / "bench-control-plane.json").write_text(json.dumps(rows, indent=2) + "\n")
+    plot(rows, both, args.out / "bench-control-plane.png")
+
+
+def report_site(site: dict, args) -> None:
     if site:
         print()
         print("Whole virtiofs.libvirt.site, no-change run on the lab (hypervisor + guest), best of "
@@ -468,9 +484,10 @@ def main() -> int:
             print(f"  task profile ({name}), slowest first:")
             for secs, task, hosts in site[name]["profile"]:
                 print(f"    {secs:7.2f} s  {task}  ({hosts} host{'s' if hosts != 1 else ''})")
+    (args.out / "bench-site.json").write_text(json.dumps(site, indent=2) + "\n")
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench-control-plane.json").write_text(json.dumps({"rows": rows, "site": site}, indent=2) + "\n")
+
+def plot(rows: list, both: list, png: Path) -> None:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -489,10 +506,8 @@ def main() -> int:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    png = args.out / "bench-control-plane.png"
     fig.savefig(png, dpi=110)
     print(f"plot: {png}")
-    return 0
 
 
 if __name__ == "__main__":
