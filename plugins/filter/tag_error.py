@@ -55,7 +55,7 @@ def _builtin_value(value):
     ``_AnsibleTaggedInt``, whose class name would otherwise end up in the message."""
     for cls in type(value).__mro__:
         if cls.__module__ == "builtins" and cls is not object:
-            return value if cls is type(value) else cls(value)
+            return value if value.__class__ is cls else cls(value)
     return value
 
 

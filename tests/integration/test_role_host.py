@@ -41,7 +41,6 @@ RUN_DOMAIN = "it-host-run"
 RUN_PORT = 2261
 
 
-
 SHARE_TASK = "Apply the shares of every domain in one module run"
 
 
@@ -50,6 +49,7 @@ def _share_calls(res) -> list:
     call = res.result(ROLE + SHARE_TASK)
     assert "results" not in call, "the share step must be one module run, not a loop"
     return [dict(r, item=name) for name, r in call["domains"].items()]
+
 
 def _play(tasks: str) -> str:
     return f"""
