@@ -19,7 +19,9 @@ Sources of the facts:
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import typing as t
 
 # How the role lists what is mounted (the module runs exactly this).
@@ -30,6 +32,22 @@ SYSFS_VIRTIOFS = "/sys/fs/virtiofs"
 
 class GuestInfoError(Exception):
     """What the guest showed cannot be read; the message says what and why."""
+
+
+def read_text(path: str, missing: str = "") -> str:
+    """The text of ``path``; ``missing`` when it does not exist."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return missing
+
+
+def sysfs_tags(sysfs: str = SYSFS_VIRTIOFS) -> t.Optional[t.List[str]]:
+    """The sorted tags of the virtio-fs devices, or None when the kernel does not list them."""
+    if not os.path.isdir(sysfs):
+        return None
+    return sorted(read_text(p).strip() for p in glob.glob(os.path.join(sysfs, "*", "tag")))
 
 
 def virtiofs_registered(proc_filesystems: str) -> bool:

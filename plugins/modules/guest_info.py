@@ -108,8 +108,6 @@ shares:
   elements: dict
 """
 
-import glob
-import os
 import platform
 
 from ansible.module_utils.basic import AnsibleModule
@@ -117,27 +115,14 @@ from ansible.module_utils.facts.system.service_mgr import ServiceMgrFactCollecto
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest import (
     FINDMNT_ARGV,
-    SYSFS_VIRTIOFS,
     GuestInfoError,
     join,
     parse_findmnt,
     parse_fstab,
+    read_text,
+    sysfs_tags,
     virtiofs_registered,
 )
-
-
-def _read(path: str, missing: str = "") -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return missing
-
-
-def _tags():
-    if not os.path.isdir(SYSFS_VIRTIOFS):
-        return None
-    return sorted(_read(p).strip() for p in glob.glob(os.path.join(SYSFS_VIRTIOFS, "*", "tag")))
 
 
 def main() -> None:
@@ -160,14 +145,14 @@ def main() -> None:
         if rc not in (0, 1):
             raise GuestInfoError(f"{' '.join(FINDMNT_ARGV)} failed (rc {rc}): {err.strip() or out.strip()}")
         mounts = parse_findmnt(out)
-        fstab = parse_fstab(_read(module.params["fstab"]))
+        fstab = parse_fstab(read_text(module.params["fstab"]))
         result = {
             "changed": False,
             "system": system,
             "kernel": platform.release(),
             "service_mgr": service_mgr,
-            "virtiofs_registered": virtiofs_registered(_read("/proc/filesystems")),
-            "tags": _tags(),
+            "virtiofs_registered": virtiofs_registered(read_text("/proc/filesystems")),
+            "tags": sysfs_tags(),
             "fstab": fstab,
             "mounts": mounts,
             "shares": join(module.params["shares"], fstab, mounts, systemd=service_mgr == "systemd"),

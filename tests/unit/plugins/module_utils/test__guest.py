@@ -115,3 +115,13 @@ def test_join_without_tag_or_options_is_never_current():
     [share] = join([{"path": "/mnt/data"}], parse_fstab(FSTAB), [], systemd=True)
     assert share["fstab_current"] is False
     assert [e["src"] for e in share["fstab"]] == ["data"]
+
+
+def test_sysfs_tags_none_without_the_directory_and_sorted_with_it(tmp_path):
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest import sysfs_tags
+    assert sysfs_tags(str(tmp_path / "virtiofs")) is None
+    for n, tag in ((0, "zeta\n"), (1, "alpha\n")):
+        (tmp_path / "virtiofs" / str(n)).mkdir(parents=True)
+        (tmp_path / "virtiofs" / str(n) / "tag").write_text(tag)
+    (tmp_path / "virtiofs" / "features").mkdir()
+    assert sysfs_tags(str(tmp_path / "virtiofs")) == ["alpha", "zeta"]
