@@ -516,9 +516,6 @@ def _define(
         if not run.patch.changed:
             dirs.create(run.missing, run)
             return run.after
-        # the document to define parses again and changed nothing outside the owned elements
-        owned = None if settings.exclusive else [s.tag for s in run.specs]
-        checked_bytes(run.before, run.after, owned, what=f"definition of domain {dom.name!r}")
         # re-read right before defining: another writer may have changed the definition
         if dom.inactive_xml() != current_xml:
             continue
