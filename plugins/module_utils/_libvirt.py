@@ -7,29 +7,20 @@ Private module_utils: other collections must not import it.
 
 No Ansible imports. Wraps the few libvirt calls the modules need (open a connection, look a
 domain up by name or UUID, read the inactive/live XML, define, attach/detach live) and turns
-``libvirtError`` into :class:`LibvirtAdapterError` with a message that names the fix. Also
-holds the host facts around libvirt that are not XML: virtiofsd processes of running domains
-(pid files under ``/run/libvirt/qemu`` and ``/proc``), their log files, the vhost-user
-descriptors libvirt picks a daemon from, and a per-domain lock for concurrent runs.
+``libvirtError`` into :class:`LibvirtAdapterError` with a message that names the fix. The
+host facts around libvirt live elsewhere: the virtiofsd processes of running domains in
+``_proc``, the per-domain lock in ``_lock``, the vhost-user descriptors in ``_vhost_user``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import glob
-import hashlib
 import os
-import tempfile
-import time
 import traceback
 import typing as t
 from urllib.parse import urlparse
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import looks_like_uuid
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import read_bytes
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import SYSTEM_DIRS, lookup
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import libvirt_int_to_version
 
 try:
@@ -44,9 +35,6 @@ except ImportError:  # pragma: no cover - exercised by ansible-test's import san
 
 
 DEFAULT_SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
-SYSTEM_STATE_DIR = "/run/libvirt/qemu"
-SYSTEM_LOG_DIR = "/var/log/libvirt/qemu"
-SHORT_NAME_MAX = 20  # VIR_DOMAIN_SHORT_NAME_MAX
 
 
 class LibvirtAdapterError(Exception):
@@ -244,166 +232,3 @@ class Connection:
             return bool(self._schema.validate(etree.fromstring(xml.encode("utf-8"))))
         except etree.XMLSyntaxError:
             return False
-
-
-# ------------------------------------------------------------------------------------------
-# Concurrency
-# ------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def domain_lock(uri: str, uuid: str, timeout: float = 120.0) -> t.Iterator[str]:
-    """Serialise read-patch-define-verify of one domain between runs on this host.
-
-    Two runs that patch the same domain at the same time would otherwise both read the same
-    definition and the later define would drop the earlier run's share.
-    """
-    key = hashlib.sha256(f"{uri}\0{uuid}".encode("utf-8")).hexdigest()[:24]
-    for base in ("/run/lock", tempfile.gettempdir()):
-        directory = os.path.join(base, "virtiofs-libvirt")
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            path = os.path.join(directory, f"domain-{key}.lock")
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            break
-        except OSError:
-            continue
-    else:  # pragma: no cover - no writable lock directory at all
-        yield ""
-        return
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    raise LibvirtAdapterError(
-                        f"another run holds the lock {path} for domain {uuid} for more than {timeout:.0f} s"
-                    ) from None
-                time.sleep(0.05)
-        yield path
-    finally:
-        os.close(fd)
-
-
-# ------------------------------------------------------------------------------------------
-# Runtime facts: virtiofsd processes, logs, vhost-user descriptors
-# ------------------------------------------------------------------------------------------
-
-
-def runtime_dirs(uri: str) -> t.Tuple[str, str]:
-    """(state dir with pid files, log dir) of the qemu driver for ``uri``."""
-    if urlparse(uri).path.rstrip("/") == "/session":
-        runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
-        cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-        return os.path.join(runtime, "libvirt", "qemu", "run"), os.path.join(cache, "libvirt", "qemu", "log")
-    return SYSTEM_STATE_DIR, SYSTEM_LOG_DIR
-
-
-def process_info(pid: int, proc: str = "/proc") -> t.Optional[t.Dict[str, t.Any]]:
-    raw = read_bytes(f"{proc}/{pid}/cmdline", best_effort=True)
-    if raw is None:
-        return None
-    argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
-    exe = None
-    with contextlib.suppress(OSError):
-        exe = os.readlink(f"{proc}/{pid}/exe")
-    return {"pid": pid, "cmdline": argv, "exe": exe}
-
-
-def _children_of(pid: int, proc: str = "/proc") -> t.List[int]:
-    out = []
-    for entry in os.listdir(proc):
-        if not entry.isdigit():
-            continue
-        stat = read_bytes(f"{proc}/{entry}/stat", best_effort=True)
-        if not stat:
-            continue
-        # "pid (comm) state ppid ..." -- comm may contain spaces and parentheses
-        rest = stat.rsplit(b")", 1)[-1].split()
-        if len(rest) > 1 and rest[1].isdigit() and int(rest[1]) == pid:
-            out.append(int(entry))
-    return sorted(out)
-
-
-def _source_of(argv: t.Sequence[str]) -> t.Optional[str]:
-    for i, arg in enumerate(argv):
-        if arg == "--shared-dir" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--shared-dir="):
-            return arg.split("=", 1)[1]
-        if arg == "-o" and i + 1 < len(argv):
-            for item in argv[i + 1].replace("\\,", "\0").split(","):
-                if item.startswith("source="):
-                    return item[len("source="):].replace("\0", ",")
-    return None
-
-
-def virtiofsd_process(
-    domain_name: str,
-    domain_id: int,
-    alias: t.Optional[str],
-    source: t.Optional[str],
-    uri: str = "qemu:///system",
-    proc: str = "/proc",
-) -> t.Dict[str, t.Any]:
-    """Find the virtiofsd libvirt started for one share of a running domain.
-
-    libvirt writes ``<state dir>/<id>-<name[:20]>-<alias>-fs.pid`` and logs the daemon's
-    output to ``<log dir>/<name>-<alias>-virtiofsd.log``. When the pid file is missing the
-    process table is searched for a daemon started with ``--fd=`` for the same source.
-    """
-    state_dir, log_dir = runtime_dirs(uri)
-    info: t.Dict[str, t.Any] = {
-        "running": False,
-        "pid": None,
-        "pid_file": None,
-        "cmdline": None,
-        "exe": None,
-        "children": [],
-        "log_path": os.path.join(log_dir, f"{domain_name}-{alias}-virtiofsd.log") if alias else None,
-    }
-    if alias:
-        candidates = [os.path.join(state_dir, f"{domain_id}-{domain_name[:SHORT_NAME_MAX]}-{alias}-fs.pid")]
-        candidates += sorted(glob.glob(os.path.join(glob.escape(state_dir), f"{domain_id}-*-{glob.escape(alias)}-fs.pid")))
-        for path in candidates:
-            raw = read_bytes(path, best_effort=True)
-            if raw is None:
-                continue
-            info["pid_file"] = path
-            with contextlib.suppress(ValueError):
-                pid = int(raw.strip() or b"0")
-                proc_info = process_info(pid, proc)
-                if proc_info is not None:
-                    info.update(proc_info, running=True)
-                    info["children"] = _children_of(pid, proc)
-            break
-    if not info["running"] and source:
-        for entry in sorted(os.listdir(proc), key=lambda e: (len(e), e)):
-            if not entry.isdigit():
-                continue
-            proc_info = process_info(int(entry), proc)
-            if not proc_info or not proc_info["cmdline"]:
-                continue
-            argv = proc_info["cmdline"]
-            if any(a.startswith("--fd=") for a in argv) and _source_of(argv) == source:
-                info.update(proc_info, running=True)
-                info["children"] = _children_of(proc_info["pid"], proc)
-                break
-    if info["log_path"] is not None:
-        info["log_exists"] = os.path.exists(info["log_path"])
-    return info
-
-
-def vhost_user_fs_descriptor(dirs: t.Sequence[str] = SYSTEM_DIRS) -> t.Optional[t.Dict[str, t.Any]]:
-    """The vhost-user ``fs`` descriptor libvirt uses when a share has no ``<binary path>``.
-
-    ``dirs`` lowest priority first; libvirt's rules are in ``_vhost_user``. ``None`` when
-    libvirt would find no daemon there, or fail to read the descriptors at all.
-    """
-    found = lookup(dirs).selected
-    if found is None or found.binary is None:
-        return None
-    return {"descriptor": found.path, "binary": found.binary, "description": found.description}

@@ -54,6 +54,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import write_atomic
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import LibvirtAdapterError
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import DomainLockError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features import (
     LibvirtFeatureError,
     check_features,
@@ -91,7 +92,7 @@ class ShareValidationError(ShareError):
 
 # Errors a domain's convergence can end with (recorded per domain in a multi-domain run).
 DOMAIN_ERRORS: t.Tuple[t.Type[BaseException], ...] = (
-    ShareError, DomainXMLError, LibvirtFeatureError, LibvirtAdapterError, OSError,
+    ShareError, DomainXMLError, LibvirtFeatureError, LibvirtAdapterError, DomainLockError, OSError,
 )
 
 
@@ -136,7 +137,7 @@ class Host:
       ``is_persistent()``, ``is_active()``, ``inactive_xml()``, ``live_xml()``,
       ``define(xml, current_xml)``, ``attach_live(xml)``, ``detach_live(xml)``);
     * ``lock(uri, uuid, timeout)``: a context manager serialising writers of one domain
-      (:func:`_libvirt.domain_lock`), raising when another run holds it longer than ``timeout``;
+      (:func:`_lock.domain_lock`), raising when another run holds it longer than ``timeout``;
     * ``set_attributes(path, owner, group, mode)``: owner/group/mode of a created directory
       (``module.set_fs_attributes_if_different``);
     * ``move(src, dest)``: ``module.atomic_move`` (:func:`os.replace` when not given);

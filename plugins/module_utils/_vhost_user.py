@@ -6,7 +6,7 @@
 Private module_utils: other collections must not import it.
 
 Plain Python, no Ansible and no libvirt imports. Used by ``share_info`` (through
-``_libvirt.vhost_user_fs_descriptor``) and by the ``virtiofsd`` module (``_install``: the
+``vhost_user_fs_descriptor``) and by the ``virtiofsd`` module (``_install``: the
 report of every descriptor, the registration and the masks), so both name the same daemon.
 
 libvirt's rules, read in libvirt's source (github.com/libvirt/libvirt, commit ``71b19c4f``,
@@ -298,3 +298,15 @@ def lookup(dirs: t.Sequence[str] = SYSTEM_DIRS, probe: t.Optional[ProbeCallable]
         found.selected = desc
         break
     return found
+
+
+def vhost_user_fs_descriptor(dirs: t.Sequence[str] = SYSTEM_DIRS) -> t.Optional[t.Dict[str, t.Any]]:
+    """The vhost-user ``fs`` descriptor libvirt uses when a share has no ``<binary path>``.
+
+    ``dirs`` lowest priority first; libvirt's rules are above. ``None`` when
+    libvirt would find no daemon there, or fail to read the descriptors at all.
+    """
+    found = lookup(dirs).selected
+    if found is None or found.binary is None:
+        return None
+    return {"descriptor": found.path, "binary": found.binary, "description": found.description}

@@ -606,8 +606,8 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import (
     Connection,
     LibvirtAdapterError,
-    domain_lock,
 )
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import DomainLockError, domain_lock
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features import LibvirtFeatureError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements import (
     MissingLibrary,
@@ -713,7 +713,7 @@ def main() -> None:
             outcome = converge_domains(
                 [DomainRequest(d["name"], d["shares"]) for d in p["domains"]], settings, host
             )
-    except (MissingLibrary, ShareError, DomainXMLError, LibvirtFeatureError, LibvirtAdapterError, OSError) as exc:
+    except (MissingLibrary, ShareError, DomainXMLError, LibvirtFeatureError, LibvirtAdapterError, DomainLockError, OSError) as exc:
         details = failure_details(exc)
         if getattr(exc, "libvirt_version", None):
             details["libvirt_version"] = exc.libvirt_version

@@ -174,15 +174,15 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import (
     Connection,
     LibvirtAdapterError,
-    vhost_user_fs_descriptor,
-    virtiofsd_process,
 )
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._proc import virtiofsd_process
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements import (
     MissingLibrary,
     failure_details,
     require,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import vhost_user_fs_descriptor
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
     VirtiofsdError,
     probe_version,

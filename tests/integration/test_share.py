@@ -306,7 +306,7 @@ def test_domains_form_failure_isolation(run_playbook, lab, labctl):
     the middle definition byte-identical. Once the lock is free the next run converges it and
     defines nothing else.
     """
-    from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import domain_lock
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import domain_lock
 
     uri = lab["uri"]
     for name in ISO_DOMAINS:

@@ -324,7 +324,8 @@ def test_converge_file(host, tmp_path):
 def test_with_libvirts_test_driver(tmp_path):
     """libvirt-python's own test:///default driver: a real define, XMLDesc and lookup."""
     import libvirt  # the dev venv has libvirt-python: a missing one fails, never skips
-    from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import Connection, domain_lock
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import Connection
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import domain_lock
 
     host = Host(connect=Connection, lock=domain_lock, set_attributes=lambda *a: None, backup_file=str)
     settings = Settings(uri="test:///default")

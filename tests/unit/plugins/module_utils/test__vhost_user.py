@@ -13,7 +13,6 @@ import pytest
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils import _install as I
 from ansible_collections.virtiofs.libvirt.plugins.module_utils import _vhost_user as V
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import vhost_user_fs_descriptor
 
 
 def fs(binary: str, **extra) -> str:
@@ -159,7 +158,7 @@ def test_invalid_json_fails_the_lookup_only_when_libvirt_reads_it(tree):
     found = V.lookup(tree)
     assert found.selected is None  # libvirt does not go on to the next file: it fails
     assert found.errors[0].startswith(f"{share / '90-broken.json'}: not JSON")
-    assert vhost_user_fs_descriptor(tree) is None
+    assert V.vhost_user_fs_descriptor(tree) is None
     # a broken file that a later directory masks or replaces is never parsed
     (etc / "90-broken.json").write_text("")
     assert V.lookup(tree).selected.binary == "/rust"
@@ -216,7 +215,7 @@ def test_fs_descriptor_without_binary(tree):
     found = V.lookup(tree)  # libvirt 9.x takes the first fs descriptor as it is
     assert found.selected.path == str(share / "40-nobinary.json")
     assert found.error == f"{V.NO_DAEMON}: {share / '40-nobinary.json'} has type fs but no binary"
-    assert vhost_user_fs_descriptor(tree) is None
+    assert V.vhost_user_fs_descriptor(tree) is None
     found = V.lookup(tree, probe=lambda binary: None)  # newer libvirt: it cannot be probed
     assert found.selected.binary == "/rust"
     assert [(d.name, why) for d, why in found.skipped] == [("40-nobinary.json", "no binary")]
@@ -258,7 +257,7 @@ def test_share_info_and_installer_name_the_same_daemon(tree, tmp_path):
         (str(share / "50-qemu-virtiofsd.json"), False),
         (str(etc / "40-virtiofsd-rust"), True),
     ]
-    assert vhost_user_fs_descriptor(dirs) == {
+    assert V.vhost_user_fs_descriptor(dirs) == {
         "descriptor": str(etc / "40-virtiofsd-rust"),
         "binary": "/opt/virtiofsd-rust/virtiofsd",
         "description": "Rust",
