@@ -161,166 +161,15 @@ domains:
           msg: "share 'data' has <lock>: the Rust virtiofsd rejects locking options"
 """
 
-import os
-import typing as t
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._audit import restart_reasons
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
-    DomainXML,
-    DomainXMLError,
-)
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import (
-    Connection,
-    LibvirtAdapterError,
-)
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._proc import virtiofsd_process
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import DomainXMLError
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import LibvirtAdapterError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements import (
     MissingLibrary,
     failure_details,
-    require,
 )
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import vhost_user_fs_descriptor
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
-    VirtiofsdError,
-    probe_version,
-)
-
-
-class ShareInfo:
-    def __init__(self, module: AnsibleModule) -> None:
-        self.module = module
-        self._probes: t.Dict[str, t.Dict[str, t.Any]] = {}
-
-    def probe(self, path: t.Optional[str]) -> t.Dict[str, t.Any]:
-        """``{implementation, version, error}`` of a daemon binary (cached per path)."""
-        if not path:
-            return {"implementation": None, "version": None, "error": "no binary"}
-        if path not in self._probes:
-            info: t.Dict[str, t.Any] = {"implementation": None, "version": None, "error": None}
-            if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-                info["error"] = "not an executable file"
-            elif self.module.params["probe_binaries"]:
-                try:
-                    ver = probe_version(path, self._run)
-                    info["implementation"] = ver.implementation
-                    info["version"] = ver.version_string
-                except VirtiofsdError as exc:
-                    info["error"] = str(exc)
-            self._probes[path] = info
-        return self._probes[path]
-
-    def _run(self, argv: t.List[str]) -> t.Tuple[int, str, str]:
-        return self.module.run_command(argv, check_rc=False)
-
-    def vhost_user_daemon(self) -> t.Optional[t.Dict[str, t.Any]]:
-        desc = vhost_user_fs_descriptor()
-        if desc is None:
-            return None
-        probe = self.probe(desc["binary"])
-        return dict(desc, implementation=probe["implementation"], version=probe["version"])
-
-    def domain_report(self, dom: t.Any, default_daemon: t.Optional[t.Dict[str, t.Any]]) -> t.Dict[str, t.Any]:
-        doc = DomainXML.from_string(dom.inactive_xml(), what=f"definition of domain {dom.name!r}")
-        active = dom.is_active()
-        live = DomainXML.from_string(dom.live_xml(), what=f"live XML of domain {dom.name!r}") if active else None
-        memory = doc.memory_status()
-        restart = [] if live is None else restart_reasons(doc, live)
-        problems: t.List[t.Dict[str, t.Any]] = []
-
-        def problem(code: str, share: t.Optional[str], msg: str) -> None:
-            problems.append({"code": code, "share": share, "msg": msg})
-
-        shares = doc.shares()
-        if shares and not memory["shared"]:
-            problem("no_shared_memory", None,
-                    f"domain {dom.name!r} has virtio-fs shares but no shared memory: add "
-                    "<memoryBacking><source type='memfd'/><access mode='shared'/> (virtiofs.libvirt.share does it)")
-        for share in shares:
-            tag = share["tag"]
-            if share["binary_path"]:
-                probe = self.probe(share["binary_path"])
-                share["binary_implementation"] = probe["implementation"]
-                share["binary_version"] = probe["version"]
-                if probe["error"] == "not an executable file":
-                    problem("binary_not_executable", tag,
-                            f"share {tag!r}: binary {share['binary_path']!r} is not an executable file on this host")
-                elif probe["implementation"] == "c":
-                    problem("legacy_c_daemon", tag,
-                            f"share {tag!r}: binary {share['binary_path']!r} is QEMU's legacy C virtiofsd "
-                            f"({probe['version'] or 'unknown version'}), not the Rust daemon: install the Rust virtiofsd "
-                            "(virtiofs.libvirt.virtiofsd) and point binary_path at it or at a wrapper")
-            elif share["source_socket"] is None:
-                if default_daemon is None or default_daemon.get("implementation") != "rust":
-                    which = ("no vhost-user descriptor of type fs" if default_daemon is None
-                             else f"the descriptor {default_daemon['descriptor']} points at {default_daemon['binary']} "
-                                  f"({default_daemon.get('implementation') or 'unknown'} daemon)")
-                    problem("no_rust_daemon", tag,
-                            f"share {tag!r} has no <binary path> and no Rust virtiofsd is registered for libvirt "
-                            f"({which}): set binary_path")
-            if share["lock"] is not None:
-                problem("lock_present", tag,
-                        f"share {tag!r} has <lock>: the Rust virtiofsd rejects locking options; "
-                        "re-apply the share with virtiofs.libvirt.share to drop it")
-            if share["source"] and not os.path.isdir(share["source"]):
-                problem("source_missing", tag, f"share {tag!r}: source directory {share['source']!r} does not exist")
-            if live is not None:
-                live_el = live.find_share(tag)
-                share["attached"] = live_el is not None
-                share["live_alias"] = None
-                share["virtiofsd"] = None
-                if live_el is None:
-                    problem("not_attached", tag, f"share {tag!r} is defined but not attached to the running domain "
-                                                 "(restart the domain, or attach it with live=true)")
-                    continue
-                alias_el = live_el.find("alias")
-                alias = None if alias_el is None else alias_el.get("name")
-                share["live_alias"] = alias
-                if share["source_socket"] is None:
-                    proc = virtiofsd_process(dom.name, dom.id, alias, share["source"], uri=self.module.params["uri"])
-                    share["virtiofsd"] = proc
-                    if not proc["running"]:
-                        problem("daemon_not_running", tag,
-                                f"share {tag!r}: no virtiofsd process found for the running domain "
-                                f"(see {proc['log_path']})")
-        return {
-            "name": dom.name,
-            "uuid": dom.uuid,
-            "active": active,
-            "persistent": dom.is_persistent(),
-            "shared_memory": memory["shared"],
-            "memory_backing": memory,
-            "shares": shares,
-            "restart_required": bool(restart),
-            "restart_reasons": restart,
-            "problems": problems,
-        }
-
-    def run(self) -> t.Dict[str, t.Any]:
-        require("lxml", "libvirt-python")
-        with Connection(self.module.params["uri"]) as conn:
-            version = conn.version()
-            if self.module.params["domain"]:
-                doms = [conn.lookup(self.module.params["domain"])]
-            else:
-                doms = conn.domains()
-            daemon = self.vhost_user_daemon()
-            reports = []
-            for dom in sorted(doms, key=lambda d: d.name):
-                try:
-                    reports.append(self.domain_report(dom, daemon))
-                except LibvirtAdapterError:
-                    if self.module.params["domain"]:
-                        raise
-                    # a domain undefined while listing: skip it in fleet mode
-            return {
-                "changed": False,
-                "libvirt_version": format_version(version),
-                "vhost_user_daemon": daemon,
-                "domains": reports,
-            }
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_info import ShareInfo
 
 
 def main() -> None:
@@ -333,7 +182,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     try:
-        result = ShareInfo(module).run()
+        result = ShareInfo(module.params, lambda argv: module.run_command(argv, check_rc=False)).run()
     except (MissingLibrary, DomainXMLError, LibvirtAdapterError) as exc:
         module.fail_json(msg=str(exc), **failure_details(exc))
     module.exit_json(**result)
