@@ -22,7 +22,7 @@ import shlex
 import typing as t
 from dataclasses import dataclass, field
 
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import read_bytes
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import read_bytes, write_atomic
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
     DaemonInfo,
@@ -30,6 +30,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import
     VirtiofsdError,
     parse_capabilities,
     parse_version_output,
+    probe_daemon,
     rust_daemon_problem,
     short_output,
 )
@@ -234,3 +235,127 @@ def self_test(path: str, daemon: DaemonInfo, run: RunCallable) -> t.Dict[str, t.
         except VirtiofsdError as exc:
             raise WrapperError(f"self-test: {' '.join(cmd)}: {exc}") from None
     return {"version": ver.version_string, "capabilities": caps}
+
+
+# ------------------------------------------------------------------ the virtiofsd_wrapper module
+# ``apply_present`` and ``apply_absent`` are the whole of the module's work. They fill
+# ``result`` (the module's return values) as they go and raise :class:`WrapperError` or
+# :class:`VirtiofsdError` for a failure, with ``result`` saying what was (not) done.
+
+MoveCallable = t.Callable[[str, str], t.Any]
+BackupCallable = t.Callable[[str], str]
+
+
+def check_absolute(path: str) -> None:
+    if not os.path.isabs(path):
+        raise WrapperError(f"path must be an absolute path, got {path!r}")
+
+
+def attrs_differ(path: str) -> bool:
+    """True when ``path`` is not ``root:root`` with :data:`WRAPPER_MODE`."""
+    st = os.stat(path)
+    return (st.st_mode & 0o7777) != WRAPPER_MODE or st.st_uid != 0 or st.st_gid != 0
+
+
+def file_diff(path: str, before: t.Optional[bytes], after: t.Optional[bytes]) -> t.Dict[str, str]:
+    """An Ansible ``diff`` dict for the file ``path``."""
+    return {
+        "before_header": path,
+        "after_header": path,
+        "before": (before or b"").decode("utf-8", "surrogateescape"),
+        "after": (after or b"").decode("utf-8", "surrogateescape"),
+    }
+
+
+def apply_absent(
+    result: t.Dict[str, t.Any],
+    path: str,
+    check_mode: bool,
+    diff: bool,
+    backup: t.Optional[BackupCallable],
+) -> None:
+    """Remove the wrapper at ``path``; refuse a file this module did not write."""
+    if os.path.isdir(path):
+        raise WrapperError(f"path {path} is a directory, not a wrapper")
+    if not os.path.lexists(path):
+        return
+    before = read_bytes(path)
+    if not is_managed_wrapper(before):
+        raise WrapperError(
+            f"{path} is not a wrapper written by this module (no '{MARKER}' header): "
+            "refusing to remove it; remove it yourself if it really is yours to delete"
+        )
+    result["changed"] = True
+    if diff:
+        result["diff"] = file_diff(path, before, None)
+    if not check_mode:
+        if backup is not None and before is not None:
+            result["backup_file"] = backup(path)
+        os.unlink(path)
+
+
+def apply_present(
+    result: t.Dict[str, t.Any],
+    path: str,
+    binary: str,
+    options: t.Optional[t.Mapping[str, t.Any]],
+    extra_args: t.Sequence[str],
+    run: RunCallable,
+    check_mode: bool,
+    diff: bool,
+    backup: t.Optional[BackupCallable],
+    move: t.Optional[MoveCallable],
+    warn: t.Callable[[str], t.Any],
+) -> None:
+    """Write the wrapper for ``binary`` at ``path`` (root-owned, :data:`WRAPPER_MODE`).
+
+    The written file is self-tested the way libvirt runs it; when that fails the previous
+    file is written back with its own mode and owner (or the new file removed) and
+    :class:`WrapperError` is raised with ``result["changed"]`` false.
+    """
+    # paths first: probing a missing or recursive binary would only give a vague error
+    check_paths(path, binary)
+    daemon = probe_daemon(binary, run)
+    plan = plan_wrapper(path, binary, daemon, options, extra_args)
+    check_argv_with_daemon(binary, plan.argv, run)
+
+    for warning in plan.warnings:
+        warn(warning)
+    result.update(argv=plan.argv, daemon_version=plan.daemon_version)
+
+    before = read_bytes(path)
+    after = plan.script.encode("utf-8")
+    content_changed = before != after
+    attrs_changed = before is not None and not content_changed and attrs_differ(path)
+    result["changed"] = content_changed or attrs_changed
+    if diff and content_changed:
+        result["diff"] = file_diff(path, before, after)
+    if content_changed and before is not None and not is_managed_wrapper(before) and backup is None:
+        warn(f"{path} was not written by this module and is replaced; use backup: true to keep a copy")
+    if check_mode or not result["changed"]:
+        return
+
+    if os.geteuid() != 0:
+        raise WrapperError("writing a root-owned wrapper needs root; run the task with become: true")
+
+    if not content_changed:
+        os.chmod(path, WRAPPER_MODE)
+        os.chown(path, 0, 0)
+        return
+
+    old_stat = os.stat(path) if before is not None else None
+    if backup is not None and before is not None:
+        result["backup_file"] = backup(path)
+    write_atomic(path, after, move=move, mode=WRAPPER_MODE, owner=(0, 0))
+    try:
+        self_test(path, plan.daemon, run)
+    except WrapperError as exc:
+        if before is not None and old_stat is not None:
+            write_atomic(path, before, move=move, mode=old_stat.st_mode & 0o7777,
+                         owner=(old_stat.st_uid, old_stat.st_gid))
+            restored = "the previous file was restored"
+        else:
+            os.unlink(path)
+            restored = "the new file was removed"
+        result["changed"] = False
+        raise WrapperError(f"{exc}; {restored}") from None

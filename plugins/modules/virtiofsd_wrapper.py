@@ -343,89 +343,23 @@ backup_file:
   sample: /opt/virtiofsd-rust/virtiofsd.sh.12345.2025-01-01@00:00:00~
 """
 
-import os
-import tempfile
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import read_bytes
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
-    VirtiofsdError,
-    probe_daemon,
-)
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import VirtiofsdError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import (
     argument_spec as options_argument_spec,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import (
-    MARKER,
-    WRAPPER_MODE,
     WrapperError,
-    check_argv_with_daemon,
-    check_paths,
-    is_managed_wrapper,
-    plan_wrapper,
-    self_test,
+    apply_absent,
+    apply_present,
+    check_absolute,
 )
 
 
-def _write_atomic(module: AnsibleModule, path: str, data: bytes, mode: int, uid: int, gid: int) -> None:
-    """Write ``data`` to a temp file in the same directory, then ``atomic_move`` it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.chown(tmp, uid, gid)
-        module.atomic_move(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    os.chmod(path, mode)
-    os.chown(path, uid, gid)
-
-
-def _attrs_differ(path: str) -> bool:
-    st = os.stat(path)
-    return (st.st_mode & 0o7777) != WRAPPER_MODE or st.st_uid != 0 or st.st_gid != 0
-
-
-def _diff(path: str, before: t.Optional[bytes], after: t.Optional[bytes]) -> t.Dict[str, str]:
-    return {
-        "before_header": path,
-        "after_header": path,
-        "before": to_native(before or b"", errors="surrogate_or_replace"),
-        "after": to_native(after or b"", errors="surrogate_or_replace"),
-    }
-
-
-def run_absent(module: AnsibleModule, path: str) -> None:
-    result: t.Dict[str, t.Any] = {"changed": False, "path": path}
-    if os.path.isdir(path):
-        module.fail_json(msg=f"path {path} is a directory, not a wrapper", **result)
-    before = read_bytes(path) if os.path.lexists(path) else None
-    if not os.path.lexists(path):
-        module.exit_json(**result)
-    if not is_managed_wrapper(before):
-        module.fail_json(
-            msg=f"{path} is not a wrapper written by this module (no '{MARKER}' header): "
-            "refusing to remove it; remove it yourself if it really is yours to delete",
-            **result,
-        )
-    result["changed"] = True
-    if module._diff:
-        result["diff"] = _diff(path, before, None)
-    if not module.check_mode:
-        if module.params["backup"] and before is not None:
-            result["backup_file"] = module.backup_local(path)
-        os.unlink(path)
-    module.exit_json(**result)
-
-
-def run_present(module: AnsibleModule, path: str, binary: str) -> None:
+def _run(module: AnsibleModule) -> t.Callable[[t.List[str]], t.Tuple[int, str, str]]:
     def run(argv: t.List[str]) -> t.Tuple[int, str, str]:
         # An OS error (e.g. the wrapper's file system is mounted noexec) must come back as a
         # failed run so that the self-test restores the previous file, not end the module here.
@@ -434,56 +368,7 @@ def run_present(module: AnsibleModule, path: str, binary: str) -> None:
         except OSError as exc:
             return 126, "", f"cannot execute {argv[0]}: {exc}"
 
-    result: t.Dict[str, t.Any] = {"changed": False, "path": path, "binary": binary}
-    try:
-        # paths first: probing a missing or recursive binary would only give a vague error
-        check_paths(path, binary)
-        daemon = probe_daemon(binary, run)
-        plan = plan_wrapper(path, binary, daemon, module.params["options"], module.params["extra_args"])
-        check_argv_with_daemon(binary, plan.argv, run)
-    except (WrapperError, VirtiofsdError) as exc:
-        module.fail_json(msg=str(exc), **result)
-
-    for warning in plan.warnings:
-        module.warn(warning)
-    result.update(argv=plan.argv, daemon_version=plan.daemon_version)
-
-    before = read_bytes(path)
-    after = plan.script.encode("utf-8")
-    content_changed = before != after
-    attrs_changed = before is not None and not content_changed and _attrs_differ(path)
-    result["changed"] = content_changed or attrs_changed
-    if module._diff and content_changed:
-        result["diff"] = _diff(path, before, after)
-    if content_changed and before is not None and not is_managed_wrapper(before) and not module.params["backup"]:
-        module.warn(f"{path} was not written by this module and is replaced; use backup: true to keep a copy")
-    if module.check_mode or not result["changed"]:
-        module.exit_json(**result)
-
-    if os.geteuid() != 0:
-        module.fail_json(msg="writing a root-owned wrapper needs root; run the task with become: true", **result)
-
-    if not content_changed:
-        os.chmod(path, WRAPPER_MODE)
-        os.chown(path, 0, 0)
-        module.exit_json(**result)
-
-    old_stat = os.stat(path) if before is not None else None
-    if module.params["backup"] and before is not None:
-        result["backup_file"] = module.backup_local(path)
-    _write_atomic(module, path, after, WRAPPER_MODE, 0, 0)
-    try:
-        self_test(path, plan.daemon, run)
-    except WrapperError as exc:
-        if before is not None and old_stat is not None:
-            _write_atomic(module, path, before, old_stat.st_mode & 0o7777, old_stat.st_uid, old_stat.st_gid)
-            restored = "the previous file was restored"
-        else:
-            os.unlink(path)
-            restored = "the new file was removed"
-        result["changed"] = False
-        module.fail_json(msg=f"{exc}; {restored}", **result)
-    module.exit_json(**result)
+    return run
 
 
 def main() -> None:
@@ -500,12 +385,19 @@ def main() -> None:
         supports_check_mode=True,
     )
     path = module.params["path"]
-    if not os.path.isabs(path):
-        module.fail_json(msg=f"path must be an absolute path, got {path!r}", changed=False, path=path)
-    if module.params["state"] == "absent":
-        run_absent(module, path)
-    else:
-        run_present(module, path, module.params["binary"])
+    backup = module.backup_local if module.params["backup"] else None
+    result: t.Dict[str, t.Any] = {"changed": False, "path": path}
+    try:
+        check_absolute(path)
+        if module.params["state"] == "absent":
+            apply_absent(result, path, module.check_mode, module._diff, backup)
+        else:
+            result["binary"] = module.params["binary"]
+            apply_present(result, path, module.params["binary"], module.params["options"], module.params["extra_args"],
+                          _run(module), module.check_mode, module._diff, backup, module.atomic_move, module.warn)
+    except (WrapperError, VirtiofsdError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

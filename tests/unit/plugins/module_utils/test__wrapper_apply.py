@@ -1,0 +1,130 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The virtiofsd_wrapper module's work (apply_present / apply_absent), run against a fake
+daemon that answers like the Rust virtiofsd 1.13.2 (the fixtures) and a real /bin/sh."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import (
+    MARKER,
+    WRAPPER_MODE,
+    WrapperError,
+    apply_absent,
+    apply_present,
+    check_absolute,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the wrapper is written root-owned")
+
+
+def real_run(argv):
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    path = tmp_path / "virtiofsd"
+    path.write_text(
+        "#!/usr/bin/python3\nimport sys\n"
+        f"d = {str(FIXTURES)!r} + '/virtiofsd-rust-1.13.2-'\n"
+        "a = sys.argv[1:]\n"
+        "name = 'version' if '--version' in a else 'help' if '--help' in a else 'capabilities.json'\n"
+        "name = name if name.endswith('.json') else name + '.txt'\n"
+        "sys.stdout.write(open(d + name).read())\n"
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
+def present(result, path, binary, run=real_run, check_mode=False, backup=None, warnings=None):
+    apply_present(result, path, binary, {}, [], run, check_mode, True, backup, None,
+                  (warnings if warnings is not None else []).append)
+
+
+def test_check_absolute():
+    check_absolute("/opt/w.sh")
+    with pytest.raises(WrapperError, match="absolute path, got 'w.sh'"):
+        check_absolute("w.sh")
+
+
+@needs_root
+def test_present_writes_then_is_idempotent_and_fixes_the_mode(tmp_path, daemon):
+    path = str(tmp_path / "wrapper.sh")
+    result = {"changed": False}
+    present(result, path, daemon)
+    assert result["changed"] is True and result["daemon_version"] == "1.13.2"
+    assert result["diff"]["before"] == "" and MARKER in result["diff"]["after"]
+    st = os.stat(path)
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (WRAPPER_MODE, 0, 0)
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    again = {"changed": False}
+    present(again, path, daemon)
+    assert again["changed"] is False and "diff" not in again
+    os.chmod(path, 0o700)
+    attrs = {"changed": False}
+    present(attrs, path, daemon)
+    assert attrs["changed"] is True and "diff" not in attrs
+    assert os.stat(path).st_mode & 0o7777 == WRAPPER_MODE
+
+
+@needs_root
+def test_failed_self_test_restores_the_previous_file_with_its_mode(tmp_path, daemon):
+    path = str(tmp_path / "wrapper.sh")
+    Path(path).write_text("#!/bin/sh\necho mine\n")
+    os.chmod(path, 0o640)
+    warnings: list = []
+
+    def run(argv):
+        return (1, "", "boom") if argv[0] == path else real_run(argv)
+
+    result = {"changed": False}
+    with pytest.raises(WrapperError, match="self-test.*boom; the previous file was restored"):
+        present(result, path, daemon, run=run, warnings=warnings)
+    assert result["changed"] is False
+    assert Path(path).read_text() == "#!/bin/sh\necho mine\n"
+    assert os.stat(path).st_mode & 0o7777 == 0o640
+    assert any("not written by this module" in w for w in warnings)
+
+    new = str(tmp_path / "new.sh")
+    with pytest.raises(WrapperError, match="the new file was removed"):
+        present({"changed": False}, new, daemon, run=lambda argv: (1, "", "x") if argv[0] == new else real_run(argv))
+    assert not os.path.lexists(new)
+
+
+def test_check_mode_writes_nothing(tmp_path, daemon):
+    path = str(tmp_path / "wrapper.sh")
+    result = {"changed": False}
+    present(result, path, daemon, check_mode=True)
+    assert result["changed"] is True and not os.path.lexists(path)
+
+
+def test_absent_refuses_foreign_files_and_removes_its_own(tmp_path):
+    foreign = tmp_path / "foreign.sh"
+    foreign.write_text("#!/bin/sh\n")
+    with pytest.raises(WrapperError, match="not a wrapper written by this module"):
+        apply_absent({"changed": False}, str(foreign), False, False, None)
+    assert foreign.exists()
+    with pytest.raises(WrapperError, match="is a directory"):
+        apply_absent({"changed": False}, str(tmp_path), False, False, None)
+    missing = {"changed": False}
+    apply_absent(missing, str(tmp_path / "none.sh"), False, False, None)
+    assert missing == {"changed": False}
+
+    own = tmp_path / "own.sh"
+    own.write_text(f"#!/bin/sh\n# {MARKER}\n")
+    backups = []
+    checked = {"changed": False}
+    apply_absent(checked, str(own), True, True, backups.append)
+    assert checked["changed"] is True and own.exists() and backups == []
+    result = {"changed": False}
+    apply_absent(result, str(own), False, False, lambda p: backups.append(p) or p + ".bak")
+    assert result == {"changed": True, "backup_file": str(own) + ".bak"} and not own.exists() and backups == [str(own)]
