@@ -59,7 +59,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features
     LibvirtFeatureError,
     check_features,
 )
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import SOURCE_OPTIONS
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import SOURCE_OPTIONS, SPEC_OPTIONS
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
 
 DEFINE_ATTEMPTS = 5
@@ -616,3 +616,79 @@ def _live_step(run: _Run, dom: t.Any, op: str, tag: str, xml: str, reasons: t.Li
         return
     run.extra_actions.append(action)
     run.result["changed"] = True
+
+
+# ------------------------------------------------------------------------------ the share module
+
+def single_share(p: t.Mapping[str, t.Any]) -> t.List[t.Dict[str, t.Any]]:
+    """The share entries of a run: ``shares``, or the single share of the top-level options."""
+    if p["shares"] is None and p["domains"] is None:
+        return [{k: p[k] for k in ("tag", "state") + SPEC_OPTIONS}]
+    given = [k for k in SPEC_OPTIONS if p[k] is not None] + (["state"] if p["state"] != "present" else [])
+    if given:
+        where = "shares" if p["shares"] is not None else "domains"
+        into = "the entries of shares" if where == "shares" else "the shares of the entries of domains"
+        raise ShareError(
+            f"the single-share options {', '.join(given)} cannot be combined with {where}: put them into {into}"
+        )
+    return list(p["shares"] or [])
+
+
+def settings_from_params(p: t.Mapping[str, t.Any], check_mode: bool, diff: bool) -> Settings:
+    """The :class:`Settings` of a ``share`` run from the module's options."""
+    return Settings(
+        uri=p["uri"], exclusive=p["exclusive"], memory_backing=p["memory_backing"], live=p["live"],
+        backup=p["backup"], backup_dir=p["backup_dir"], pending_binaries=p["pending_binaries"],
+        changed_binaries=p["changed_binaries"], check_mode=check_mode, diff=diff,
+        lock_timeout=p["lock_timeout"],
+        create_source=p["create_source"], owner=p["owner"], group=p["group"], mode=p["mode"],
+    )
+
+
+def run_share(
+    p: t.Mapping[str, t.Any], check_mode: bool, diff: bool, host: Host, need_libvirt: t.Callable[[], None]
+) -> t.Tuple[t.Dict[str, t.Any], t.List[str], bool]:
+    """The whole ``share`` run: ``(result, warnings, failed)``.
+
+    ``need_libvirt()`` raises when libvirt-python is missing (not needed for ``xml_file``).
+    With ``domains`` a failed domain does not stop the others: ``failed`` is then true and
+    ``result["msg"]`` names every failed domain and says how many converged.
+    """
+    settings = settings_from_params(p, check_mode, diff)
+    entries = single_share(p)
+    if p["xml_file"] is not None:
+        result = converge_file(p["xml_file"], entries, settings, host)
+        return result, result.pop("warnings", []), False
+    need_libvirt()
+    if p["domains"] is None:
+        outcome = converge_domains([DomainRequest(p["domain"], entries)], settings, host, name_domains=False)
+    else:
+        outcome = converge_domains([DomainRequest(d["name"], d["shares"]) for d in p["domains"]], settings, host)
+
+    results = outcome.results()
+    multi = p["domains"] is not None
+    warnings: t.List[str] = []
+    for name, res in results.items():
+        for warning in res.pop("warnings", []):
+            warnings.append(f"domain {name!r}: {warning}" if multi else warning)
+    if not multi:
+        res = next(iter(results.values()))
+        failed = res.pop("failed")
+        return res, warnings, failed
+    ret: t.Dict[str, t.Any] = dict(
+        changed=outcome.changed,
+        domains=results,
+        libvirt_version=outcome.libvirt_version,
+        restart_required=any(res.get("restart_required") for res in results.values()),
+    )
+    if diff:
+        ret["diff"] = [res["diff"] for res in results.values() if "diff" in res]
+    if outcome.errors:
+        failed_names = ", ".join(repr(n) for n in outcome.errors)
+        converged = len(results) - len(outcome.errors)
+        ret["msg"] = (
+            f"{len(outcome.errors)} of {len(results)} domains failed ({failed_names}); the other {converged} converged: "
+            + "; ".join(f"domain {n!r}: {m}" for n, m in outcome.errors.items())
+        )
+        return ret, warnings, True
+    return ret, warnings, False

@@ -616,18 +616,14 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements imp
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._share import (
     DEFAULT_BACKUP_DIR,
-    DomainRequest,
     Host,
-    Settings,
     ShareError,
-    converge_domains,
-    converge_file,
+    run_share,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import (
     LIVE_MODES,
     MEMORY_BACKING_MODES,
     OPTIONS,
-    SPEC_OPTIONS,
     share_argument_spec,
 )
 
@@ -662,20 +658,6 @@ def argument_spec() -> t.Dict[str, t.Any]:
     return spec
 
 
-def single_share(p: t.Mapping[str, t.Any]) -> t.List[t.Dict[str, t.Any]]:
-    """The share entries of a run: ``shares``, or the single share of the top-level options."""
-    if p["shares"] is None and p["domains"] is None:
-        return [{k: p[k] for k in ("tag", "state") + SPEC_OPTIONS}]
-    given = [k for k in SPEC_OPTIONS if p[k] is not None] + (["state"] if p["state"] != "present" else [])
-    if given:
-        where = "shares" if p["shares"] is not None else "domains"
-        into = "the entries of shares" if where == "shares" else "the shares of the entries of domains"
-        raise ShareError(
-            f"the single-share options {', '.join(given)} cannot be combined with {where}: put them into {into}"
-        )
-    return list(p["shares"] or [])
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec(),
@@ -691,61 +673,20 @@ def main() -> None:
 
     host = Host(connect=Connection, lock=domain_lock, set_attributes=set_attributes,
                 backup_file=module.backup_local, move=module.atomic_move)
-    settings = Settings(
-        uri=p["uri"], exclusive=p["exclusive"], memory_backing=p["memory_backing"], live=p["live"],
-        backup=p["backup"], backup_dir=p["backup_dir"], pending_binaries=p["pending_binaries"],
-        changed_binaries=p["changed_binaries"], check_mode=module.check_mode, diff=module._diff,
-        lock_timeout=p["lock_timeout"],
-        create_source=p["create_source"], owner=p["owner"], group=p["group"], mode=p["mode"],
-    )
     try:
         require("lxml")
-        entries = single_share(p)
-        if p["xml_file"] is not None:
-            result = converge_file(p["xml_file"], entries, settings, host)
-            for warning in result.pop("warnings", []):
-                module.warn(warning)
-            module.exit_json(**result)
-        require("libvirt-python")
-        if p["domains"] is None:
-            outcome = converge_domains([DomainRequest(p["domain"], entries)], settings, host, name_domains=False)
-        else:
-            outcome = converge_domains(
-                [DomainRequest(d["name"], d["shares"]) for d in p["domains"]], settings, host
-            )
-    except (MissingLibrary, ShareError, DomainXMLError, LibvirtFeatureError, LibvirtAdapterError, DomainLockError, OSError) as exc:
-        details = failure_details(exc)
+        result, warnings, failed = run_share(p, module.check_mode, module._diff, host,
+                                             lambda: require("libvirt-python"))
+    except (MissingLibrary, ShareError, DomainXMLError, LibvirtFeatureError, LibvirtAdapterError, DomainLockError,
+            OSError) as exc:
+        result, warnings, failed = dict(msg=str(exc), **failure_details(exc)), [], True
         if getattr(exc, "libvirt_version", None):
-            details["libvirt_version"] = exc.libvirt_version
-        module.fail_json(msg=str(exc), **details)
-
-    results = outcome.results()
-    multi = p["domains"] is not None
-    for name, res in results.items():
-        for warning in res.pop("warnings", []):
-            module.warn(f"domain {name!r}: {warning}" if multi else warning)
-    if not multi:
-        res = next(iter(results.values()))
-        if res.pop("failed"):
-            module.fail_json(**res)
-        module.exit_json(**res)
-    ret: t.Dict[str, t.Any] = dict(
-        changed=outcome.changed,
-        domains=results,
-        libvirt_version=outcome.libvirt_version,
-        restart_required=any(res.get("restart_required") for res in results.values()),
-    )
-    if module._diff:
-        ret["diff"] = [res["diff"] for res in results.values() if "diff" in res]
-    if outcome.errors:
-        failed = ", ".join(repr(n) for n in outcome.errors)
-        converged = len(results) - len(outcome.errors)
-        module.fail_json(
-            msg=f"{len(outcome.errors)} of {len(results)} domains failed ({failed}); the other {converged} converged: "
-            + "; ".join(f"domain {n!r}: {m}" for n, m in outcome.errors.items()),
-            **ret,
-        )
-    module.exit_json(**ret)
+            result["libvirt_version"] = exc.libvirt_version
+    for warning in warnings:
+        module.warn(warning)
+    if failed:
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ check mode, a diff per domain, and source directories created once per run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import uuid as uuidlib
 
@@ -343,3 +344,55 @@ def test_with_libvirts_test_driver(tmp_path):
     conn.close()
     with pytest.raises(ShareValidationError, match="domain 'nope' not found"):
         converge_domains([DomainRequest("nope", shares)], settings, host)
+
+
+# --- the share module's run (run_share, single_share) --------------------------------------------
+
+def share_params(**overrides):
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import SPEC_OPTIONS
+
+    p = {k: v for k, v in dataclasses.asdict(Settings()).items() if k not in ("check_mode", "diff")}
+    p.update({k: None for k in SPEC_OPTIONS})
+    p.update(domain=None, domains=None, xml_file=None, tag=None, state="present", shares=None)
+    p.update(overrides)
+    return p
+
+
+def test_single_share_refuses_top_level_options_with_a_list():
+    p = share_params(shares=[{"tag": "a"}], state="absent")
+    with pytest.raises(_share.ShareError, match="single-share options state cannot be combined with shares"):
+        _share.single_share(p)
+    assert _share.single_share(share_params(tag="a"))[0]["tag"] == "a"
+
+
+def test_run_share_one_domain_and_many(conn, host, tmp_path):
+    vm = conn.add("vm0")
+    needed = []
+    result, warnings, failed = _share.run_share(
+        share_params(domain="vm0", tag="t0", source=str(tmp_path)), False, True, host, lambda: needed.append(1)
+    )
+    assert (failed, needed, warnings) == (False, [1], [])
+    assert result["changed"] is True and "failed" not in result and tags(vm) == ["t0"]
+
+    conn.add("vm1").refuse_define = "XML error: nope"
+    p = share_params(domains=[{"name": n, "shares": [{"tag": "t1", "source": str(tmp_path)}]} for n in ("vm0", "vm1")])
+    result, warnings, failed = _share.run_share(p, False, True, host, lambda: None)
+    assert failed is True
+    assert result["msg"].startswith("1 of 2 domains failed ('vm1'); the other 1 converged: domain 'vm1': ")
+    assert result["domains"]["vm0"]["failed"] is False and result["domains"]["vm1"]["failed"] is True
+    assert result["changed"] is True and isinstance(result["diff"], list)
+
+
+def test_run_share_xml_file_needs_no_libvirt(tmp_path, host):
+    path = tmp_path / "vm.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+
+    def no_libvirt():
+        raise AssertionError("libvirt is not needed for xml_file")
+
+    result, warnings, failed = _share.run_share(
+        share_params(xml_file=str(path), tag="t", source=str(tmp_path)), False, False, host, no_libvirt
+    )
+    assert failed is False and result["changed"] is True and "warnings" not in result
+    doc = etree.fromstring(path.read_bytes())
+    assert [fs.find("target").get("dir") for fs in doc.iterfind("devices/filesystem")] == ["t"]
