@@ -135,3 +135,40 @@ def join(shares: t.Sequence[t.Mapping[str, t.Any]], fstab: t.Sequence[t.Mapping[
         })
         out.append(joined)
     return out
+
+
+def guest_report(
+    shares: t.Sequence[t.Mapping[str, t.Any]],
+    fstab_path: str,
+    system: str,
+    kernel: str,
+    service_mgr: str,
+    findmnt: t.Optional[str],
+    run: t.Callable[[t.List[str]], t.Tuple[int, str, str]],
+    proc_filesystems: str = "/proc/filesystems",
+    sysfs: str = SYSFS_VIRTIOFS,
+) -> t.Dict[str, t.Any]:
+    """The whole ``guest_info`` result.
+
+    ``findmnt`` is the path of findmnt (``None`` when it is not installed), ``run(argv)``
+    runs it and returns ``(rc, stdout, stderr)``. Raises :class:`GuestInfoError`.
+    """
+    if findmnt is None:
+        raise GuestInfoError("findmnt not found on this guest: install util-linux (it provides findmnt)")
+    rc, out, err = run([findmnt] + FINDMNT_ARGV[1:])
+    # findmnt exits 1 when it lists nothing
+    if rc not in (0, 1):
+        raise GuestInfoError(f"{' '.join(FINDMNT_ARGV)} failed (rc {rc}): {err.strip() or out.strip()}")
+    mounts = parse_findmnt(out)
+    fstab = parse_fstab(read_text(fstab_path))
+    return {
+        "changed": False,
+        "system": system,
+        "kernel": kernel,
+        "service_mgr": service_mgr,
+        "virtiofs_registered": virtiofs_registered(read_text(proc_filesystems)),
+        "tags": sysfs_tags(sysfs),
+        "fstab": fstab,
+        "mounts": mounts,
+        "shares": join(shares, fstab, mounts, systemd=service_mgr == "systemd"),
+    }

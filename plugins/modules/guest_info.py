@@ -116,12 +116,7 @@ from ansible.module_utils.facts.system.service_mgr import ServiceMgrFactCollecto
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest import (
     FINDMNT_ARGV,
     GuestInfoError,
-    join,
-    parse_findmnt,
-    parse_fstab,
-    read_text,
-    sysfs_tags,
-    virtiofs_registered,
+    guest_report,
 )
 
 
@@ -137,26 +132,10 @@ def main() -> None:
         system = platform.system()
         service_mgr = ServiceMgrFactCollector().collect(
             module=module, collected_facts={"ansible_system": system}).get("service_mgr", "service")
-        findmnt = module.get_bin_path(FINDMNT_ARGV[0], required=False)
-        if findmnt is None:
-            raise GuestInfoError("findmnt not found on this guest: install util-linux (it provides findmnt)")
-        rc, out, err = module.run_command([findmnt] + FINDMNT_ARGV[1:], check_rc=False)
-        # findmnt exits 1 when it lists nothing
-        if rc not in (0, 1):
-            raise GuestInfoError(f"{' '.join(FINDMNT_ARGV)} failed (rc {rc}): {err.strip() or out.strip()}")
-        mounts = parse_findmnt(out)
-        fstab = parse_fstab(read_text(module.params["fstab"]))
-        result = {
-            "changed": False,
-            "system": system,
-            "kernel": platform.release(),
-            "service_mgr": service_mgr,
-            "virtiofs_registered": virtiofs_registered(read_text("/proc/filesystems")),
-            "tags": sysfs_tags(),
-            "fstab": fstab,
-            "mounts": mounts,
-            "shares": join(module.params["shares"], fstab, mounts, systemd=service_mgr == "systemd"),
-        }
+        result = guest_report(
+            module.params["shares"], module.params["fstab"], system, platform.release(), service_mgr,
+            module.get_bin_path(FINDMNT_ARGV[0], required=False), lambda argv: module.run_command(argv, check_rc=False),
+        )
     except (GuestInfoError, OSError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)

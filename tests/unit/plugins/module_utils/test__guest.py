@@ -125,3 +125,35 @@ def test_sysfs_tags_none_without_the_directory_and_sorted_with_it(tmp_path):
         (tmp_path / "virtiofs" / str(n) / "tag").write_text(tag)
     (tmp_path / "virtiofs" / "features").mkdir()
     assert sysfs_tags(str(tmp_path / "virtiofs")) == ["alpha", "zeta"]
+
+
+def test_guest_report_from_files_and_a_fake_findmnt(tmp_path):
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest import guest_report
+
+    (tmp_path / "fstab").write_text("data /mnt/data virtiofs defaults 0 0\n")
+    (tmp_path / "filesystems").write_text("nodev\tproc\nnodev\tvirtiofs\n")
+    (tmp_path / "sys" / "0").mkdir(parents=True)
+    (tmp_path / "sys" / "0" / "tag").write_text("data\n")
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        return 0, json.dumps({"filesystems": [
+            {"target": "/mnt/data", "source": "data", "fstype": "virtiofs", "options": "rw"}]}), ""
+
+    res = guest_report([{"tag": "data", "path": "/mnt/data", "state": "mounted", "options": "defaults"}],
+                       str(tmp_path / "fstab"), "Linux", "6.9.0", "systemd", "/bin/findmnt", run,
+                       proc_filesystems=str(tmp_path / "filesystems"), sysfs=str(tmp_path / "sys"))
+    assert calls == [["/bin/findmnt", "--json", "--list", "--output", "TARGET,SOURCE,FSTYPE,OPTIONS"]]
+    assert (res["changed"], res["kernel"], res["virtiofs_registered"], res["tags"]) == (False, "6.9.0", True, ["data"])
+    assert res["shares"][0]["fstab_current"] is True and len(res["shares"][0]["same"]) == 1
+
+
+def test_guest_report_names_findmnt_failures(tmp_path):
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest import guest_report
+
+    args = ([], str(tmp_path / "none"), "Linux", "6.1", "systemd")
+    with pytest.raises(GuestInfoError, match="findmnt not found on this guest: install util-linux"):
+        guest_report(*args, None, lambda argv: (0, "", ""))
+    with pytest.raises(GuestInfoError, match=r"findmnt --json .* failed \(rc 2\): bad"):
+        guest_report(*args, "/bin/findmnt", lambda argv: (2, "", "bad\n"))
