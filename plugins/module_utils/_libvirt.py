@@ -16,19 +16,14 @@ descriptors libvirt picks a daemon from, and a per-domain lock for concurrent ru
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import glob
-import hashlib
 import os
-import tempfile
-import time
 import traceback
 import typing as t
 from urllib.parse import urlparse
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import looks_like_uuid
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import read_bytes
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import LockTimeout, exclusive_lock, read_bytes
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import SYSTEM_DIRS, lookup
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import libvirt_int_to_version
 
@@ -258,34 +253,11 @@ def domain_lock(uri: str, uuid: str, timeout: float = 120.0) -> t.Iterator[str]:
     Two runs that patch the same domain at the same time would otherwise both read the same
     definition and the later define would drop the earlier run's share.
     """
-    key = hashlib.sha256(f"{uri}\0{uuid}".encode("utf-8")).hexdigest()[:24]
-    for base in ("/run/lock", tempfile.gettempdir()):
-        directory = os.path.join(base, "virtiofs-libvirt")
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            path = os.path.join(directory, f"domain-{key}.lock")
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            break
-        except OSError:
-            continue
-    else:  # pragma: no cover - no writable lock directory at all
-        yield ""
-        return
-    deadline = time.monotonic() + timeout
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    raise LibvirtAdapterError(
-                        f"another run holds the lock {path} for domain {uuid} for more than {timeout:.0f} s"
-                    ) from None
-                time.sleep(0.05)
-        yield path
-    finally:
-        os.close(fd)
+        with exclusive_lock("domain", f"{uri}\0{uuid}", f"domain {uuid}", timeout) as path:
+            yield path
+    except LockTimeout as exc:
+        raise LibvirtAdapterError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------

@@ -344,13 +344,19 @@ backup_file:
 """
 
 import os
-import tempfile
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import read_bytes
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import (
+    LockTimeout,
+    WriteError,
+    path_lock,
+    read_bytes,
+    remove_leftovers,
+    write_atomic,
+)
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
     VirtiofsdError,
     probe_daemon,
@@ -371,21 +377,8 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import (
 
 
 def _write_atomic(module: AnsibleModule, path: str, data: bytes, mode: int, uid: int, gid: int) -> None:
-    """Write ``data`` to a temp file in the same directory, then ``atomic_move`` it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.chown(tmp, uid, gid)
-        module.atomic_move(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    os.chmod(path, mode)
-    os.chown(path, uid, gid)
+    """Replace ``path`` whole (temporary file in the same directory, ``atomic_move``)."""
+    write_atomic(path, data, move=module.atomic_move, mode=mode, owner=(uid, gid))
 
 
 def _attrs_differ(path: str) -> bool:
@@ -471,7 +464,12 @@ def run_present(module: AnsibleModule, path: str, binary: str) -> None:
     old_stat = os.stat(path) if before is not None else None
     if module.params["backup"] and before is not None:
         result["backup_file"] = module.backup_local(path)
-    _write_atomic(module, path, after, WRAPPER_MODE, 0, 0)
+    remove_leftovers(path)  # temporary files of runs killed mid-write (this run holds the path's lock)
+    try:
+        _write_atomic(module, path, after, WRAPPER_MODE, 0, 0)
+    except WriteError as exc:
+        result["changed"] = False
+        module.fail_json(msg=str(exc), **result)
     try:
         self_test(path, plan.daemon, run)
     except WrapperError as exc:
@@ -502,10 +500,15 @@ def main() -> None:
     path = module.params["path"]
     if not os.path.isabs(path):
         module.fail_json(msg=f"path must be an absolute path, got {path!r}", changed=False, path=path)
-    if module.params["state"] == "absent":
-        run_absent(module, path)
-    else:
-        run_present(module, path, module.params["binary"])
+    try:
+        # one run at a time per path: each run's write and self-test see its own wrapper
+        with path_lock(path):
+            if module.params["state"] == "absent":
+                run_absent(module, path)
+            else:
+                run_present(module, path, module.params["binary"])
+    except LockTimeout as exc:
+        module.fail_json(msg=f"{exc}; {path} was not changed", changed=False, path=path)
 
 
 if __name__ == "__main__":
