@@ -119,42 +119,59 @@ def run(lab, text: str, extra_vars: dict) -> tuple[int, dict, str]:
         os.unlink(path)
 
 
-def module_pids(session: int, module: str) -> list[int]:
-    """PIDs of the AnsiballZ processes of ``module`` in the process group ``session``."""
-    pids = []
+def descendants(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Ansible's workers may start their own sessions)."""
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry)) != session:
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except (OSError, ProcessLookupError):
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def module_pids(root: int, module: str) -> list[int]:
+    """PIDs of the AnsiballZ processes of ``module`` below the process ``root``."""
+    pids = []
+    for pid in descendants(root):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
             continue
         if f"AnsiballZ_{module}.py".encode() in cmdline:
-            pids.append(int(entry))
+            pids.append(pid)
     return pids
 
 
 def kill_during_module(lab, rng, text: str, extra_vars: dict, module: str, window: float) -> bool:
-    """Start the playbook, wait for the module, SIGKILL the process group ``0..window`` s later.
+    """Start the playbook, wait for the module, SIGKILL the process and all its descendants ``0..window`` s later.
 
-    Returns True when the module was running when the group was killed.
+    Returns True when the module was running when it was killed.
     """
     path = play_file(text)
     try:
         proc = start(lab, path, extra_vars)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 60
         while not module_pids(proc.pid, module) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
         time.sleep(rng.uniform(0, window))
         hit = bool(module_pids(proc.pid, module))
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        victims = descendants(proc.pid)
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.communicate(timeout=60)
-        # the module's processes are in the group too: none may survive the kill
+        # none of the killed processes may survive (a module reparented to init included)
         deadline = time.monotonic() + 30
-        while module_pids(proc.pid, module) and time.monotonic() < deadline:
+        while any(Path(f"/proc/{pid}").exists() and b"AnsiballZ" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                  for pid in victims if Path(f"/proc/{pid}/cmdline").exists()) and time.monotonic() < deadline:
             time.sleep(0.05)
         return hit
     finally:
