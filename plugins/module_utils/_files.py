@@ -1,7 +1,7 @@
 # Copyright (c) virtiofs.libvirt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Reading a file that may not be there, and replacing one whole or not at all.
+"""Reading a file that may not be there, replacing one whole or not at all, and locking one.
 
 Private module_utils: other collections must not import it.
 
@@ -10,6 +10,7 @@ Plain Python, no Ansible imports.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import typing as t
@@ -48,6 +49,50 @@ TMP_PREFIX = ".virtiofs-libvirt-"
 TMP_SUFFIX = ".tmp"
 
 
+class WriteError(OSError):
+    """Writing ``path`` failed (for example the disk is full); ``path`` is as it was before."""
+
+    def __init__(self, path: str, exc: OSError) -> None:
+        super().__init__(exc.errno, exc.strerror)
+        self.path = path
+        reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+        self.message = (
+            f"cannot write {path}: {reason} ({os.strerror(exc.errno) if exc.errno else exc}); "
+            f"{path} was not changed (the old file stays as it was), free space or fix the cause and run again"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _tmp_prefix(path: str) -> str:
+    return f"{TMP_PREFIX}{os.path.basename(path)}-"
+
+
+def remove_leftovers(path: str) -> t.List[str]:
+    """Remove the temporary files of earlier writes of ``path`` that were killed mid-write.
+
+    Only safe while holding :func:`path_lock` for ``path`` (no other run is writing it).
+    Returns the removed paths.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = _tmp_prefix(path)
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if name.startswith(prefix) and name.endswith(TMP_SUFFIX):
+            leftover = os.path.join(directory, name)
+            try:
+                os.unlink(leftover)
+                removed.append(leftover)
+            except OSError:
+                pass
+    return removed
+
+
 def _fsync_dir(directory: str) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -73,14 +118,15 @@ def write_atomic(
     ``mode`` and ``owner`` (``(uid, gid)``) are set on the temporary file before the move and
     again on the result (``atomic_move`` copies an existing destination's attributes); when
     they are ``None`` an existing file keeps its own (``atomic_move``) and a new file gets the
-    process defaults. Raises :class:`OSError` (for example ``ENOSPC``) with ``path`` left as it
-    was.
+    process defaults. Raises :class:`WriteError` (an :class:`OSError`, for example ``ENOSPC``)
+    naming ``path`` and saying that it was left as it was.
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=TMP_SUFFIX, dir=directory)
+    tmp = ""
     try:
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=TMP_SUFFIX, dir=directory)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -89,6 +135,11 @@ def write_atomic(
             os.chmod(tmp, mode)
         if owner is not None:
             os.chown(tmp, owner[0], owner[1])
+    except OSError as exc:
+        if tmp and os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise WriteError(path, exc) from None
+    try:
         (move or os.replace)(tmp, path)
     finally:
         if os.path.lexists(tmp):

@@ -1,7 +1,7 @@
 # Copyright (c) virtiofs.libvirt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A per-domain file lock for concurrent runs on one host.
+"""Host-wide file locks for concurrent runs on one host: per domain, per written path.
 
 Private module_utils: other collections must not import it.
 
@@ -20,23 +20,32 @@ import time
 import typing as t
 
 
-class DomainLockError(Exception):
+# ------------------------------------------------------------------------------ locking a path
+# Two runs that read, change and write the same file at the same time would otherwise both
+# start from the same old file, and the later write would drop the earlier run's change. The
+# lock is an ``flock`` on a file in /run/lock/virtiofs-libvirt (or the temporary directory),
+# named after a hash of the key: it goes away with the process that holds it, also on SIGKILL.
+
+
+class LockTimeout(Exception):
+    """Another run held the lock for longer than the timeout."""
+
+
+class DomainLockError(LockTimeout):
     """Another run holds the lock of a domain for longer than the timeout."""
 
 
 @contextlib.contextmanager
-def domain_lock(uri: str, uuid: str, timeout: float = 120.0) -> t.Iterator[str]:
-    """Serialise read-patch-define-verify of one domain between runs on this host.
-
-    Two runs that patch the same domain at the same time would otherwise both read the same
-    definition and the later define would drop the earlier run's share.
-    """
-    key = hashlib.sha256(f"{uri}\0{uuid}".encode("utf-8")).hexdigest()[:24]
+def exclusive_lock(
+    kind: str, key: str, what: str, timeout: float = 120.0, error: t.Type[LockTimeout] = LockTimeout
+) -> t.Iterator[str]:
+    """Hold the host-wide lock ``<kind>-<hash of key>.lock``; ``what`` names it in the ``error`` (:class:`LockTimeout`) message."""
+    name = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
     for base in ("/run/lock", tempfile.gettempdir()):
         directory = os.path.join(base, "virtiofs-libvirt")
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-            path = os.path.join(directory, f"domain-{key}.lock")
+            path = os.path.join(directory, f"{kind}-{name}.lock")
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             break
         except OSError:
@@ -52,10 +61,23 @@ def domain_lock(uri: str, uuid: str, timeout: float = 120.0) -> t.Iterator[str]:
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    raise DomainLockError(
-                        f"another run holds the lock {path} for domain {uuid} for more than {timeout:.0f} s"
-                    ) from None
+                    raise error(f"another run holds the lock {path} for {what} for more than {timeout:.0f} s") from None
                 time.sleep(0.05)
         yield path
     finally:
         os.close(fd)
+
+
+def path_lock(path: str, timeout: float = 120.0) -> t.ContextManager[str]:
+    """Serialise the runs that read, change and write ``path`` (a symlink's target counts)."""
+    real = os.path.realpath(path)
+    return exclusive_lock("path", real, real, timeout)
+
+
+def domain_lock(uri: str, uuid: str, timeout: float = 120.0) -> t.ContextManager[str]:
+    """Serialise read-patch-define-verify of one domain between runs on this host.
+
+    Two runs that patch the same domain at the same time would otherwise both read the same
+    definition and the later define would drop the earlier run's share.
+    """
+    return exclusive_lock("domain", f"{uri}\0{uuid}", f"domain {uuid}", timeout, error=DomainLockError)

@@ -52,9 +52,9 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
     validate_specs,
     verify_converged,
 )
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import write_atomic
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import remove_leftovers, write_atomic
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import LibvirtAdapterError
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import DomainLockError
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import DomainLockError, LockTimeout, path_lock
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features import (
     LibvirtFeatureError,
     check_features,
@@ -355,17 +355,23 @@ def converge_file(path: str, entries: t.Sequence[t.Mapping[str, t.Any]], setting
     run = _Run(path)
     dirs = SourceDirs(host, settings.check_mode)
     try:
-        before = DomainXML.from_file(path)
-        after = before.copy()
-        patch = apply_shares(after, specs, exclusive=settings.exclusive, memory_backing=settings.memory_backing)
-        run.record_patch(before, after, patch, settings.diff)
-        dirs.create(missing, run)
-        run.result["shares"] = after.shares()
-        if patch.changed and not settings.check_mode:
-            if settings.backup:
-                run.result["backup_file"] = host.backup_file(path)
-            write_atomic(path, after.to_bytes(), move=host.move)
-            run.written = True
+        # read-patch-write under the file's lock: concurrent runs on one file lose nothing
+        with path_lock(path, settings.lock_timeout):
+            if not settings.check_mode:
+                remove_leftovers(path)  # temporary files of runs killed mid-write
+            before = DomainXML.from_file(path)
+            after = before.copy()
+            patch = apply_shares(after, specs, exclusive=settings.exclusive, memory_backing=settings.memory_backing)
+            run.record_patch(before, after, patch, settings.diff)
+            dirs.create(missing, run)
+            run.result["shares"] = after.shares()
+            if patch.changed and not settings.check_mode:
+                if settings.backup:
+                    run.result["backup_file"] = host.backup_file(path)
+                write_atomic(path, after.to_bytes(), move=host.move)
+                run.written = True
+    except LockTimeout as exc:
+        raise ShareError(f"{exc}; {path} was not changed") from None
     except BaseException:  # also SystemExit: fail_json from set_attributes
         if not run.written:
             dirs.remove(run)

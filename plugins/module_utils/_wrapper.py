@@ -22,7 +22,7 @@ import shlex
 import typing as t
 from dataclasses import dataclass, field
 
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import read_bytes, write_atomic
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import WriteError, read_bytes, remove_leftovers, write_atomic
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
     DaemonInfo,
@@ -346,7 +346,12 @@ def apply_present(
     old_stat = os.stat(path) if before is not None else None
     if backup is not None and before is not None:
         result["backup_file"] = backup(path)
-    write_atomic(path, after, move=move, mode=WRAPPER_MODE, owner=(0, 0))
+    remove_leftovers(path)  # temporary files of runs killed mid-write (the caller holds the path's lock)
+    try:
+        write_atomic(path, after, move=move, mode=WRAPPER_MODE, owner=(0, 0))
+    except WriteError as exc:
+        result["changed"] = False
+        raise WrapperError(str(exc)) from None
     try:
         self_test(path, plan.daemon, run)
     except WrapperError as exc:

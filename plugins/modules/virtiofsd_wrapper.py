@@ -347,6 +347,7 @@ import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import LockTimeout, path_lock
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import VirtiofsdError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import (
     argument_spec as options_argument_spec,
@@ -389,12 +390,17 @@ def main() -> None:
     result: t.Dict[str, t.Any] = {"changed": False, "path": path}
     try:
         check_absolute(path)
-        if module.params["state"] == "absent":
-            apply_absent(result, path, module.check_mode, module._diff, backup)
-        else:
-            result["binary"] = module.params["binary"]
-            apply_present(result, path, module.params["binary"], module.params["options"], module.params["extra_args"],
-                          _run(module), module.check_mode, module._diff, backup, module.atomic_move, module.warn)
+        # one run at a time per path: each run's write and self-test see its own wrapper
+        with path_lock(path):
+            if module.params["state"] == "absent":
+                apply_absent(result, path, module.check_mode, module._diff, backup)
+            else:
+                result["binary"] = module.params["binary"]
+                apply_present(result, path, module.params["binary"], module.params["options"],
+                              module.params["extra_args"], _run(module), module.check_mode, module._diff, backup,
+                              module.atomic_move, module.warn)
+    except LockTimeout as exc:
+        module.fail_json(msg=f"{exc}; {path} was not changed", **result)
     except (WrapperError, VirtiofsdError) as exc:
         module.fail_json(msg=str(exc), **result)
     module.exit_json(**result)

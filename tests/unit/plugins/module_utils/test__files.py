@@ -9,7 +9,17 @@ import pytest
 
 import os
 
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import is_leftover, read_bytes, write_atomic
+import multiprocessing
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils import _files
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import LockTimeout, path_lock
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import (
+    WriteError,
+    is_leftover,
+    read_bytes,
+    remove_leftovers,
+    write_atomic,
+)
 
 
 def test_read_bytes(tmp_path):
@@ -66,3 +76,68 @@ def test_is_leftover():
     assert is_leftover(".virtiofs-libvirt-abc123.tmp")
     assert not is_leftover("virtiofs-libvirt-abc.tmp")
     assert not is_leftover(".virtiofs-libvirt-abc.xml")
+
+
+def test_write_error_names_the_file_and_says_it_is_unchanged(tmp_path, monkeypatch):
+    path = tmp_path / "dom.xml"
+    path.write_text("old")
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_files.os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
+    with pytest.raises(WriteError) as err:
+        write_atomic(str(path), "new")
+    assert err.value.errno == errno.ENOSPC
+    msg = str(err.value)
+    assert f"cannot write {path}: the disk is full" in msg
+    assert f"{path} was not changed" in msg
+    assert path.read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["dom.xml"]
+
+
+def test_remove_leftovers_removes_only_this_files_temporaries(tmp_path):
+    path = tmp_path / "w.sh"
+    mine = tmp_path / ".virtiofs-libvirt-w.sh-abc.tmp"
+    other = tmp_path / ".virtiofs-libvirt-x.sh-abc.tmp"
+    for f in (path, mine, other):
+        f.write_text("x")
+    assert remove_leftovers(str(path)) == [str(mine)]
+    assert sorted(os.listdir(tmp_path)) == [".virtiofs-libvirt-x.sh-abc.tmp", "w.sh"]
+    assert is_leftover(other.name)
+
+
+def _hold(path, started, release):
+    with path_lock(path, timeout=5):
+        started.set()
+        release.wait(10)
+
+
+def test_path_lock_excludes_another_process_and_times_out(tmp_path):
+    target = str(tmp_path / "f.xml")
+    ctx = multiprocessing.get_context("fork")
+    started, release = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold, args=(target, started, release))
+    proc.start()
+    try:
+        assert started.wait(10)
+        with pytest.raises(LockTimeout) as err:
+            with path_lock(target, timeout=0.2):
+                pass
+        assert f"for {os.path.realpath(target)} for more than 0 s" in str(err.value)
+    finally:
+        release.set()
+        proc.join(10)
+    with path_lock(target, timeout=1) as lock:
+        assert lock.endswith(".lock") and "/path-" in lock
