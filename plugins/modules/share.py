@@ -607,6 +607,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import (
     Connection,
     LibvirtAdapterError,
     domain_lock,
+    virtiofsd_process,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features import LibvirtFeatureError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements import (
@@ -614,6 +615,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements imp
     failure_details,
     require,
 )
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._restart import domain_reasons
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._share import (
     DEFAULT_BACKUP_DIR,
     DomainRequest,
@@ -689,8 +691,12 @@ def main() -> None:
         file_args = module.load_file_common_arguments(dict(owner=owner, group=group, mode=mode), path=path)
         module.set_fs_attributes_if_different(file_args, False)
 
+    def stale_daemons(dom: t.Any, shares: t.List[t.Dict[str, t.Any]]) -> t.List[str]:
+        return domain_reasons(shares, lambda s: virtiofsd_process(
+            dom.name, dom.id, s["alias"], s["source"], uri=p["uri"])["pid"])
+
     host = Host(connect=Connection, lock=domain_lock, set_attributes=set_attributes,
-                backup_file=module.backup_local, move=module.atomic_move)
+                backup_file=module.backup_local, move=module.atomic_move, stale_daemons=stale_daemons)
     settings = Settings(
         uri=p["uri"], exclusive=p["exclusive"], memory_backing=p["memory_backing"], live=p["live"],
         backup=p["backup"], backup_dir=p["backup_dir"], pending_binaries=p["pending_binaries"],

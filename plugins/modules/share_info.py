@@ -167,6 +167,7 @@ import typing as t
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._audit import restart_reasons
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._restart import daemon_reasons
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
     DomainXML,
     DomainXMLError,
@@ -281,6 +282,8 @@ class ShareInfo:
                 if share["source_socket"] is None:
                     proc = virtiofsd_process(dom.name, dom.id, alias, share["source"], uri=self.module.params["uri"])
                     share["virtiofsd"] = proc
+                    if proc["running"]:
+                        restart += daemon_reasons(tag, proc["pid"], share["binary_path"])
                     if not proc["running"]:
                         problem("daemon_not_running", tag,
                                 f"share {tag!r}: no virtiofsd process found for the running domain "
