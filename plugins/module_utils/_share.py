@@ -141,7 +141,9 @@ class Host:
     * ``set_attributes(path, owner, group, mode)``: owner/group/mode of a created directory
       (``module.set_fs_attributes_if_different``);
     * ``move(src, dest)``: ``module.atomic_move`` (:func:`os.replace` when not given);
-    * ``backup_file(path)``: a timestamped copy next to a file (``module.backup_local``).
+    * ``backup_file(path)``: a timestamped copy next to a file (``module.backup_local``);
+    * ``stale_daemons(dom, shares)``: why running virtiofsd of the live ``shares`` are older than
+      their program (:func:`_restart.domain_reasons`); not asked when not given.
     """
 
     connect: t.Callable[[str], t.Any]
@@ -150,6 +152,7 @@ class Host:
     backup_file: t.Callable[[str], str]
     move: t.Optional[t.Callable[[str, str], t.Any]] = None
     now: t.Callable[[], datetime.datetime] = datetime.datetime.now
+    stale_daemons: t.Optional[t.Callable[[t.Any, t.List[t.Dict[str, t.Any]]], t.List[str]]] = None
 
 
 def new_result() -> t.Dict[str, t.Any]:
@@ -510,7 +513,7 @@ def _converge(
     run.result["shares"] = stored.shares()
     run.before = run.after = None  # the trees are not needed any more
     if dom.is_active():
-        _converge_live(run, dom, stored, settings)
+        _converge_live(run, dom, stored, settings, host.stale_daemons)
 
 
 def _define(
@@ -549,7 +552,9 @@ def _define(
     )
 
 
-def _converge_live(run: _Run, dom: t.Any, stored: DomainXML, settings: Settings) -> None:
+def _converge_live(
+    run: _Run, dom: t.Any, stored: DomainXML, settings: Settings, stale_daemons: t.Optional[t.Callable[..., t.List[str]]] = None
+) -> None:
     """Compare the running configuration with the definition; attach/detach when asked."""
     act = settings.live in ("true", "auto")
     live = DomainXML.from_string(dom.live_xml(), what=f"live XML of domain {dom.name!r}")
@@ -586,6 +591,7 @@ def _converge_live(run: _Run, dom: t.Any, stored: DomainXML, settings: Settings)
                     "virtio-fs device of a running domain"
                 )
     changed_binaries = set(settings.changed_binaries)
+    unreported = []
     for have_share in live.shares():
         want = stored.find_share(have_share["tag"])
         if have_share["binary_path"] in changed_binaries and want is not None:
@@ -593,6 +599,11 @@ def _converge_live(run: _Run, dom: t.Any, stored: DomainXML, settings: Settings)
                 f"share {have_share['tag']!r} runs {have_share['binary_path']}, which changed in this run: its "
                 "virtiofsd keeps the old program and options until the domain is shut down and started"
             )
+        elif want is not None:
+            unreported.append(have_share)
+    if stale_daemons is not None and unreported:
+        # a change of an earlier run (or made by hand) is read from the host in every run
+        reasons += stale_daemons(dom, unreported)
     if act and not settings.check_mode and any(a.startswith("detach") for a in run.extra_actions):
         # confirm with libvirt's view of the running domain
         live = DomainXML.from_string(dom.live_xml(), what=f"live XML of domain {dom.name!r}")

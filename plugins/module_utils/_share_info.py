@@ -22,6 +22,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import (
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._proc import virtiofsd_process
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements import require
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._restart import daemon_reasons
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import vhost_user_fs_descriptor
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
@@ -128,6 +129,8 @@ class ShareInfo:
                 if share["source_socket"] is None:
                     proc = virtiofsd_process(dom.name, dom.id, alias, share["source"], uri=self.params["uri"])
                     share["virtiofsd"] = proc
+                    if proc["running"]:
+                        restart += daemon_reasons(tag, proc["pid"], share["binary_path"])
                     if not proc["running"]:
                         problem("daemon_not_running", tag,
                                 f"share {tag!r}: no virtiofsd process found for the running domain "

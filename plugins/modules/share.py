@@ -512,6 +512,11 @@ restart_required:
     - Whether the running domain differs from its new definition in a way that needs a full stop and start.
     - Always V(false) for domains that are not running and with O(xml_file).
     - With O(domains), V(true) when any domain needs it (RV(domains) says which).
+    - Also V(true) in every run, not only the run that made the change, while a share's running virtiofsd is older
+      than its program, read from C(/proc) on the host - the daemon's executable was deleted or replaced by a new
+      file since it started, or the O(shares[].binary_path) wrapper was written or its mode changed (mtime/ctime)
+      after the daemon started (a change within one second of the start is not told apart). It stays V(true)
+      until the domain has been shut down and started.
   returned: always
   type: bool
   sample: true
@@ -614,6 +619,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements imp
     failure_details,
     require,
 )
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._restart import stale_daemons
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._share import (
     DEFAULT_BACKUP_DIR,
     Host,
@@ -672,7 +678,7 @@ def main() -> None:
         module.set_fs_attributes_if_different(file_args, False)
 
     host = Host(connect=Connection, lock=domain_lock, set_attributes=set_attributes,
-                backup_file=module.backup_local, move=module.atomic_move)
+                backup_file=module.backup_local, move=module.atomic_move, stale_daemons=stale_daemons(p["uri"]))
     try:
         require("lxml")
         result, warnings, failed = run_share(p, module.check_mode, module._diff, host,

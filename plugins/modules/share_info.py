@@ -143,9 +143,15 @@ domains:
         - Why RV(domains[].restart_required) is V(true), one line per difference between the definition and the running
           domain; a share defined but not attached, a share attached but no longer defined, a share running with other
           options than defined, shared memory in the definition but not in the running domain.
+        - Also a share whose running virtiofsd is older than its program (read from C(/proc) in every run, until the
+          domain has been shut down and started) - its executable was deleted or replaced by a new file since it
+          started, or its C(<binary path>) wrapper was written or its mode changed after the daemon started. The
+          line names the share, the path and the daemon's pid.
       type: list
       elements: str
-      sample: ["share 'data' is defined but not attached to the running domain"]
+      sample: ["share 'data' is defined but not attached to the running domain",
+               "share 'logs': /usr/local/libexec/virtiofsd-wrapper changed after its virtiofsd (pid 4242) started: the
+               daemon keeps the old program and options until the domain is shut down and started"]
     problems:
       description:
         - What is wrong, one dict per problem with C(code), C(share) (the tag or V(null)) and C(msg).

@@ -1,0 +1,146 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A pending restart is reported in every run until the domain is stopped and started (issue 12).
+
+A running TCG domain with one share whose ``<binary path>`` is a wrapper written by
+``virtiofs.libvirt.virtiofsd_wrapper`` around the lab's Rust virtiofsd (an own copy):
+
+* with nothing changed, ``share`` and ``share_info`` report no restart;
+* the wrapper is written again with another option: the next ``share`` run (which changes
+  nothing in the definition and is not told about the wrapper) and a second run after it both
+  report ``restart_required`` with a reason naming the wrapper, and so does ``share_info``;
+* after a full stop and start of the domain both report no restart;
+* the daemon binary is replaced by a copy (new inode): both report it, naming the binary,
+  until the next stop and start.
+
+Skips (with the reason) when the lab is not up. Domain ``it-restart-pending``, SSH port 2270;
+everything is removed afterwards.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import libvirt
+import pytest
+
+BASE = Path("/opt/it-restart-pending")
+BINARY = BASE / "virtiofsd"
+WRAPPER = BASE / "virtiofsd.sh"
+SRC = Path("/srv/it-restart-pending")
+DOMAIN = "it-restart-pending"
+PORT = 2270
+TAG = "pending"
+
+
+@pytest.fixture(scope="module")
+def rust_binary(copy_rust_binary):
+    """Own copy of the lab's Rust virtiofsd: this test replaces it."""
+    return copy_rust_binary(BINARY)
+
+
+def write_wrapper(run_playbook, binary: str, options: dict) -> dict:
+    res = run_playbook(
+        """
+- name: Wrapper
+  hosts: hypervisor
+  gather_facts: false
+  tasks:
+    - name: Write wrapper
+      virtiofs.libvirt.virtiofsd_wrapper:
+        path: "{{ wr_path }}"
+        binary: "{{ wr_binary }}"
+        options: "{{ wr_options }}"
+""",
+        extra_vars={"wr_path": str(WRAPPER), "wr_binary": binary, "wr_options": options},
+    )
+    assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    return res.result("Write wrapper")
+
+
+PLAY = f"""
+- name: Share
+  hosts: hypervisor
+  gather_facts: false
+  tasks:
+    - name: Share
+      virtiofs.libvirt.share:
+        domain: {DOMAIN}
+        shares: [{{tag: {TAG}, source: {SRC}, binary_path: {WRAPPER}}}]
+    - name: Info
+      virtiofs.libvirt.share_info:
+        domain: {DOMAIN}
+"""
+
+
+def run_share(run_playbook):
+    res = run_playbook(PLAY)
+    assert res.rc == 0, res.stdout[-6000:] + res.stderr[-2000:]
+    return res.result("Share"), res.result("Info")["domains"][0]
+
+
+def stop_and_start(uri: str) -> None:
+    conn = libvirt.open(uri)
+    try:
+        dom = conn.lookupByName(DOMAIN)
+        dom.destroy()
+        dom.create()
+    finally:
+        conn.close()
+
+
+def test_pending_restart_is_reported_until_stop_and_start(run_playbook, lab, labctl, rust_binary):
+    SRC.mkdir(parents=True, exist_ok=True)
+    BASE.mkdir(parents=True, exist_ok=True)
+    result = write_wrapper(run_playbook, rust_binary, {"log_level": "info"})
+    assert result["argv"] == ["--log-level=info"]
+    try:
+        labctl.clone_guest(DOMAIN, PORT, shared_memory=True, wait=False,
+                           filesystems=[{"tag": TAG, "source": str(SRC), "binary": str(WRAPPER)}])
+        result, info = run_share(run_playbook)
+        assert result["changed"] is False, result["actions"]
+        assert result["restart_required"] is False and result["restart_reasons"] == []
+        assert info["active"] is True
+        assert info["restart_required"] is False and info["restart_reasons"] == []
+        pid = info["shares"][0]["virtiofsd"]["pid"]
+        assert pid > 0 and info["shares"][0]["virtiofsd"]["exe"] == rust_binary
+
+        # 1. the wrapper changes (another option): reported now and in every later run
+        result = write_wrapper(run_playbook, rust_binary, {"log_level": "debug"})
+        assert result["changed"] is True and result["argv"] == ["--log-level=debug"]
+        for _run in (1, 2):
+            result, info = run_share(run_playbook)
+            assert result["changed"] is False, result["actions"]
+            assert result["restart_required"] is True
+            assert result["restart_reasons"] == [
+                f"share '{TAG}': {WRAPPER} changed after its virtiofsd (pid {pid}) started: the daemon keeps the "
+                "old program and options until the domain is shut down and started"]
+            assert info["restart_required"] is True
+            assert info["restart_reasons"] == result["restart_reasons"]
+
+        # 2. stop and start: the new daemon is younger than the wrapper
+        stop_and_start(lab["uri"])
+        result, info = run_share(run_playbook)
+        assert result["restart_required"] is False and result["restart_reasons"] == []
+        assert info["restart_required"] is False and info["restart_reasons"] == []
+        new_pid = info["shares"][0]["virtiofsd"]["pid"]
+        assert new_pid > 0 and new_pid != pid
+
+        # 3. the daemon binary is replaced by a copy of itself (a new inode at the same path)
+        tmp = BINARY.with_name("virtiofsd.new")
+        shutil.copy2(BINARY, tmp)
+        tmp.replace(BINARY)
+        for _run in (1, 2):
+            result, info = run_share(run_playbook)
+            assert result["restart_required"] is True
+            assert result["restart_reasons"] == [
+                f"share '{TAG}': its running virtiofsd (pid {new_pid}) runs {rust_binary}, which was deleted or "
+                "replaced since it started: the domain keeps the old program until it is shut down and started"]
+            assert info["restart_reasons"] == result["restart_reasons"]
+
+        stop_and_start(lab["uri"])
+        result, info = run_share(run_playbook)
+        assert result["restart_required"] is False and result["restart_reasons"] == []
+        assert info["restart_required"] is False and info["restart_reasons"] == []
+    finally:
+        labctl.destroy_guest(DOMAIN)
+        shutil.rmtree(SRC, ignore_errors=True)
