@@ -151,7 +151,8 @@ domains:
         - What is wrong, one dict per problem with C(code), C(share) (the tag or V(null)) and C(msg).
         - "Codes: C(no_shared_memory), C(no_rust_daemon) (no C(<binary path>) and the daemon libvirt would pick is not
           the Rust virtiofsd), C(binary_not_executable), C(legacy_c_daemon) (C(<binary path>) is QEMU's legacy C
-          daemon; only with O(probe_binaries=true)), C(lock_present), C(source_missing), C(not_attached)
+          daemon; only with O(probe_binaries=true)), C(binary_untrusted) (the binary, or a directory on the way
+          to it, can be changed by a user other than root; it is not run), C(lock_present), C(source_missing), C(not_attached)
           (running domain without the share), C(daemon_not_running)."
       type: list
       elements: dict
@@ -177,6 +178,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import (
     vhost_user_fs_descriptor,
     virtiofsd_process,
 )
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import problem as path_problem
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements import (
     MissingLibrary,
     failure_details,
@@ -200,8 +202,12 @@ class ShareInfo:
             return {"implementation": None, "version": None, "error": "no binary"}
         if path not in self._probes:
             info: t.Dict[str, t.Any] = {"implementation": None, "version": None, "error": None}
+            untrusted = path_problem(path, "binary")
+            info["untrusted"] = None if untrusted is None else str(untrusted)
             if not (os.path.isfile(path) and os.access(path, os.X_OK)):
                 info["error"] = "not an executable file"
+            elif untrusted is not None:
+                info["error"] = "untrusted"  # not run: another user may have replaced it
             elif self.module.params["probe_binaries"]:
                 try:
                     ver = probe_version(path, self._run)
@@ -252,6 +258,8 @@ class ShareInfo:
                             f"share {tag!r}: binary {share['binary_path']!r} is QEMU's legacy C virtiofsd "
                             f"({probe['version'] or 'unknown version'}), not the Rust daemon: install the Rust virtiofsd "
                             "(virtiofs.libvirt.virtiofsd) and point binary_path at it or at a wrapper")
+                if probe["untrusted"]:
+                    problem("binary_untrusted", tag, f"share {tag!r}: {probe['untrusted']}")
             elif share["source_socket"] is None:
                 if default_daemon is None or default_daemon.get("implementation") != "rust":
                     which = ("no vhost-user descriptor of type fs" if default_daemon is None
