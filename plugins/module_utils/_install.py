@@ -37,6 +37,7 @@ import typing as t
 import zipfile
 from dataclasses import dataclass, field
 
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import problem as path_problem
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import (
     VersionError,
     format_version,
@@ -884,6 +885,9 @@ class Installer:
     def check_install_dir(self) -> bool:
         """Refuse an install_dir others can write to; return True when it exists."""
         d = self.req.install_dir
+        untrusted = path_problem(d, "install_dir", (0, self.host.euid))  # it and its parents
+        if untrusted is not None:
+            raise InstallError(str(untrusted))
         try:
             st = os.stat(d)
         except FileNotFoundError:

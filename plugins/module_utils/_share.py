@@ -59,6 +59,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features
     LibvirtFeatureError,
     check_features,
 )
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import problem as path_problem
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import SOURCE_OPTIONS, SPEC_OPTIONS
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
 
@@ -227,6 +228,9 @@ def check_host(
                     f"share {spec.tag!r}: binary_path {path!r} {what} on this host: install virtiofsd "
                     "(or the wrapper) there, or fix the path"
                 )
+            untrusted = path_problem(path, f"share {spec.tag!r}: binary_path")  # libvirt runs it as root
+            if untrusted is not None:
+                raise ShareError(str(untrusted))
         if spec.source is not None and not os.path.isdir(spec.source):
             if os.path.exists(spec.source):
                 raise ShareError(

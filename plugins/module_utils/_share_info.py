@@ -20,6 +20,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import (
     Connection,
     LibvirtAdapterError,
 )
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import problem as path_problem
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._proc import virtiofsd_process
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements import require
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._restart import daemon_reasons
@@ -51,8 +52,12 @@ class ShareInfo:
             return {"implementation": None, "version": None, "error": "no binary"}
         if path not in self._probes:
             info: t.Dict[str, t.Any] = {"implementation": None, "version": None, "error": None}
+            untrusted = path_problem(path, "binary")
+            info["untrusted"] = None if untrusted is None else str(untrusted)
             if not (os.path.isfile(path) and os.access(path, os.X_OK)):
                 info["error"] = "not an executable file"
+            elif untrusted is not None:
+                info["error"] = "untrusted"  # not run: another user may have replaced it
             elif self.params["probe_binaries"]:
                 try:
                     ver = probe_version(path, self._run)
@@ -100,6 +105,8 @@ class ShareInfo:
                             f"share {tag!r}: binary {share['binary_path']!r} is QEMU's legacy C virtiofsd "
                             f"({probe['version'] or 'unknown version'}), not the Rust daemon: install the Rust virtiofsd "
                             "(virtiofs.libvirt.virtiofsd) and point binary_path at it or at a wrapper")
+                if probe["untrusted"]:
+                    problem("binary_untrusted", tag, f"share {tag!r}: {probe['untrusted']}")
             elif share["source_socket"] is None:
                 if default_daemon is None or default_daemon.get("implementation") != "rust":
                     which = ("no vhost-user descriptor of type fs" if default_daemon is None

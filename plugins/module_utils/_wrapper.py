@@ -23,6 +23,8 @@ import typing as t
 from dataclasses import dataclass, field
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import WriteError, read_bytes, remove_leftovers, write_atomic
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import UntrustedPathError
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import check as check_root_only
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
     DaemonInfo,
@@ -108,6 +110,11 @@ def check_paths(path: str, binary: str) -> None:
         raise WrapperError(
             f"binary {binary} is itself a wrapper managed by {MODULE_NAME}; point binary at the real virtiofsd"
         )
+    try:  # libvirt runs both as root: only root may be able to change them (docs/troubleshooting.md)
+        check_root_only(path, "wrapper path")
+        check_root_only(binary, "binary")
+    except UntrustedPathError as exc:
+        raise WrapperError(str(exc)) from exc
 
 
 def check_daemon(info: DaemonInfo) -> None:

@@ -157,7 +157,8 @@ domains:
         - What is wrong, one dict per problem with C(code), C(share) (the tag or V(null)) and C(msg).
         - "Codes: C(no_shared_memory), C(no_rust_daemon) (no C(<binary path>) and the daemon libvirt would pick is not
           the Rust virtiofsd), C(binary_not_executable), C(legacy_c_daemon) (C(<binary path>) is QEMU's legacy C
-          daemon; only with O(probe_binaries=true)), C(lock_present), C(source_missing), C(not_attached)
+          daemon; only with O(probe_binaries=true)), C(binary_untrusted) (the binary, or a directory on the way
+          to it, can be changed by a user other than root; it is not run), C(lock_present), C(source_missing), C(not_attached)
           (running domain without the share), C(daemon_not_running)."
       type: list
       elements: dict

@@ -668,7 +668,7 @@ def test_install_dir_writable_by_others_is_refused(lab):
     lab.install_dir.mkdir(parents=True)
     lab.install_dir.chmod(0o777)
     url, checksum = lab.publish_zip("v.zip", rust_script())
-    with pytest.raises(InstallError, match="writable by group or others"):
+    with pytest.raises(InstallError, match="writable by group and others .*Fix: chmod go-w"):
         lab.run(method="url", url=url, checksum=checksum)
     assert lab.server.requests == []
 
