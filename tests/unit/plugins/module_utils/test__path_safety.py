@@ -47,7 +47,7 @@ def test_walk_yields_root_and_every_component(tree):
     names = [c for c, _st in walk(path)]
     assert names[0] == "/"
     assert names[-3:] == [str(tree / "opt"), str(tree / "opt" / "bin"), path]
-    assert names == ["/"] + [p for p in _prefixes(path)]
+    assert names == ["/"] + list(_prefixes(path))
 
 
 def _prefixes(path):
