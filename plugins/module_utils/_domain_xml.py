@@ -719,6 +719,96 @@ class DomainXML:
 
 
 # --------------------------------------------------------------------------------------------
+# Faithful write-back
+# --------------------------------------------------------------------------------------------
+
+# Encodings whose documents to_bytes() writes back byte-compatible (one byte per ASCII char).
+_KEEPABLE_ENCODINGS = ("UTF-8", "US-ASCII", "ASCII", "ISO-8859-1", "LATIN1", "ISO-8859-15")
+_FAITHFUL_FIX = "convert it to plain UTF-8 XML without a DTD (for example `virsh define` it and use `virsh dumpxml`)"
+
+
+def _unkeepable(doc: DomainXML, what: str) -> t.Optional[str]:
+    """Why ``doc`` cannot be written back as it was read, or None."""
+    info = doc.tree.docinfo
+    dtd = info.internalDTD
+    if dtd is not None:
+        entities = [e.name for e in dtd.iterentities()]
+        if entities:
+            return f"{what} declares DTD entities ({', '.join(entities)}) that would be lost or expanded when it is written back"
+        return f"{what} has an internal DTD subset ([...] in <!DOCTYPE>) that would be lost when it is written back"
+    if info.system_url or info.public_id:
+        return f"{what} refers to an external DTD ({info.system_url or info.public_id}) that the module does not load"
+    entity = next(iter(doc.root.iter(etree.Entity)), None)
+    if entity is not None:
+        return f"{what} uses the entity reference {entity.text} that the module cannot keep"
+    if doc.declaration and (info.encoding or "UTF-8").upper() not in _KEEPABLE_ENCODINGS:
+        return f"{what} is encoded in {info.encoding}, which the module does not write back"
+    return None
+
+
+def _document_c14n(doc: DomainXML) -> bytes:
+    """C14N 2.0 of the whole document (comments and PIs around the root included) without the
+    owned elements (all virtio-fs filesystems, memoryBacking source/access; then an empty
+    ``<memoryBacking/>`` or ``<devices/>``). Whitespace-only text between elements (the
+    indentation the patcher adjusts) is dropped; all other text is kept exactly."""
+    tree = copy.deepcopy(doc.tree)
+    root = tree.getroot()
+    devices = _child(root, "devices")
+    if devices is not None:
+        for fs in _children(devices, "filesystem"):
+            if is_virtiofs(fs):
+                devices.remove(fs)
+    mb = _child(root, "memoryBacking")
+    if mb is not None:
+        for c in _children(mb):
+            if c.tag in ("source", "access"):
+                mb.remove(c)
+    for tag in ("memoryBacking", "devices"):
+        el = _child(root, tag)
+        if el is not None and len(el) == 0 and not (el.text or "").strip() and not el.attrib:
+            root.remove(el)
+    for el in root.iter():
+        if len(el) and el.text is not None and not el.text.strip():
+            el.text = None
+        if el is not root and el.tail is not None and not el.tail.strip():
+            el.tail = None
+    return etree.tostring(tree, method="c14n2")
+
+
+def faithful_bytes(before: DomainXML, after: DomainXML, what: str = "domain XML") -> bytes:
+    """The bytes to write for ``after`` (``before`` patched), checked to be faithful.
+
+    The output is re-parsed; it must equal ``before`` canonically (C14N 2.0) outside the owned
+    elements, carry the owned elements of ``after`` unchanged, and keep the DOCTYPE. A
+    document that cannot be written back so (DTD entities or an internal subset, an external
+    DTD, entity references, an encoding the serialiser does not keep) raises
+    :class:`DomainXMLError` naming the problem and the fix; nothing has been written then.
+    """
+    require_lxml()
+    problem = _unkeepable(before, what)
+    if problem:
+        raise DomainXMLError(f"{problem}; nothing was written: {_FAITHFUL_FIX}")
+    data = after.to_bytes()
+    try:
+        again = DomainXML.from_string(data, what=what)
+    except DomainXMLError as exc:
+        raise DomainXMLError(f"{what} cannot be written back faithfully ({exc}); nothing was written: {_FAITHFUL_FIX}") from None
+    differs = []
+    if _document_c14n(again) != _document_c14n(before):
+        differs.append("content outside the virtio-fs shares and memoryBacking")
+    if again.owned_canonical() != after.owned_canonical():
+        differs.append("the patched shares")
+    if again.tree.docinfo.doctype != before.tree.docinfo.doctype:
+        differs.append("the DOCTYPE")
+    if differs:
+        raise DomainXMLError(
+            f"{what} cannot be written back faithfully: re-reading the patched document changes "
+            f"{' and '.join(differs)}; nothing was written: {_FAITHFUL_FIX}"
+        )
+    return data
+
+
+# --------------------------------------------------------------------------------------------
 # Shared memory
 # --------------------------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
     ShareSpec,
     apply_shares,
     element_to_string,
+    faithful_bytes,
     share_to_dict,
     validate_specs,
     verify_converged,
@@ -369,13 +370,14 @@ def converge_file(path: str, entries: t.Sequence[t.Mapping[str, t.Any]], setting
             before = DomainXML.from_file(path)
             after = before.copy()
             patch = apply_shares(after, specs, exclusive=settings.exclusive, memory_backing=settings.memory_backing)
+            data = faithful_bytes(before, after, what=f"xml_file {path!r}") if patch.changed else b""
             run.record_patch(before, after, patch, settings.diff)
             dirs.create(missing, run)
             run.result["shares"] = after.shares()
             if patch.changed and not settings.check_mode:
                 if settings.backup:
                     run.result["backup_file"] = host.backup_file(path)
-                write_atomic(path, after.to_bytes(), move=host.move)
+                write_atomic(path, data, move=host.move)
                 run.written = True
     except LockTimeout as exc:
         raise ShareError(f"{exc}; {path} was not changed") from None
@@ -498,6 +500,8 @@ def _patch(run: _Run, dom: t.Any, xml: str, version: t.Tuple[int, int, int], set
     after = before.copy()
     patch = apply_shares(after, run.specs, exclusive=settings.exclusive, memory_backing=settings.memory_backing)
     check_features(patch.features, version, context=f"domain {dom.name!r}")
+    if patch.changed:
+        faithful_bytes(before, after, what=f"definition of domain {dom.name!r}")
     run.read_xml, run.before, run.after, run.patch = xml, before, after, patch
     run.result["changed"] = False
     run.record_patch(before, after, patch, settings.diff)
