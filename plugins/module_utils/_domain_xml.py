@@ -554,6 +554,25 @@ def _set_attr(el: t.Any, name: str, value: t.Optional[str]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def _copy_tree(tree: t.Any) -> t.Any:
+    """A deep copy of a document, comments and PIs after the root element in their order.
+
+    lxml's ``copy.deepcopy`` of an ElementTree reverses the nodes that follow the root element
+    (seen with lxml 6.1 / libxml2 2.14); they are put back in the original's order here.
+    """
+    new = copy.deepcopy(tree)
+    want = [etree.tostring(n) for n in tree.getroot().itersiblings()]
+    nodes = list(new.getroot().itersiblings())
+    if [etree.tostring(n) for n in nodes] != want:
+        by_text: t.Dict[bytes, t.List[t.Any]] = {}
+        for n in nodes:
+            by_text.setdefault(etree.tostring(n), []).append(n)
+        ordered = [by_text[w].pop(0) for w in want]
+        for n in reversed(ordered):
+            new.getroot().addnext(n)  # moves n to right after the root element
+    return new
+
+
 class DomainXML:
     """A parsed domain definition. Mutating methods keep unrelated content untouched."""
 
@@ -622,7 +641,7 @@ class DomainXML:
         return self.to_bytes().decode(encoding)
 
     def copy(self) -> "DomainXML":
-        return DomainXML(copy.deepcopy(self.tree), self.declaration, self.trailing_newline)
+        return DomainXML(_copy_tree(self.tree), self.declaration, self.trailing_newline)
 
     # -- facts -------------------------------------------------------------------------------
 
@@ -735,13 +754,15 @@ def _unkeepable(doc: DomainXML, what: str) -> t.Optional[str]:
         entities = [e.name for e in dtd.iterentities()]
         if entities:
             return f"{what} declares DTD entities ({', '.join(entities)}) that would be lost or expanded when it is written back"
-        return f"{what} has an internal DTD subset ([...] in <!DOCTYPE>) that would be lost when it is written back"
-    if info.system_url or info.public_id:
-        return f"{what} refers to an external DTD ({info.system_url or info.public_id}) that the module does not load"
+        # to_bytes() writes the DOCTYPE line only; lxml's own serialisation shows a subset
+        shown = etree.tostring(doc.tree)
+        shown = shown[shown.find(b"<!DOCTYPE"):]
+        if not shown.startswith(info.doctype.encode("utf-8") + b"\n"):
+            return f"{what} has an internal DTD subset ([...] in <!DOCTYPE>) that would be lost when it is written back"
     entity = next(iter(doc.root.iter(etree.Entity)), None)
     if entity is not None:
         return f"{what} uses the entity reference {entity.text} that the module cannot keep"
-    if doc.declaration and (info.encoding or "UTF-8").upper() not in _KEEPABLE_ENCODINGS:
+    if (info.encoding or "UTF-8").upper() not in _KEEPABLE_ENCODINGS:
         return f"{what} is encoded in {info.encoding}, which the module does not write back"
     return None
 
@@ -751,7 +772,7 @@ def _document_c14n(doc: DomainXML) -> bytes:
     owned elements (all virtio-fs filesystems, memoryBacking source/access; then an empty
     ``<memoryBacking/>`` or ``<devices/>``). Whitespace-only text between elements (the
     indentation the patcher adjusts) is dropped; all other text is kept exactly."""
-    tree = copy.deepcopy(doc.tree)
+    tree = _copy_tree(doc.tree)
     root = tree.getroot()
     devices = _child(root, "devices")
     if devices is not None:
@@ -780,8 +801,8 @@ def faithful_bytes(before: DomainXML, after: DomainXML, what: str = "domain XML"
 
     The output is re-parsed; it must equal ``before`` canonically (C14N 2.0) outside the owned
     elements, carry the owned elements of ``after`` unchanged, and keep the DOCTYPE. A
-    document that cannot be written back so (DTD entities or an internal subset, an external
-    DTD, entity references, an encoding the serialiser does not keep) raises
+    document that cannot be written back so (DTD entities or an internal subset, entity
+    references, an encoding the serialiser does not keep) raises
     :class:`DomainXMLError` naming the problem and the fix; nothing has been written then.
     """
     require_lxml()
