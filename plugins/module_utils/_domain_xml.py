@@ -743,7 +743,7 @@ class DomainXML:
 
 # Encodings whose documents to_bytes() writes back byte-compatible (one byte per ASCII char).
 _KEEPABLE_ENCODINGS = ("UTF-8", "US-ASCII", "ASCII", "ISO-8859-1", "LATIN1", "ISO-8859-15")
-_FAITHFUL_FIX = "convert it to plain UTF-8 XML without a DTD (for example `virsh define` it and use `virsh dumpxml`)"
+_FAITHFUL_FIX = "convert it to plain UTF-8 XML without a DTD (for example `xmllint --noent --dropdtd --encode UTF-8 FILE`)"
 
 
 def _unkeepable(doc: DomainXML, what: str) -> t.Optional[str]:
