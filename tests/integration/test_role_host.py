@@ -333,12 +333,18 @@ def test_restart_never_then_shutdown_start(run_playbook, lab, labctl):
         ]
         assert RUN_DOMAIN in res.result(ROLE + "Report the domains that need a full shutdown and start")["msg"]
         assert _domain_id(RUN_DOMAIN) == second_id
-        # the wrapper is already rewritten, so a later run no longer knows; the operator restarts
-        # from the report (here: the role with shutdown_start and the changed profile once more)
+        # the wrapper is already rewritten, and a later run still knows: the running virtiofsd
+        # started before the wrapper changed (read from /proc in every run, issue 12)
         res = run_playbook(_play(_include("apply")),
                            extra_vars={**shares, **wrappers, "virtiofs_host_restart": "never"})
         _ok(res)
-        assert _share_calls(res)[0]["restart_required"] is False
+        call = _share_calls(res)[0]
+        assert call["changed"] is False and call["restart_required"] is True
+        assert len(call["restart_reasons"]) == 1, call["restart_reasons"]
+        assert call["restart_reasons"][0].startswith(
+            f"share 'run': {INSTALL_DIR}/virtiofsd.sh changed after its virtiofsd (pid "), call["restart_reasons"]
+        assert RUN_DOMAIN in res.result(ROLE + "Report the domains that need a full shutdown and start")["msg"]
+        assert _domain_id(RUN_DOMAIN) == second_id
         res = run_playbook(_play(_include("apply")),
                            extra_vars={**shares, **wrappers, "rh_wrappers": {
                                **wrappers["rh_wrappers"],
