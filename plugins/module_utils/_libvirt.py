@@ -119,6 +119,10 @@ class Domain:
             self.connection.conn.defineXMLFlags(xml, flags)
             return bool(flags)
         except libvirt.libvirtError as exc:
+            if not self.connection.is_alive():  # the daemon may or may not have stored it
+                raise LibvirtAdapterError(
+                    f"the connection broke while defining domain {self.name!r}: {_message(exc)}"
+                ) from None
             schema_error = exc.get_error_code() == libvirt.VIR_ERR_XML_INVALID_SCHEMA
             if not (flags and schema_error and current_validates is None):
                 how = "with schema validation" if flags else "without schema validation"
@@ -129,6 +133,10 @@ class Domain:
         try:
             self.connection.conn.defineXMLFlags(xml, 0)
         except libvirt.libvirtError as exc:
+            if not self.connection.is_alive():
+                raise LibvirtAdapterError(
+                    f"the connection broke while defining domain {self.name!r}: {_message(exc)}"
+                ) from None
             raise LibvirtAdapterError(
                 f"libvirt refused the new definition of domain {self.name!r}: {_message(exc)}. "
                 "The domain definition was not changed."
@@ -179,6 +187,13 @@ class Connection:
 
     def __exit__(self, *exc: t.Any) -> None:
         self.close()
+
+    def is_alive(self) -> bool:
+        """False once the daemon went away (``virConnectIsAlive``; an error counts as gone)."""
+        try:
+            return bool(self.conn.isAlive())
+        except libvirt.libvirtError:
+            return False
 
     def version(self) -> t.Tuple[int, int, int]:
         """The libvirt version of the daemon (``virConnectGetLibVersion``)."""

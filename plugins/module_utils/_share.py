@@ -312,6 +312,7 @@ class _Run:
         self.extra_actions: t.List[str] = []
         self.created_dirs: t.List[str] = []
         self.written = False
+        self.step = "start"  # how far convergence got: start, define, verify, live (see connection_lost)
         # from the validation phase
         self.specs: t.List[ShareSpec] = []
         self.missing: t.List[t.Tuple[str, t.Dict[str, t.Any]]] = []
@@ -474,11 +475,42 @@ def converge_domains(
                 if not run.written:  # a definition that is in place keeps its source directories
                     dirs.remove(run)
                 if isinstance(exc, DOMAIN_ERRORS):
-                    outcome.errors[run.name] = str(exc)
+                    lost = isinstance(exc, LibvirtAdapterError) and not _alive(conn)
+                    outcome.errors[run.name] = connection_lost(run, exc) if lost else str(exc)
                     outcome.exceptions[run.name] = exc
                     continue
                 raise
     return outcome
+
+
+def _alive(conn: t.Any) -> bool:
+    is_alive = getattr(conn, "is_alive", None)
+    return True if is_alive is None else bool(is_alive())
+
+
+def connection_lost(run: _Run, exc: BaseException) -> str:
+    """The error of a domain whose convergence ended because the libvirt connection broke:
+    what was and was not done for it."""
+    if run.step == "start":
+        done = "nothing was defined for it"
+    elif run.step == "define":
+        done = (
+            "its new definition was being defined when the connection broke, so whether it is in place is "
+            "unknown (virsh dumpxml --inactive tells)"
+        )
+    elif run.step == "verify":
+        done = "its new definition was defined but is unverified (it was not read back)"
+    elif run.written:
+        done = (
+            "its new definition is in place and verified; the running domain was not compared with it "
+            "(live attach/detach and restart_required are unknown)"
+        )
+    else:
+        done = (
+            "its definition needed no change (nothing was defined); the running domain was not compared with it "
+            "(live attach/detach and restart_required are unknown)"
+        )
+    return f"libvirt connection lost ({exc}): {done}. Run again once libvirtd is reachable"
 
 
 def _plan(run: _Run, conn: t.Any, version: t.Tuple[int, int, int], settings: Settings) -> None:
@@ -520,6 +552,7 @@ def _converge(
             stored = _define(run, dom, version, settings, host, dirs)
     run.result["shares"] = stored.shares()
     run.before = run.after = None  # the trees are not needed any more
+    run.step = "live"
     if dom.is_active():
         _converge_live(run, dom, stored, settings, host.stale_daemons)
 
@@ -541,8 +574,10 @@ def _define(
             run.result["backup_file"] = write_backup(settings.backup_dir, dom.name, current_xml, host.now)
         dirs.create(run.missing, run)
         run.missing = []
+        run.step = "define"
         run.result["defined_with_validation"] = dom.define(run.after.to_string(), current_xml)
         run.written = True
+        run.step = "verify"
         stored = DomainXML.from_string(dom.inactive_xml(), what=f"definition of domain {dom.name!r}")
         problems = verify_converged(
             run.after, stored, run.specs, exclusive=settings.exclusive, memory_backing=settings.memory_backing
@@ -710,9 +745,10 @@ def run_share(
         ret["diff"] = [res["diff"] for res in results.values() if "diff" in res]
     if outcome.errors:
         failed_names = ", ".join(repr(n) for n in outcome.errors)
-        converged = len(results) - len(outcome.errors)
+        converged = [repr(n) for n in results if n not in outcome.errors]
+        ok = f"the other {len(converged)} converged ({', '.join(converged)})" if converged else "none converged"
         ret["msg"] = (
-            f"{len(outcome.errors)} of {len(results)} domains failed ({failed_names}); the other {converged} converged: "
+            f"{len(outcome.errors)} of {len(results)} domains failed ({failed_names}); {ok}: "
             + "; ".join(f"domain {n!r}: {m}" for n, m in outcome.errors.items())
         )
         return ret, warnings, True

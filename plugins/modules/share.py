@@ -226,7 +226,10 @@ options:
     - Then each domain is converged exactly as with O(domain) (its lock, re-read before define, verification, O(live),
       O(backup), O(create_source)). When libvirt fails for one domain (define refused, domain vanished, lock held
       too long) that domain keeps its old definition, the others are still converged, RV(domains) says per domain
-      what changed or failed and why, and the task fails.
+      what changed or failed and why, and the task fails; its message names the failed and the converged domains.
+    - When the libvirt connection is lost in the middle of the run (libvirtd stopped), the error of each domain not
+      yet converged says what was done for it (nothing defined; defined but unverified; defined and verified with
+      the running domain not compared; or, when the connection broke during the define, that this is unknown).
     - O(exclusive), O(memory_backing), O(live), O(backup), O(create_source)/O(owner)/O(group)/O(mode) (as defaults
       of the entries), O(pending_binaries) and O(changed_binaries) apply to every domain.
     - Mutually exclusive with O(domain), O(xml_file), O(tag) and O(shares).

@@ -99,6 +99,9 @@ class FakeConnection:
     def version(self):
         return (9, 0, 0)
 
+    def is_alive(self) -> bool:
+        return not self.gone
+
     def lookup(self, name: str) -> FakeDomain:
         for dom in self.domains.values():
             if name in (dom.name, dom.uuid):
@@ -237,6 +240,68 @@ def test_libvirtd_going_away_between_domains(conn, host, tmp_path):
     again = converge_domains(requests, Settings(), host)
     assert again.errors == {} and tags(b) == ["t"]
     assert again.results()["a"]["changed"] is False
+
+
+def test_libvirtd_gone_mid_run_says_per_domain_what_was_done(conn, host, tmp_path):
+    """a converges; b's define goes through, then libvirtd goes away; c is not defined at all."""
+    a, b, c = conn.add("a"), conn.add("b"), conn.add("c")
+    old_c = c.xml
+    define_b = b.define
+
+    def define_then_vanish(xml, current_xml):
+        stored = define_b(xml, current_xml)
+        conn.gone = True
+        return stored
+
+    b.define = define_then_vanish
+    p = share_params(domains=[{"name": n, "shares": [{"tag": "t", "source": str(tmp_path)}]} for n in "abc"])
+    result, _warnings, failed = _share.run_share(p, False, False, host, lambda: None)
+    assert failed is True
+    lost = "libvirt connection lost (cannot read the definition: libvirtd went away): "
+    again = ". Run again once libvirtd is reachable"
+    assert result["msg"] == (
+        "2 of 3 domains failed ('b', 'c'); the other 1 converged ('a'): "
+        f"domain 'b': {lost}its new definition was defined but is unverified (it was not read back){again}; "
+        f"domain 'c': {lost}nothing was defined for it{again}"
+    )
+    doms = result["domains"]
+    assert [(doms[n]["failed"], doms[n]["changed"]) for n in "abc"] == [(False, True), (True, True), (True, False)]
+    assert doms["c"]["msg"] == f"{lost}nothing was defined for it{again}"
+    assert tags(a) == ["t"] and tags(b) == ["t"] and c.xml == old_c and c.defines == []
+
+
+@pytest.mark.parametrize("step, expected", [
+    ("define", "its new definition was being defined when the connection broke, so whether it is in place is "
+               "unknown (virsh dumpxml --inactive tells)"),
+    ("live", "its new definition is in place and verified; the running domain was not compared with it "
+             "(live attach/detach and restart_required are unknown)"),
+    ("live-unchanged", "its definition needed no change (nothing was defined); the running domain was not "
+                       "compared with it (live attach/detach and restart_required are unknown)"),
+])
+def test_libvirtd_gone_during_define_or_live_step(conn, host, tmp_path, step, expected):
+    a = conn.add("a", active=True)
+    shares = [{"tag": "t", "source": str(tmp_path)}]
+    if step == "live-unchanged":
+        converge_domains([DomainRequest("a", shares)], Settings(), host)
+        assert len(a.defines) == 1
+
+    def define_fails(xml, current_xml):
+        conn.gone = True
+        raise LibvirtAdapterError("the connection broke while defining domain 'a': End of file")
+
+    def live_fails():
+        conn.gone = True
+        raise LibvirtAdapterError("cannot read the live XML of domain 'a': client socket is closed")
+
+    if step == "define":
+        a.define = define_fails
+    else:
+        a.live_xml = live_fails
+    out = converge_domains([DomainRequest("a", shares)], Settings(), host)
+    msg = out.errors["a"]
+    assert msg.startswith("libvirt connection lost (")
+    assert msg.endswith(f"): {expected}. Run again once libvirtd is reachable")
+    assert out.results()["a"]["changed"] is (step == "live")
 
 
 def test_another_writer_between_validation_and_define_is_kept(conn, host, tmp_path):
@@ -378,7 +443,7 @@ def test_run_share_one_domain_and_many(conn, host, tmp_path):
     p = share_params(domains=[{"name": n, "shares": [{"tag": "t1", "source": str(tmp_path)}]} for n in ("vm0", "vm1")])
     result, warnings, failed = _share.run_share(p, False, True, host, lambda: None)
     assert failed is True
-    assert result["msg"].startswith("1 of 2 domains failed ('vm1'); the other 1 converged: domain 'vm1': ")
+    assert result["msg"].startswith("1 of 2 domains failed ('vm1'); the other 1 converged ('vm0'): domain 'vm1': ")
     assert result["domains"]["vm0"]["failed"] is False and result["domains"]["vm1"]["failed"] is True
     assert result["changed"] is True and isinstance(result["diff"], list)
 
