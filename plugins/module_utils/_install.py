@@ -848,6 +848,9 @@ class Installer:
             if self.req.version and (quick.version is None or not satisfies(quick.version, self.req.version)):
                 seen.append(f"{path} (Rust {quick.version_string}, does not satisfy {self.req.version})")
                 continue
+            untrusted = path_problem(path, "the package's virtiofsd")  # libvirt runs it as root
+            if untrusted is not None:
+                raise InstallError(f"{untrusted}. Nothing was changed.")
             return self.probe(path)
         found = f"; found: {', '.join(seen)}" if seen else ""
         major = debian_major(self.host.os_release)

@@ -65,7 +65,8 @@ options:
       - V(source) builds with cargo from O(source_dir), O(source_archive), or crate
         O(crate_version) in O(cargo_registry_dir) (or crates.io when no registry is given).
       - V(package) finds the binary of an installed distribution package (C(/usr/libexec/virtiofsd),
-        C(/usr/lib/virtiofsd), C(/usr/lib64/virtiofsd), C(/usr/lib/qemu/virtiofsd), ...) and checks it.
+        C(/usr/lib/virtiofsd), C(/usr/lib64/virtiofsd), C(/usr/lib/qemu/virtiofsd), ...) and checks it;
+        a binary that a user other than root can change (it or a directory on its path) is refused, naming the fix.
         Debian 12 has no Rust package; use V(url) or V(source) there.
       - Required when O(state=present).
     type: str

@@ -863,6 +863,26 @@ def test_package_finds_rust_binary_and_checks_version(lab):
     assert rust.exists()
 
 
+@pytest.mark.parametrize("weak", ["binary", "directory"])
+def test_package_binary_others_can_change_is_refused(lab, weak):
+    lab.os_release = 'ID=debian\nVERSION_ID="13"\n'
+    rust = write_exec(Path(lab.package_paths[0]), rust_script("1.13.2"))
+    target = rust if weak == "binary" else rust.parent
+    target.chmod(0o775 if weak == "binary" else 0o777)
+    with pytest.raises(InstallError) as exc:
+        lab.run(method="package", register_vhost_user=True)
+    assert str(exc.value) == (
+        f"the package's virtiofsd {rust} can be changed by users other than root"
+        + ("" if weak == "binary" else f" because of {target}")
+        + f": {target} is writable by {'group' if weak == 'binary' else 'group and others'} (uid 0, mode "
+        f"{'0775' if weak == 'binary' else '0777'}); libvirt runs it as root, so it is refused. "
+        f"Fix: chmod go-w {target}. Nothing was changed."
+    )
+    assert not lab.etc.exists() or list(lab.etc.iterdir()) == []  # no descriptor registered
+    target.chmod(0o755)
+    assert lab.run(method="package")["path"] == str(rust)
+
+
 # ------------------------------------------------------------------------------- source method
 
 def fake_crate(root: Path, version: str = "1.13.2") -> Path:
