@@ -56,6 +56,7 @@ class WriteError(OSError):
         super().__init__(exc.errno, exc.strerror)
         self.path = path
         reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+        self.reason = reason  # the cause alone, for callers that word the file's state themselves
         self.message = (
             f"cannot write {path}: {reason} ({os.strerror(exc.errno) if exc.errno else exc}); "
             f"{path} was not changed (the old file stays as it was), free space or fix the cause and run again"

@@ -362,12 +362,35 @@ def apply_present(
     try:
         self_test(path, plan.daemon, run)
     except WrapperError as exc:
+        restored = _undo(result, path, before, old_stat, move)
+        raise WrapperError(f"{exc}; {restored}") from None
+
+
+def _undo(
+    result: t.Dict[str, t.Any], path: str, before: t.Optional[bytes], old_stat: t.Optional[os.stat_result],
+    move: t.Optional[MoveCallable],
+) -> str:
+    """Put back what was at ``path`` before a wrapper that failed its self-test; say what ``path`` holds now.
+
+    The restore is the same guarded atomic write: when it fails (disk full) ``path`` still holds the
+    new, failing wrapper whole, ``result["changed"]`` stays true and the text says so.
+    """
+    try:
         if before is not None and old_stat is not None:
             write_atomic(path, before, move=move, mode=old_stat.st_mode & 0o7777,
                          owner=(old_stat.st_uid, old_stat.st_gid))
-            restored = "the previous file was restored"
+            done = "the previous file was restored"
         else:
             os.unlink(path)
-            restored = "the new file was removed"
-        result["changed"] = False
-        raise WrapperError(f"{exc}; {restored}") from None
+            done = "the new file was removed"
+    except OSError as err:
+        result["changed"] = True
+        reason = getattr(err, "reason", None) or err.strerror or str(err)
+        what = "restoring the previous file" if before is not None else "removing the new file"
+        saved = f" (a copy of the previous file is {result['backup_file']})" if "backup_file" in result else ""
+        return (
+            f"{what} failed too ({reason}): {path} still holds the new wrapper, which failed its self-test, "
+            f"so libvirt would start it{saved}; free space or fix the cause and run the task again"
+        )
+    result["changed"] = False
+    return done

@@ -100,6 +100,49 @@ def test_failed_self_test_restores_the_previous_file_with_its_mode(tmp_path, dae
     assert not os.path.lexists(new)
 
 
+@needs_root
+def test_restore_after_a_failed_self_test_is_a_guarded_write(tmp_path, daemon, monkeypatch):
+    """Disk full while writing the previous file back: WriteError's cause, and the text says the
+    new (failing) wrapper is what the path holds now, whole; nothing else is left behind."""
+    import errno
+
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils import _wrapper
+
+    path = str(tmp_path / "wrapper.sh")
+    Path(path).write_text("#!/bin/sh\necho mine\n")
+    writes: list = []
+    real_write = _wrapper.write_atomic
+    real_fsync = os.fsync
+
+    def write_atomic(target, data, **kw):
+        writes.append(data)
+        if len(writes) != 2:
+            return real_write(target, data, **kw)
+
+        def full(fd):  # the restore: the real guarded write, on a full disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(os, "fsync", full)
+        try:
+            return real_write(target, data, **kw)
+        finally:
+            monkeypatch.setattr(os, "fsync", real_fsync)
+
+    monkeypatch.setattr(_wrapper, "write_atomic", write_atomic)
+    result = {"changed": False, "backup_file": str(tmp_path / "wrapper.sh.bak")}
+    with pytest.raises(WrapperError) as exc:
+        present(result, path, daemon, run=lambda argv: (1, "", "boom") if argv[0] == path else real_run(argv))
+    assert str(exc.value).endswith(
+        f"boom; restoring the previous file failed too (the disk is full): {path} still holds the new wrapper, "
+        f"which failed its self-test, so libvirt would start it (a copy of the previous file is {tmp_path}/wrapper.sh.bak); "
+        "free space or fix the cause and run the task again"
+    ), str(exc.value)
+    assert writes[1] == b"#!/bin/sh\necho mine\n"  # the restore was attempted with the previous bytes
+    assert result["changed"] is True  # the file is not what it was
+    assert Path(path).read_bytes() == writes[0] and MARKER in Path(path).read_text()
+    assert sorted(os.listdir(tmp_path)) == sorted(["wrapper.sh", "virtiofsd"])  # no temporary file
+
+
 def test_check_mode_writes_nothing(tmp_path, daemon):
     path = str(tmp_path / "wrapper.sh")
     result = {"changed": False}
