@@ -11,6 +11,8 @@
 - ``run_target(name, timeout=1800, host="hypervisor", extra_vars=None)``: runs
   ``targets/<name>/tasks/main.yml`` on ``host`` (``hypervisor`` or ``hypervisor2``),
   asserts it succeeded with no failed or unreachable host, and returns the ``PlaybookResult``.
+- ``write_wrapper(path, binary, options=None, extra_args=None, check_rc=True)``: one
+  ``virtiofsd_wrapper`` run through ``ansible-playbook``; the task's result.
 - ``copy_rust_binary(dest)``: a test's own copy of the lab's Rust virtiofsd (tests must not
   touch the lab's), refreshed when the lab's binary changed.
 """
@@ -173,6 +175,39 @@ def run_playbook(lab):
         return PlaybookResult(proc.returncode, proc.stdout, proc.stderr, data)
 
     return _run
+
+
+WRAPPER_PLAY = """
+- name: Wrapper
+  hosts: hypervisor
+  gather_facts: false
+  tasks:
+    - name: Write wrapper
+      virtiofs.libvirt.virtiofsd_wrapper:
+        path: "{{ wr_path }}"
+        binary: "{{ wr_binary }}"
+        options: "{{ wr_options | default(omit) }}"
+        extra_args: "{{ wr_extra | default(omit) }}"
+"""
+
+
+@pytest.fixture
+def write_wrapper(run_playbook):
+    """``write_wrapper(path, binary, options=None, extra_args=None, check_rc=True)``: one run of
+    ``virtiofs.libvirt.virtiofsd_wrapper`` (options not given are omitted); its task result."""
+    def _write(path, binary: str, options: dict | None = None, extra_args: list | None = None,
+               check_rc: bool = True) -> dict:
+        extra = {"wr_path": str(path), "wr_binary": binary}
+        if options is not None:
+            extra["wr_options"] = options
+        if extra_args is not None:
+            extra["wr_extra"] = extra_args
+        res = run_playbook(WRAPPER_PLAY, extra_vars=extra)
+        if check_rc:
+            assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
+        return res.result("Write wrapper")
+
+    return _write
 
 
 @pytest.fixture

@@ -24,17 +24,6 @@ SSH_PORT = 2252  # never started
 NOBODY = 65534
 REFUSED = "can be changed by users other than root"
 
-WRAPPER_PLAY = """
-- name: Wrapper
-  hosts: hypervisor
-  gather_facts: false
-  tasks:
-    - name: Write wrapper
-      virtiofs.libvirt.virtiofsd_wrapper:
-        path: "{{ wr_path }}"
-        binary: "{{ wr_binary }}"
-"""
-
 SHARE_PLAY = """
 - name: Share
   hosts: hypervisor
@@ -100,11 +89,6 @@ def fresh_dir(path: Path, mode: int = 0o755) -> Path:
     return path
 
 
-def write_wrapper(run_playbook, path: Path, binary: str) -> dict:
-    res = run_playbook(WRAPPER_PLAY, extra_vars={"wr_path": str(path), "wr_binary": binary})
-    return res.result("Write wrapper")
-
-
 def assert_refused(result: dict, weak: Path, fix: str) -> None:
     assert result.get("failed") is True, result
     assert result.get("changed") is False, result
@@ -114,11 +98,11 @@ def assert_refused(result: dict, weak: Path, fix: str) -> None:
     assert f"Fix: {fix}" in msg, msg
 
 
-def test_wrapper_dir_world_writable_is_refused(run_playbook, base, rust_binary):
+def test_wrapper_dir_world_writable_is_refused(write_wrapper, base, rust_binary):
     weak = fresh_dir(base / "w0777", 0o777)
     wrapper = weak / "virtiofsd.sh"
     try:
-        result = write_wrapper(run_playbook, wrapper, rust_binary)
+        result = write_wrapper(wrapper, rust_binary, check_rc=False)
         assert_refused(result, weak, f"chmod go-w {weak}")
         assert "writable by group and others" in result["msg"]
         assert not wrapper.exists()
@@ -127,13 +111,13 @@ def test_wrapper_dir_world_writable_is_refused(run_playbook, base, rust_binary):
         weak.chmod(0o755)
 
 
-def test_parent_owned_by_nobody_is_refused(run_playbook, base, rust_binary):
+def test_parent_owned_by_nobody_is_refused(write_wrapper, base, rust_binary):
     parent = fresh_dir(base / "nobody")
     child = fresh_dir(parent / "sub")
     wrapper = child / "virtiofsd.sh"
     os.chown(parent, NOBODY, NOBODY)
     try:
-        result = write_wrapper(run_playbook, wrapper, rust_binary)
+        result = write_wrapper(wrapper, rust_binary, check_rc=False)
         assert_refused(result, parent, f"chown root:root {parent}")
         assert f"owned by uid {NOBODY}, not root" in result["msg"]
         assert not wrapper.exists()
@@ -141,33 +125,33 @@ def test_parent_owned_by_nobody_is_refused(run_playbook, base, rust_binary):
         os.chown(parent, 0, 0)
 
 
-def test_group_writable_binary_is_refused_and_wrapper_kept(run_playbook, base, rust_binary, copy_rust_binary):
+def test_group_writable_binary_is_refused_and_wrapper_kept(write_wrapper, base, rust_binary, copy_rust_binary):
     wrapper = fresh_dir(base / "gw") / "virtiofsd.sh"
-    first = write_wrapper(run_playbook, wrapper, rust_binary)
+    first = write_wrapper(wrapper, rust_binary, check_rc=False)
     assert first.get("failed") is not True, first
     before = wrapper.read_bytes()
     other = Path(copy_rust_binary(base / "gw-bin" / "virtiofsd"))
     other.chmod(0o775)
     try:
-        result = write_wrapper(run_playbook, wrapper, str(other))
+        result = write_wrapper(wrapper, str(other), check_rc=False)
         assert_refused(result, other, f"chmod go-w {other}")
         assert "writable by group" in result["msg"]
         assert wrapper.read_bytes() == before
     finally:
         other.chmod(0o755)
     # restored: the same request is accepted (the check, not something else, refused it)
-    again = write_wrapper(run_playbook, wrapper, str(other))
+    again = write_wrapper(wrapper, str(other), check_rc=False)
     assert again.get("failed") is not True, again
     assert again["changed"] is True
     assert wrapper.read_bytes() != before
 
 
-def test_sticky_root_parent_is_accepted(run_playbook, base, rust_binary):
+def test_sticky_root_parent_is_accepted(write_wrapper, base, rust_binary):
     sticky = fresh_dir(base / "sticky", 0o1777)
     inner = fresh_dir(sticky / "inner")
     wrapper = inner / "virtiofsd.sh"
     try:
-        result = write_wrapper(run_playbook, wrapper, rust_binary)
+        result = write_wrapper(wrapper, rust_binary, check_rc=False)
         assert result.get("failed") is not True, result
         assert result["changed"] is True
         assert wrapper.is_file()

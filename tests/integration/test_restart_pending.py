@@ -38,25 +38,6 @@ def rust_binary(copy_rust_binary):
     return copy_rust_binary(BINARY)
 
 
-def write_wrapper(run_playbook, binary: str, options: dict) -> dict:
-    res = run_playbook(
-        """
-- name: Wrapper
-  hosts: hypervisor
-  gather_facts: false
-  tasks:
-    - name: Write wrapper
-      virtiofs.libvirt.virtiofsd_wrapper:
-        path: "{{ wr_path }}"
-        binary: "{{ wr_binary }}"
-        options: "{{ wr_options }}"
-""",
-        extra_vars={"wr_path": str(WRAPPER), "wr_binary": binary, "wr_options": options},
-    )
-    assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    return res.result("Write wrapper")
-
-
 PLAY = f"""
 - name: Share
   hosts: hypervisor
@@ -88,10 +69,10 @@ def stop_and_start(uri: str) -> None:
         conn.close()
 
 
-def test_pending_restart_is_reported_until_stop_and_start(run_playbook, lab, labctl, rust_binary):
+def test_pending_restart_is_reported_until_stop_and_start(run_playbook, write_wrapper, lab, labctl, rust_binary):
     SRC.mkdir(parents=True, exist_ok=True)
     BASE.mkdir(parents=True, exist_ok=True)
-    result = write_wrapper(run_playbook, rust_binary, {"log_level": "info"})
+    result = write_wrapper(WRAPPER, rust_binary, {"log_level": "info"})
     assert result["argv"] == ["--log-level=info"]
     try:
         labctl.clone_guest(DOMAIN, PORT, shared_memory=True, wait=False,
@@ -105,7 +86,7 @@ def test_pending_restart_is_reported_until_stop_and_start(run_playbook, lab, lab
         assert pid > 0 and info["shares"][0]["virtiofsd"]["exe"] == rust_binary
 
         # 1. the wrapper changes (another option): reported now and in every later run
-        result = write_wrapper(run_playbook, rust_binary, {"log_level": "debug"})
+        result = write_wrapper(WRAPPER, rust_binary, {"log_level": "debug"})
         assert result["changed"] is True and result["argv"] == ["--log-level=debug"]
         for _run in (1, 2):
             result, info = run_share(run_playbook)

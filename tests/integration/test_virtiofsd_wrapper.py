@@ -53,26 +53,6 @@ def rust_binary(copy_rust_binary):
     return copy_rust_binary(BINARY)
 
 
-def write_wrapper(run_playbook, path: str, binary: str, options: dict, extra_args=None):
-    res = run_playbook(
-        """
-- name: Wrapper
-  hosts: hypervisor
-  gather_facts: false
-  tasks:
-    - name: Write wrapper
-      virtiofs.libvirt.virtiofsd_wrapper:
-        path: "{{ wr_path }}"
-        binary: "{{ wr_binary }}"
-        options: "{{ wr_options }}"
-        extra_args: "{{ wr_extra }}"
-""",
-        extra_vars={"wr_path": path, "wr_binary": binary, "wr_options": options, "wr_extra": extra_args or []},
-    )
-    assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    return res.result("Write wrapper")
-
-
 def test_target(run_target, lab):
     res = run_target("virtiofsd_wrapper")
     # the refusal loop really ran every case and each one failed
@@ -98,10 +78,10 @@ def _cmdline(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
 
 
-def test_domain_runs_the_wrapper(run_playbook, lab, labctl, rust_binary):
+def test_domain_runs_the_wrapper(write_wrapper, lab, labctl, rust_binary):
     wrapper = str(BASE / "dom" / "virtiofsd.sh")
     Path(wrapper).parent.mkdir(parents=True, exist_ok=True)
-    result = write_wrapper(run_playbook, wrapper, rust_binary, OPTIONS)
+    result = write_wrapper(wrapper, rust_binary, OPTIONS)
     assert result["argv"] == EXPECTED_ARGV
 
     SHARE.mkdir(parents=True, exist_ok=True)
@@ -152,11 +132,11 @@ def test_domain_runs_the_wrapper(run_playbook, lab, labctl, rust_binary):
     assert not any(Path(f"/proc/{p}").exists() for p in pids), "daemon survived domain destroy"
 
 
-def test_libvirt11_separate_options_style(run_playbook, lab, rust_binary, tmp_path):
+def test_libvirt11_separate_options_style(write_wrapper, lab, rust_binary, tmp_path):
     """Debian 13 / libvirt 11 call: probe, then --fd=N --shared-dir DIR --cache ... (docs/reference.md C.3)."""
     wrapper = str(BASE / "sep" / "virtiofsd.sh")
     Path(wrapper).parent.mkdir(parents=True, exist_ok=True)
-    result = write_wrapper(run_playbook, wrapper, rust_binary, {"cache": "never", "log_level": "error"})
+    result = write_wrapper(wrapper, rust_binary, {"cache": "never", "log_level": "error"})
     ours = result["argv"]
     assert ours == ["--cache=never", "--log-level=error"]
 
