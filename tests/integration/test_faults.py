@@ -256,6 +256,30 @@ def ok(rc: int, data: dict, tail: str) -> None:
 
 # ------------------------------------------------------------------ SIGKILL
 
+def kill_and_recover(lab, rng, play: str, common: dict, loop_key: str, expected: dict, module: str, task: str,
+                     window: float, read, directory: Path | None = None, check=None) -> None:
+    """``KILLS`` times: SIGKILL a run of ``play`` that loops between the two values of ``expected``
+    (value -> the content then); the content (``read()``) is one of the two whole (``check(i)`` for
+    more), the next run to the other value changes it to that value's content and (``directory``)
+    leaves no temporary file. At least half of the kills must hit the running module."""
+    (first, first_content), (second, second_content) = expected.items()
+    hits = 0
+    for i in range(KILLS):
+        hits += kill_during_module(lab, rng, play, {**common, loop_key: [first, second] * 20}, module, window)
+        now = read()
+        assert now in (first_content, second_content), f"kill {i} (seed {SEED}) left a partial result: {now[-300:]!r}"
+        if check is not None:
+            check(i)
+        want = first if now == second_content else second
+        rc, data, tail = run(lab, play, {**common, loop_key: [want]})
+        ok(rc, data, tail)
+        assert task_results(data, task)[0]["results"][0]["changed"] is True
+        assert read() == expected[want]
+        if directory is not None:
+            assert leftovers(directory) == [], f"kill {i} (seed {SEED})"
+    assert hits >= KILLS // 2, f"only {hits} of {KILLS} kills hit the running module (seed {SEED})"
+
+
 def test_sigkill_xml_file_is_old_or_new(lab, rng):
     directory = BASE / "kill-xml"
     shutil.rmtree(directory, ignore_errors=True)
@@ -272,19 +296,8 @@ def test_sigkill_xml_file_is_old_or_new(lab, rng):
         ok(*run(lab, XML_FILE_LOOP, {**common, "it_states": ["absent"]}))
         without = path.read_bytes()
         assert tags_of(without) == []
-        hits = 0
-        for i in range(KILLS):
-            hits += kill_during_module(lab, rng, XML_FILE_LOOP, {**common, "it_states": ["present", "absent"] * 20},
-                                       "share", 2.0)
-            now = path.read_bytes()
-            assert now in (with_share, without), f"kill {i} (seed {SEED}) left a partial file: {now[-300:]!r}"
-            want = "present" if now == without else "absent"
-            rc, data, tail = run(lab, XML_FILE_LOOP, {**common, "it_states": [want]})
-            ok(rc, data, tail)
-            assert task_results(data, "Share")[0]["results"][0]["changed"] is True
-            assert path.read_bytes() == (with_share if want == "present" else without)
-            assert leftovers(directory) == [], f"kill {i} (seed {SEED})"
-        assert hits >= KILLS // 2, f"only {hits} of {KILLS} kills hit the running module (seed {SEED})"
+        kill_and_recover(lab, rng, XML_FILE_LOOP, common, "it_states", {"present": with_share, "absent": without},
+                         "share", "Share", 2.0, path.read_bytes, directory=directory)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -301,21 +314,12 @@ def test_sigkill_wrapper_is_old_or_new(lab, rng, rust_binary):
         ok(*run(lab, WRAPPER_LOOP, {**common, "it_levels": ["info"]}))
         info = path.read_bytes()
         assert debug != info and b"--log-level=debug" in debug and b"--log-level=info" in info
-        hits = 0
-        for i in range(KILLS):
-            hits += kill_during_module(lab, rng, WRAPPER_LOOP, {**common, "it_levels": ["debug", "info"] * 20},
-                                       "virtiofsd_wrapper", 3.0)
-            now = path.read_bytes()
-            assert now in (debug, info), f"kill {i} (seed {SEED}) left a partial wrapper: {now[-300:]!r}"
+        def root_owned(i: int) -> None:
             st = path.stat()
             assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o755, 0, 0), f"kill {i}: {oct(st.st_mode)}"
-            want = "debug" if now == info else "info"
-            rc, data, tail = run(lab, WRAPPER_LOOP, {**common, "it_levels": [want]})
-            ok(rc, data, tail)
-            assert task_results(data, "Wrapper")[0]["results"][0]["changed"] is True
-            assert path.read_bytes() == (debug if want == "debug" else info)
-            assert leftovers(directory) == [], f"kill {i} (seed {SEED})"
-        assert hits >= KILLS // 2, f"only {hits} of {KILLS} kills hit the running module (seed {SEED})"
+
+        kill_and_recover(lab, rng, WRAPPER_LOOP, common, "it_levels", {"debug": debug, "info": info},
+                         "virtiofsd_wrapper", "Wrapper", 3.0, path.read_bytes, directory=directory, check=root_owned)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -331,18 +335,8 @@ def test_sigkill_defined_domain_is_old_or_new(lab, labctl, rng):
         ok(*run(lab, DOMAIN_LOOP, {**common, "it_states": ["absent"]}))
         without = inactive_xml(lab["uri"], name)
         assert tags_of(with_share) == ["kd"] and tags_of(without) == []
-        hits = 0
-        for i in range(KILLS):
-            hits += kill_during_module(lab, rng, DOMAIN_LOOP, {**common, "it_states": ["present", "absent"] * 20},
-                                       "share", 2.0)
-            now = inactive_xml(lab["uri"], name)
-            assert now in (with_share, without), f"kill {i} (seed {SEED}): {now}"
-            want = "present" if now == without else "absent"
-            rc, data, tail = run(lab, DOMAIN_LOOP, {**common, "it_states": [want]})
-            ok(rc, data, tail)
-            assert task_results(data, "Share")[0]["results"][0]["changed"] is True
-            assert inactive_xml(lab["uri"], name) == (with_share if want == "present" else without)
-        assert hits >= KILLS // 2, f"only {hits} of {KILLS} kills hit the running module (seed {SEED})"
+        kill_and_recover(lab, rng, DOMAIN_LOOP, common, "it_states", {"present": with_share, "absent": without},
+                         "share", "Share", 2.0, lambda: inactive_xml(lab["uri"], name))
     finally:
         labctl.destroy_guest(name)
 
