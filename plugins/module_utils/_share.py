@@ -27,8 +27,9 @@ A run has two phases:
    read it back and verify, then compare the running domain and attach/detach live when
    asked. A libvirt failure on one domain is recorded for that domain (its created source
    directories are removed again unless its new definition is in place) and the run goes on
-   with the next; domains already converged stay converged. Domains whose definition needs
-   no change are not defined and take no lock.
+   with the next; domains already converged stay converged. When the failure is a lost libvirt
+   connection, the domain's error says how far it got (:func:`connection_lost`). Domains whose
+   definition needs no change are not defined and take no lock.
 """
 
 from __future__ import annotations
