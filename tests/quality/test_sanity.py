@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tarfile
 from pathlib import Path
+
+import yaml
 
 from .conftest import ROOT, env_with_venv, tool
 
@@ -21,6 +24,32 @@ def test_ansible_test_sanity(collection_tree: Path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-12000:]
     assert "Running sanity test" in out
+
+
+def _claimed_minimum() -> str:
+    """X.Y of meta/runtime.yml's requires_ansible '>=X.Y.Z'."""
+    claim = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text(encoding="utf-8"))["requires_ansible"]
+    match = re.fullmatch(r">=\s*(\d+\.\d+)(?:\.\d+)?", claim.strip())
+    assert match, f"meta/runtime.yml requires_ansible {claim!r} is not of the form '>=X.Y.Z'"
+    return match.group(1)
+
+
+def test_oldest_claimed_ansible_core_is_pinned_for_sanity():
+    minimum = _claimed_minimum()
+    req = ROOT / "tests" / f"requirements-sanity-{minimum}.txt"
+    assert req.is_file(), f"meta/runtime.yml claims ansible-core >= {minimum}; {req.name} must pin it"
+    pins = [line.split("#")[0].strip() for line in req.read_text(encoding="utf-8").splitlines()]
+    core = [p for p in pins if p.startswith("ansible-core")]
+    assert len(core) == 1 and re.fullmatch(rf"ansible-core=={re.escape(minimum)}\.\d+", core[0]), core
+
+
+def test_ansible_test_sanity_oldest_claimed_core():
+    """tests/bin/sanity-oldest: ansible-test sanity of the oldest ansible-core meta/runtime.yml claims."""
+    proc = _run([str(ROOT / "tests" / "bin" / "sanity-oldest")], cwd=ROOT, timeout=2400)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-12000:]
+    assert f"[sanity-oldest] ansible-core {_claimed_minimum()}." in out, out[-4000:]
+    assert "Running sanity test \"validate-modules\"" in out and "Running sanity test \"pylint\"" in out
 
 
 def test_sanity_ignores_are_explained():
