@@ -150,6 +150,24 @@ def module_pids(root: int, module: str) -> list[int]:
     return pids
 
 
+def freeze_tree(pid: int) -> list[int]:
+    """SIGSTOP ``pid`` and its descendants until no new one appears; returns them all.
+
+    Killing a listed tree one by one races with forks: a worker started after the listing (the
+    next loop item's module) would survive as an orphan and change the domain after the test has
+    read it. Stopped processes cannot fork, so once a listing brings no new PID the set is whole.
+    """
+    stopped: list[int] = []
+    while True:
+        new = [p for p in descendants(pid) if p not in stopped]
+        if not new:
+            return stopped
+        for p in new:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGSTOP)
+        stopped.extend(new)
+
+
 def kill_during_module(lab, rng, text: str, extra_vars: dict, module: str, window: float) -> bool:
     """Start the playbook, wait for the module, SIGKILL the process and all its descendants ``0..window`` s later.
 
@@ -163,7 +181,7 @@ def kill_during_module(lab, rng, text: str, extra_vars: dict, module: str, windo
             time.sleep(0.005)
         time.sleep(rng.uniform(0, window))
         hit = bool(module_pids(proc.pid, module))
-        victims = descendants(proc.pid)
+        victims = freeze_tree(proc.pid)
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
