@@ -1,0 +1,223 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Property: random sequences of share operations on the corpus documents (issue 12).
+
+A corpus document (``VIRTIOFS_CORPUS_DIR``, see ``test_corpus.py``) is drawn, then a list of
+operations: add a share with a new tag, change an added share (a whole new random spec for
+its tag), remove an added share, remove a tag that is not there, re-apply the current set.
+After every step:
+
+* the step applied again changes nothing: ``changed`` False, no actions, the same bytes
+  (on the document in memory and on the bytes re-read, as the next module run sees them);
+* every added share reads back as its spec; the document's other virtio-fs shares are as
+  in the original;
+* everything outside the owned elements is canonically (C14N 2.0) the original, and every
+  element the module does not own keeps its exact serialisation;
+* shared memory is in place whenever a share was added.
+
+At the end every added share is removed: ``outside_c14n`` is the original's, the original
+shares are untouched, and the bytes are exactly the original's when it already had shared
+memory. Otherwise the ``<memoryBacking>`` parts the module added stay (removing a share
+never takes shared memory away, ``test_remove_keeps_memory_backing``) and the bytes equal
+those of the original with only that memory backing added: nothing of the history shows.
+
+Runs are derandomized without an example database, so CI sees the same examples each time.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from domain_strategies import share_specs, tags
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
+    MANAGED_KEYS,
+    DomainXML,
+    ShareSpec,
+    apply_shares,
+    canonical,
+    filesystem_tag,
+    is_virtiofs,
+    share_to_dict,
+)
+
+ENV = "VIRTIOFS_CORPUS_DIR"
+CORPUS_DIR = os.environ.get(ENV)
+FILES = sorted(Path(CORPUS_DIR).glob("*.xml")) if CORPUS_DIR and Path(CORPUS_DIR).is_dir() else []
+SKIP_REASON = (
+    f"{ENV} is not set: corpus tests need a directory of domain XML files "
+    "(CI sets it to ../shared/corpus/domains)"
+    if not CORPUS_DIR
+    else f"{ENV}={CORPUS_DIR!r} holds no *.xml files"
+)
+DOCS = {p.name: p.read_bytes() for p in FILES}
+
+SETTINGS = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def _managed(d):
+    return {k: d.get(k) for k in MANAGED_KEYS}
+
+
+def _other_virtiofs(doc, owned):
+    return sorted(
+        (filesystem_tag(fs) or "", canonical(fs)) for fs in doc.virtiofs_filesystems() if filesystem_tag(fs) not in owned
+    )
+
+
+def _unowned_elements(doc, owned):
+    """Exact serialisation of every element the module does not own, in document order.
+
+    Top-level elements other than ``<devices>``/``<memoryBacking>``, devices that are not
+    owned virtio-fs shares, and ``<memoryBacking>`` children other than source/access;
+    without their tails (the whitespace the patcher adjusts next to what it inserts).
+    """
+    out = []
+    for el in doc.root:
+        if not isinstance(el.tag, str):
+            out.append(etree.tostring(el, with_tail=False))
+        elif el.tag == "devices":
+            out.extend(
+                etree.tostring(c, with_tail=False)
+                for c in el
+                if not (isinstance(c.tag, str) and is_virtiofs(c) and filesystem_tag(c) in owned)
+            )
+        elif el.tag == "memoryBacking":
+            out.extend(
+                etree.tostring(c, with_tail=False)
+                for c in el
+                if not (isinstance(c.tag, str) and c.tag in ("source", "access"))
+            )
+        else:
+            out.append(etree.tostring(el, with_tail=False))
+    return out
+
+
+def _new_tag(tag, taken):
+    """``tag``, or with a numeric suffix when the document or the scenario already has it."""
+    out, i = tag, 0
+    while out in taken:
+        i += 1
+        out = f"{tag}-{i}"
+    return out
+
+
+@st.composite
+def scenarios(draw):
+    """(document name, its bytes, operations): ("add", spec), ("change", spec),
+    ("remove", tag), ("remove-missing", tag), ("reapply",)."""
+    name = draw(st.sampled_from(sorted(DOCS)))
+    doc = DomainXML.from_string(DOCS[name])
+    taken = {filesystem_tag(fs) for fs in doc.filesystems()}
+    live = []
+    ops = []
+    for _ in range(draw(st.integers(1, 8))):
+        kinds = ["add", "remove-missing"] + (["change", "remove", "reapply"] if live else [])
+        kind = draw(st.sampled_from(kinds))
+        if kind == "add":
+            tag = _new_tag(draw(tags), taken)
+            taken.add(tag)
+            live.append(tag)
+            ops.append(("add", draw(share_specs(tag=tag))))
+        elif kind == "change":
+            ops.append(("change", draw(share_specs(tag=draw(st.sampled_from(live))))))
+        elif kind == "remove":
+            tag = draw(st.sampled_from(live))
+            live.remove(tag)
+            ops.append(("remove", tag))
+        elif kind == "remove-missing":
+            ops.append(("remove-missing", _new_tag(draw(tags), taken)))
+        else:
+            ops.append(("reapply",))
+    return name, DOCS[name], ops
+
+
+def _step_specs(op, model):
+    kind = op[0]
+    if kind in ("add", "change"):
+        return [op[1]]
+    if kind in ("remove", "remove-missing"):
+        return [ShareSpec(tag=op[1], state="absent")]
+    return list(model.values())
+
+
+def _assert_idempotent(doc, specs):
+    data = doc.to_bytes()
+    for again in (doc, DomainXML.from_string(data)):
+        result = apply_shares(again, specs)
+        assert result.changed is False, result.actions
+        assert result.actions == []
+        assert again.to_bytes() == data
+
+
+@pytest.mark.skipif(not FILES, reason=SKIP_REASON)
+@SETTINGS
+@given(scenario=scenarios())
+def test_random_operation_sequences_on_corpus(scenario):
+    name, data, ops = scenario
+    original = DomainXML.from_string(data, what=name)
+    doc = DomainXML.from_string(data, what=name)
+    owned = {op[1].tag if isinstance(op[1], ShareSpec) else op[1] for op in ops if len(op) > 1}
+    outside = original.outside_c14n(owned)
+    unowned = _unowned_elements(original, owned)
+    others = _other_virtiofs(original, owned)
+    model = {}
+    added_any = False
+
+    for op in ops:
+        kind = op[0]
+        specs = _step_specs(op, model)
+        result = apply_shares(doc, specs)
+        if kind == "add":
+            assert result.changed and result.added == [op[1].tag], result.actions
+        elif kind == "change":
+            differs = _managed(model[op[1].tag].to_dict()) != _managed(op[1].to_dict())
+            assert result.changed is differs and result.updated == ([op[1].tag] if differs else []), result.actions
+        elif kind == "remove":
+            assert result.changed and result.removed == [op[1]], result.actions
+        else:
+            assert result.changed is False and result.actions == [], (op, result.actions)
+        if kind in ("add", "change"):
+            model[op[1].tag] = op[1]
+        elif kind == "remove":
+            del model[op[1]]
+        added_any = added_any or kind == "add"
+
+        _assert_idempotent(doc, specs)
+        for tag, spec in model.items():
+            assert _managed(share_to_dict(doc.find_share(tag))) == _managed(spec.to_dict()), tag
+        assert {filesystem_tag(fs) for fs in doc.virtiofs_filesystems()} & owned == set(model)
+        assert _other_virtiofs(doc, owned) == others
+        assert doc.outside_c14n(owned) == outside
+        assert _unowned_elements(doc, owned) == unowned
+        if added_any:
+            assert doc.memory_status()["shared"], "shared memory must stay once a share was added"
+
+    cleanup = [ShareSpec(tag=tag, state="absent") for tag in model]
+    apply_shares(doc, cleanup)
+    _assert_idempotent(doc, cleanup)
+    assert doc.outside_c14n(owned) == outside
+    assert _unowned_elements(doc, owned) == unowned
+    assert doc.shares() == original.shares()
+    if original.memory_status()["shared"] or not added_any:
+        assert doc.to_bytes() == original.to_bytes()
+    else:
+        # the original with nothing but the memory backing one share needs (drawn tags are
+        # at most 12 characters, so the probe's tag is new)
+        reference = DomainXML.from_string(data, what=name)
+        apply_shares(reference, [ShareSpec(tag="memory-reference-probe", source="/probe")])
+        apply_shares(reference, [ShareSpec(tag="memory-reference-probe", state="absent")])
+        assert doc.memory_status()["shared"]
+        assert doc.to_bytes() == reference.to_bytes()
