@@ -18,19 +18,22 @@ After every step:
 
 At the end every added share is removed: ``outside_c14n`` is the original's, the original
 shares are untouched, and the bytes are exactly the original's when it already had shared
-memory. Otherwise the ``<memoryBacking>`` parts the module added stay (removing a share
+memory (an empty ``<devices>`` aside: after its last share it is written ``<devices/>``,
+whatever form it had or whether the module created it). Otherwise the ``<memoryBacking>`` parts the module added stay (removing a share
 never takes shared memory away, ``test_remove_keeps_memory_backing``) and the bytes equal
 those of the original with only that memory backing added: nothing of the history shows.
 
-Runs are derandomized without an example database, so CI sees the same examples each time.
+Each document is its own test with a few examples from a seed of its own (its file name) and
+no example database, so CI sees the same examples each time.
 """
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from lxml import etree
 
@@ -38,7 +41,9 @@ from domain_strategies import share_specs, tags
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
     MANAGED_KEYS,
     DomainXML,
+    PatchResult,
     ShareSpec,
+    _ensure_shared_memory,
     apply_shares,
     canonical,
     filesystem_tag,
@@ -55,12 +60,11 @@ SKIP_REASON = (
     if not CORPUS_DIR
     else f"{ENV}={CORPUS_DIR!r} holds no *.xml files"
 )
-DOCS = {p.name: p.read_bytes() for p in FILES}
+PARAMS = [pytest.param(p, id=p.name) for p in FILES] or [pytest.param(None, id="no-corpus")]
 
 SETTINGS = settings(
-    max_examples=300,
+    max_examples=10,
     deadline=None,
-    derandomize=True,
     database=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -115,11 +119,9 @@ def _new_tag(tag, taken):
 
 
 @st.composite
-def scenarios(draw):
-    """(document name, its bytes, operations): ("add", spec), ("change", spec),
-    ("remove", tag), ("remove-missing", tag), ("reapply",)."""
-    name = draw(st.sampled_from(sorted(DOCS)))
-    doc = DomainXML.from_string(DOCS[name])
+def operations(draw, doc):
+    """Operations on ``doc``: ("add", spec), ("change", spec), ("remove", tag),
+    ("remove-missing", tag), ("reapply",)."""
     taken = {filesystem_tag(fs) for fs in doc.filesystems()}
     live = []
     ops = []
@@ -141,7 +143,7 @@ def scenarios(draw):
             ops.append(("remove-missing", _new_tag(draw(tags), taken)))
         else:
             ops.append(("reapply",))
-    return name, DOCS[name], ops
+    return ops
 
 
 def _step_specs(op, model):
@@ -162,11 +164,23 @@ def _assert_idempotent(doc, specs):
         assert again.to_bytes() == data
 
 
-@pytest.mark.skipif(not FILES, reason=SKIP_REASON)
-@SETTINGS
-@given(scenario=scenarios())
-def test_random_operation_sequences_on_corpus(scenario):
-    name, data, ops = scenario
+@pytest.mark.parametrize("path", PARAMS)
+def test_random_operation_sequences(path):
+    if path is None:
+        pytest.skip(SKIP_REASON)
+    data = path.read_bytes()
+
+    # one seed per document: each document gets its own operation sequences, the same on every run
+    @seed(zlib.crc32(path.name.encode("utf-8")))
+    @SETTINGS
+    @given(ops=operations(DomainXML.from_string(data, what=path.name)))
+    def check(ops):
+        _check_sequence(path.name, data, ops)
+
+    check()
+
+
+def _check_sequence(name, data, ops):
     original = DomainXML.from_string(data, what=name)
     doc = DomainXML.from_string(data, what=name)
     owned = {op[1].tag if isinstance(op[1], ShareSpec) else op[1] for op in ops if len(op) > 1}
@@ -211,13 +225,24 @@ def test_random_operation_sequences_on_corpus(scenario):
     assert doc.outside_c14n(owned) == outside
     assert _unowned_elements(doc, owned) == unowned
     assert doc.shares() == original.shares()
+    # An empty <devices> is written in one form whatever the history: as <devices/> after its
+    # last share went (whether the module created it or the original had <devices/> or
+    # <devices>\n  </devices>: a later run cannot tell); it is compared without that element.
     if original.memory_status()["shared"] or not added_any:
-        assert doc.to_bytes() == original.to_bytes()
+        assert _without_empty_devices(doc) == _without_empty_devices(original)
     else:
-        # the original with nothing but the memory backing one share needs (drawn tags are
-        # at most 12 characters, so the probe's tag is new)
+        # the original with nothing but the memory backing a share needs, made without adding
+        # or removing any share
         reference = DomainXML.from_string(data, what=name)
-        apply_shares(reference, [ShareSpec(tag="memory-reference-probe", source="/probe")])
-        apply_shares(reference, [ShareSpec(tag="memory-reference-probe", state="absent")])
+        _ensure_shared_memory(reference, PatchResult())
         assert doc.memory_status()["shared"]
-        assert doc.to_bytes() == reference.to_bytes()
+        assert _without_empty_devices(doc) == _without_empty_devices(reference)
+
+
+def _without_empty_devices(doc):
+    """The bytes of ``doc`` with an element-less, whitespace-only, attribute-less ``<devices>`` removed."""
+    doc = doc.copy()
+    devices = doc.devices
+    if devices is not None and not len(devices) and not (devices.text or "").strip() and not devices.attrib:
+        doc.layout.remove(devices)
+    return doc.to_bytes()
