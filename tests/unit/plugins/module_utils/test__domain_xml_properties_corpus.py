@@ -3,10 +3,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Property: random sequences of share operations on the corpus documents (issue 12).
 
-A corpus document (``VIRTIOFS_CORPUS_DIR``, see ``test_corpus.py``) is drawn, then a list of
-operations: add a share with a new tag, change an added share (a whole new random spec for
-its tag), remove an added share, remove a tag that is not there, re-apply the current set.
-After every step:
+For each corpus document (``VIRTIOFS_CORPUS_DIR``, see ``corpus_files.py``) hypothesis draws
+lists of operations: add a share with a new tag, change an added share (a whole new random
+spec for its tag), remove an added share, remove a tag that is not there, re-apply the
+current set. After every step:
 
 * the step applied again changes nothing: ``changed`` False, no actions, the same bytes
   (on the document in memory and on the bytes re-read, as the next module run sees them);
@@ -18,25 +18,26 @@ After every step:
 
 At the end every added share is removed: ``outside_c14n`` is the original's, the original
 shares are untouched, and the bytes are exactly the original's when it already had shared
-memory (an empty ``<devices>`` aside: after its last share it is written ``<devices/>``,
-whatever form it had or whether the module created it). Otherwise the ``<memoryBacking>`` parts the module added stay (removing a share
-never takes shared memory away, ``test_remove_keeps_memory_backing``) and the bytes equal
-those of the original with only that memory backing added: nothing of the history shows.
+memory. Otherwise the ``<memoryBacking>`` parts the module added stay (removing a share never
+takes shared memory away, ``test_remove_keeps_memory_backing``) and the bytes equal those of
+the original with only that memory backing added (made without adding or removing a share):
+nothing of the history shows. One exception, in both cases: an empty ``<devices>`` is written
+``<devices/>`` after its last share went, whatever form it had and whether the module created
+it (a later run cannot tell), so the bytes are compared without an empty ``<devices>``.
 
 Each document is its own test with a few examples from a seed of its own (its file name) and
-no example database, so CI sees the same examples each time.
+no example database, so CI sees the same examples each time (``print_blob`` on failure).
 """
 from __future__ import annotations
 
-import os
 import zlib
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from corpus_files import PARAMS, SKIP_REASON
 from domain_strategies import share_specs, tags
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
     MANAGED_KEYS,
@@ -50,17 +51,6 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
     is_virtiofs,
     share_to_dict,
 )
-
-ENV = "VIRTIOFS_CORPUS_DIR"
-CORPUS_DIR = os.environ.get(ENV)
-FILES = sorted(Path(CORPUS_DIR).glob("*.xml")) if CORPUS_DIR and Path(CORPUS_DIR).is_dir() else []
-SKIP_REASON = (
-    f"{ENV} is not set: corpus tests need a directory of domain XML files "
-    "(CI sets it to ../shared/corpus/domains)"
-    if not CORPUS_DIR
-    else f"{ENV}={CORPUS_DIR!r} holds no *.xml files"
-)
-PARAMS = [pytest.param(p, id=p.name) for p in FILES] or [pytest.param(None, id="no-corpus")]
 
 SETTINGS = settings(
     max_examples=10,
