@@ -573,6 +573,26 @@ def _copy_tree(tree: t.Any) -> t.Any:
     return new
 
 
+def _strip_owned(root: t.Any, tags: t.Optional[t.Collection[str]], empty: t.Callable[[t.Any], bool]) -> None:
+    """Remove the owned elements from ``root`` (a copy): the virtio-fs filesystems (those with
+    a tag in ``tags``, or all when ``tags`` is None), ``memoryBacking/source`` and
+    ``memoryBacking/access``, then ``<memoryBacking>``/``<devices>`` when ``empty`` says so."""
+    devices = _child(root, "devices")
+    if devices is not None:
+        for fs in _children(devices, "filesystem"):
+            if is_virtiofs(fs) and (tags is None or filesystem_tag(fs) in tags):
+                devices.remove(fs)
+    mb = _child(root, "memoryBacking")
+    if mb is not None:
+        for c in _children(mb):
+            if c.tag in ("source", "access"):
+                mb.remove(c)
+    for tag in ("memoryBacking", "devices"):
+        el = _child(root, tag)
+        if el is not None and empty(el):
+            root.remove(el)
+
+
 class DomainXML:
     """A parsed domain definition. Mutating methods keep unrelated content untouched."""
 
@@ -715,20 +735,7 @@ class DomainXML:
         ``<memoryBacking/>`` or ``<devices/>``, and strips whitespace-only text.
         """
         root = copy.deepcopy(self.root)
-        devices = _child(root, "devices")
-        if devices is not None:
-            for fs in _children(devices, "filesystem"):
-                if is_virtiofs(fs) and (tags is None or filesystem_tag(fs) in tags):
-                    devices.remove(fs)
-        mb = _child(root, "memoryBacking")
-        if mb is not None:
-            for c in _children(mb):
-                if c.tag in ("source", "access"):
-                    mb.remove(c)
-        for tag in ("memoryBacking", "devices"):
-            el = _child(root, tag)
-            if el is not None and not _children(el):
-                root.remove(el)
+        _strip_owned(root, tags, lambda el: not _children(el))
         for el in root.iter():
             if el.text is not None and not el.text.strip():
                 el.text = None
@@ -774,20 +781,7 @@ def _document_c14n(doc: DomainXML) -> bytes:
     indentation the patcher adjusts) is dropped; all other text is kept exactly."""
     tree = _copy_tree(doc.tree)
     root = tree.getroot()
-    devices = _child(root, "devices")
-    if devices is not None:
-        for fs in _children(devices, "filesystem"):
-            if is_virtiofs(fs):
-                devices.remove(fs)
-    mb = _child(root, "memoryBacking")
-    if mb is not None:
-        for c in _children(mb):
-            if c.tag in ("source", "access"):
-                mb.remove(c)
-    for tag in ("memoryBacking", "devices"):
-        el = _child(root, tag)
-        if el is not None and len(el) == 0 and not (el.text or "").strip() and not el.attrib:
-            root.remove(el)
+    _strip_owned(root, None, lambda el: len(el) == 0 and not (el.text or "").strip() and not el.attrib)
     for el in root.iter():
         if len(el) and el.text is not None and not el.text.strip():
             el.text = None

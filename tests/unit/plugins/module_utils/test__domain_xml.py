@@ -20,6 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from domain_strategies import share_specs, spec_lists
+
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
     DomainXML,
     DomainXMLError,
@@ -548,45 +550,6 @@ def test_verify_converged_reports_dropped_option():
 # ---------------------------------------------------------------------------------------------
 # Properties (hypothesis)
 # ---------------------------------------------------------------------------------------------
-
-# what tag_error accepts (the fstab-safe set); refusals are tested on their own
-TAG_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@+=/-"
-
-
-@st.composite
-def share_specs(draw, tag=None):
-    tag = tag or draw(st.text(TAG_CHARS, min_size=1, max_size=12))
-    opt = st.none() | st.booleans()
-    uid = draw(st.lists(st.builds(IdMapRange, st.integers(0, 1000), st.integers(0, 200000), st.integers(1, 65536)), max_size=2))
-    gid = draw(st.lists(st.builds(IdMapRange, st.integers(0, 1000), st.integers(0, 200000), st.integers(1, 65536)), max_size=2))
-    return ShareSpec(
-        tag=tag,
-        source="/" + draw(st.text(st.sampled_from("abcxyz/_-."), min_size=1, max_size=20)),
-        binary_path=draw(st.none() | st.sampled_from(["/usr/libexec/virtiofsd", "/opt/virtiofsd-rust/virtiofsd.sh"])),
-        readonly=draw(st.booleans()),
-        cache=draw(st.none() | st.sampled_from(["none", "always"])),
-        sandbox=draw(st.none() | st.sampled_from(["namespace", "chroot"])),
-        xattr=draw(opt),
-        thread_pool_size=draw(st.none() | st.integers(0, 64)),
-        openfiles=draw(st.none() | st.integers(1, 1 << 20)),
-        queue_size=draw(st.none() | st.sampled_from([128, 256, 1024])),
-        uid_map=uid,
-        gid_map=gid,
-        ats=draw(opt),
-        iommu=draw(opt),
-        packed=draw(opt),
-    )
-
-
-@st.composite
-def spec_lists(draw):
-    tags = draw(st.lists(st.text(TAG_CHARS, min_size=1, max_size=12), min_size=1, max_size=4, unique=True)
-                .filter(lambda ts: "ninep" not in ts))
-    # sometimes reuse tags that already exist in fixtures (data, logs, projects)
-    extra = draw(st.lists(st.sampled_from(["data", "logs", "projects"]), unique=True, max_size=2))
-    tags = list(dict.fromkeys(extra + tags))
-    return [draw(share_specs(tag=t_)) for t_ in tags]
-
 
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -15,11 +15,9 @@
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
+from corpus_files import CORPUS_DIR, FILES, PARAMS, SKIP_REASON
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
     DomainXML,
     ShareSpec,
@@ -32,17 +30,6 @@ try:
     import libvirt
 except ImportError:  # pragma: no cover
     libvirt = None
-
-ENV = "VIRTIOFS_CORPUS_DIR"
-CORPUS_DIR = os.environ.get(ENV)
-FILES = sorted(Path(CORPUS_DIR).glob("*.xml")) if CORPUS_DIR and Path(CORPUS_DIR).is_dir() else []
-SKIP_REASON = (
-    f"{ENV} is not set: corpus tests need a directory of domain XML files "
-    "(CI sets it to ../shared/corpus/domains)"
-    if not CORPUS_DIR
-    else f"{ENV}={CORPUS_DIR!r} holds no *.xml files"
-)
-PARAMS = [pytest.param(p, id=p.name) for p in FILES] or [pytest.param(None, id="no-corpus")]
 
 SPEC = ShareSpec(
     tag="corpus-share",
