@@ -115,7 +115,7 @@ def operations(draw, doc):
     taken = {filesystem_tag(fs) for fs in doc.filesystems()}
     live = []
     ops = []
-    for _ in range(draw(st.integers(1, 8))):
+    for _step in range(draw(st.integers(1, 8))):
         kinds = ["add", "remove-missing"] + (["change", "remove", "reapply"] if live else [])
         kind = draw(st.sampled_from(kinds))
         if kind == "add":
