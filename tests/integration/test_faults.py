@@ -332,6 +332,7 @@ def test_sigkill_wrapper_is_old_or_new(lab, rng, rust_binary):
         ok(*run(lab, WRAPPER_LOOP, {**common, "it_levels": ["info"]}))
         info = path.read_bytes()
         assert debug != info and b"--log-level=debug" in debug and b"--log-level=info" in info
+
         def root_owned(i: int) -> None:
             st = path.stat()
             assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o755, 0, 0), f"kill {i}: {oct(st.st_mode)}"
