@@ -386,7 +386,7 @@ def test_memory_backing_skip():
 @pytest.mark.parametrize(
     "specs, pattern",
     [
-        ([ShareSpec(tag="", source="/x")], "tag is empty"),
+        ([ShareSpec(tag="", source="/x")], "tag is empty: give the mount tag"),
         ([ShareSpec(tag="a" * 37, source="/x")], "is 37 bytes long but a virtio-fs tag holds at most 36 bytes"),
         ([ShareSpec(tag="\u00e9" * 19, source="/x")], "is 38 bytes long"),
         ([ShareSpec(tag="web data", source="/x")], r"tag 'web data' contains ' ': a tag may only contain A-Z a-z 0-9"),
@@ -397,11 +397,11 @@ def test_memory_backing_skip():
         ([ShareSpec(tag="ninep", source="/x")], r"tag 'ninep' is already used by a 9p filesystem .*choose another tag"),
         ([ShareSpec(tag="a", source="relative/dir")], "source 'relative/dir' is a relative path"),
         ([ShareSpec(tag="a")], "source is required with state=present"),
-        ([ShareSpec(tag="a", source="/x", binary_path="virtiofsd")], "binary_path 'virtiofsd' is not absolute"),
+        ([ShareSpec(tag="a", source="/x", binary_path="virtiofsd")], "binary_path 'virtiofsd' is not absolute: give the absolute path"),
         ([ShareSpec(tag="a", source="/x", cache="auto")], "cache must be one of none, always"),
         ([ShareSpec(tag="a", source="/x", sandbox="none")], "sandbox must be one of namespace, chroot"),
         ([ShareSpec(tag="a", source="/x", openfiles=0)], "openfiles must be an integer >= 1"),
-        ([ShareSpec(tag="a", source="/x", uid_map=[IdMapRange(0, 1, 0)])], "idmap uid range"),
+        ([ShareSpec(tag="a", source="/x", uid_map=[IdMapRange(0, 1, 0)])], "idmap uid range .* is invalid: start and target must be >= 0 and count >= 1"),
     ],
 )
 def test_errors_leave_document_unchanged(specs, pattern):
@@ -409,6 +409,15 @@ def test_errors_leave_document_unchanged(specs, pattern):
     before = doc.to_bytes()
     with pytest.raises(DomainXMLError, match=pattern):
         apply_shares(doc, specs)
+    assert doc.to_bytes() == before
+
+
+def test_unknown_memory_backing_mode_is_an_error_and_nothing_changes():
+    doc = load("libvirt-9.0-qemu-pc-shares.xml")
+    before = doc.to_bytes()
+    with pytest.raises(DomainXMLError) as err:
+        apply_shares(doc, [ShareSpec(tag="new", source="/srv/new")], memory_backing="shared")
+    assert "memory_backing must be one of" in str(err.value) and "got 'shared'" in str(err.value)
     assert doc.to_bytes() == before
 
 
@@ -430,7 +439,7 @@ def test_spec_from_params_idmap_and_errors():
     assert spec.state == "present"
     assert spec.uid_map == [IdMapRange(0, 1000, 1)] and spec.gid_map == []
     assert spec.features() == ["virtiofs", "idmap"]
-    with pytest.raises(DomainXMLError, match=r"idmap.uid\[0\] must be a dict"):
+    with pytest.raises(DomainXMLError, match=r"idmap.uid\[0\] must be a dict with the integers start, target and count"):
         ShareSpec.from_params({"tag": "t", "idmap": {"uid": [{"start": 0}]}})
 
 

@@ -103,6 +103,7 @@ def test_write_error_names_the_file_and_says_it_is_unchanged(tmp_path, monkeypat
     msg = str(err.value)
     assert f"cannot write {path}: the disk is full" in msg
     assert f"{path} was not changed" in msg
+    assert "was not changed (the old file stays as it was)" in msg
     assert path.read_text() == "old"
     assert sorted(os.listdir(tmp_path)) == ["dom.xml"]
 

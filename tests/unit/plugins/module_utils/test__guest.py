@@ -53,7 +53,7 @@ def test_parse_findmnt_json_and_errors():
     assert parse_findmnt(findmnt(("/mnt/data", "data", "virtiofs", "rw"))) == [
         {"target": "/mnt/data", "source": "data", "fstype": "virtiofs", "options": "rw"}]
     assert parse_findmnt("") == []
-    with pytest.raises(GuestInfoError, match="not JSON"):
+    with pytest.raises(GuestInfoError, match="printed something that is not JSON"):
         parse_findmnt("TARGET SOURCE\n/ /dev/sda1")
     with pytest.raises(GuestInfoError, match="no 'filesystems' list"):
         parse_findmnt('{"mounts": []}')

@@ -31,6 +31,7 @@ def test_held_lock_fails_with_the_lock_path_and_domain():
             with domain_lock("test:///default", uid, timeout=0):
                 pass  # pragma: no cover - never reached
         assert path in str(err.value) and uid in str(err.value)
+        assert "another run holds the lock" in str(err.value)
         # another domain is not blocked by this one
         with domain_lock("test:///default", str(uuid.uuid4()), timeout=0) as free:
             assert free != path

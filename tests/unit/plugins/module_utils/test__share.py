@@ -178,9 +178,35 @@ def test_one_bad_share_anywhere_fails_before_any_domain_is_touched(conn, host, t
     assert (a.xml, b.xml) == before and a.defines == [] and b.defines == []
 
 
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "does not exist on this host: create it first or set create_source=true"),
+    ("file", "exists but is not a directory: virtio-fs shares a directory"),
+    ("binary", "install virtiofsd (or the wrapper) there, or fix the path"),
+    ("owner", "of the source directory to create does not exist on this host: create the user first"),
+    ("group", "of the source directory to create does not exist on this host: create the group first"),
+    ("mode", "of the source directory to create is neither octal"),
+])
+def test_host_problems_of_a_share_are_found_before_anything_changes(conn, host, tmp_path, case, expected):
+    """Sources and binaries are checked on the host first: nothing is created or defined on a refusal."""
+    a = conn.add("a")
+    before = a.xml
+    (tmp_path / "file").write_text("not a directory")
+    share = {"tag": "data", "source": str(tmp_path / ("file" if case == "file" else "missing"))}
+    if case == "binary":
+        share.update(source=str(tmp_path), binary_path=str(tmp_path / "no-virtiofsd"))
+    if case in ("owner", "group", "mode"):
+        share.update(create_source=True, **{case: {"owner": "no-such-user-x", "group": "no-such-group-x"}.get(case, "rwx")})
+    with pytest.raises(ShareValidationError) as err:
+        converge_domains([DomainRequest("a", [share])], Settings(), host)
+    assert expected in str(err.value)
+    assert str(err.value).endswith("Nothing was changed.")
+    assert a.xml == before and a.defines == []
+    assert sorted(os.listdir(tmp_path)) == ["file"]  # no source directory was created
+
 @pytest.mark.parametrize("case, expected", [
     ("unknown", "domain 'ghost': domain 'ghost' not found"),
-    ("transient", "domain 'b': domain 'b' is transient"),
+    ("transient", "domain 'b': domain 'b' is transient (it has no persistent definition)"),
     ("twice", "domain 'a': the domain is listed twice"),
     ("uuid", "this is the same domain as 'a'"),
     ("9p", "domain 'b': "),
@@ -407,7 +433,7 @@ def test_with_libvirts_test_driver(tmp_path):
     xml = conn.lookupByName("test").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     assert "<target dir='data'/>" in xml
     conn.close()
-    with pytest.raises(ShareValidationError, match="domain 'nope' not found"):
+    with pytest.raises(ShareValidationError, match="domain 'nope' not found at .*: give the name or UUID of an existing domain"):
         converge_domains([DomainRequest("nope", shares)], settings, host)
 
 

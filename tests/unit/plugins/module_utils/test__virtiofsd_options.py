@@ -222,7 +222,7 @@ def test_uid_map_repeat_needs_1110():
 @pytest.mark.parametrize(
     "values, needle",
     [
-        ({"uid_map": ["0:0:1"]}, "not a valid uid_map entry"),
+        ({"uid_map": ["0:0:1"]}, "not a valid uid_map entry; expected"),
         ({"gid_map": [":0:0:1"]}, "not a valid gid_map entry"),
         ({"translate_uid": ["squash:0:1:1"]}, "not a valid translate_uid entry"),
         ({"translate_gid": ["forbid-guest:1:2:3"]}, "not a valid translate_gid entry"),
@@ -306,7 +306,7 @@ def test_extra_args_forms():
     "args, needle",
     [
         (["--fd=3"], "--fd is refused"),
-        (["--socket-path=/x"], "--socket-path is refused"),
+        (["--socket-path=/x"], "--socket-path is refused: libvirt passes the socket with --fd"),
         (["--socket", "/x"], "--socket is refused"),
         (["--shared-dir", "/srv"], "--shared-dir is refused"),
         (["--tag=x"], "--tag is refused"),
@@ -347,7 +347,7 @@ def test_extra_args_are_validated_like_options():
 
 def test_merge_refuses_the_same_key_twice():
     extra, origins = parse_extra_args(["--cache=never"])
-    with pytest.raises(OptionsError, match="options.cache already sets"):
+    with pytest.raises(OptionsError, match="options.cache already sets; keep one"):
         merge_values({"cache": "always"}, extra, origins)
     values = merge_values({"cache": None, "xattr": True}, extra, origins)[0]
     assert values == {"cache": "never", "xattr": True}

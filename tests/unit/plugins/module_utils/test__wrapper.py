@@ -224,11 +224,11 @@ def test_refuse_missing_non_executable_dir(tmp_path, argv_printer):
         check_paths(str(tmp_path / "w.sh"), str(plain))
     with pytest.raises(WrapperError, match="is not a regular file"):
         check_paths(str(tmp_path / "w.sh"), str(tmp_path))
-    with pytest.raises(WrapperError, match="is a directory"):
+    with pytest.raises(WrapperError, match="is a directory; give the file name"):
         check_paths(str(tmp_path), argv_printer)
     with pytest.raises(WrapperError, match="does not exist; create it first"):
         check_paths(str(tmp_path / "nodir" / "w.sh"), argv_printer)
-    with pytest.raises(WrapperError, match="newline"):
+    with pytest.raises(WrapperError, match="must not contain newline or NUL characters"):
         check_paths(str(tmp_path / "w\n.sh"), argv_printer)
 
 
@@ -360,7 +360,7 @@ def test_self_test_catches_bad_options_on_full_exec_line(tmp_path):
     binary = rust_binary()
     daemon = probe_daemon(binary, real_run)
     bad = make_exec(tmp_path / "bad.sh", render_script(binary, ["--xattrmap=bogus"]))
-    with pytest.raises(WrapperError, match="full exec line"):
+    with pytest.raises(WrapperError, match="the full exec line with the options"):
         self_test(bad, daemon, real_run)
 
 

@@ -156,7 +156,7 @@ def test_absent_refuses_foreign_files_and_removes_its_own(tmp_path):
     with pytest.raises(WrapperError, match="not a wrapper written by this module"):
         apply_absent({"changed": False}, str(foreign), False, False, None)
     assert foreign.exists()
-    with pytest.raises(WrapperError, match="is a directory"):
+    with pytest.raises(WrapperError, match="is a directory, not a wrapper"):
         apply_absent({"changed": False}, str(tmp_path), False, False, None)
     missing = {"changed": False}
     apply_absent(missing, str(tmp_path / "none.sh"), False, False, None)

@@ -1,0 +1,183 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The host role's input checks (roles/host/tasks/validate.yml), run by ansible-playbook on the
+controller: each bad input is refused by the validation tasks, which read and change nothing."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import typing as t
+from pathlib import Path
+
+import pytest
+import yaml
+
+GOOD = {"domain": "vm", "tag": "data", "source": "/srv/data"}
+WRAPPERS = {"default": {"path": "/opt/virtiofsd-rust/virtiofsd.sh"}, "ro": {"path": "/opt/virtiofsd-rust/virtiofsd-ro.sh"}}
+CASES: t.Dict[str, t.Dict[str, t.Any]] = {
+    "good": {"shares": [GOOD]},
+    "unknown_wrapper": {"shares": [dict(GOOD, wrapper="nope")]},
+    "twice": {"shares": [GOOD, dict(GOOD, source="/srv/other")]},
+    "no_domain": {"shares": [{"tag": "y", "source": "/srv/y"}]},
+    "wrapper_and_binary": {"shares": [dict(GOOD, wrapper="ro", binary_path="/usr/bin/true")]},
+    "relative_source": {"shares": [dict(GOOD, source="srv/data")]},
+    "relative_mount_path": {"shares": [dict(GOOD, mount_path="mnt/data")]},
+    "long_tag": {"shares": [dict(GOOD, tag="t" * 37)]},
+    "module_value": {"shares": [dict(GOOD, thread_pool_size=-1)]},
+    "not_a_list": {"shares": {"domain": "vm"}},
+    "profile_twice": {"wrappers": {"default": {"path": "/opt/w.sh"}, "other": {"path": "/opt/w.sh"}}},
+    "profile_unknown_key": {"wrappers": {"default": {"path": "/opt/w.sh", "option": {"cache": "never"}}}},
+    "profile_name": {"wrappers": {"my profile": {"path": "/opt/w.sh"}}},
+    "profile_is_daemon": {"wrappers": {"default": {"path": "/opt/virtiofsd-rust/virtiofsd"}}},
+    "url_without_checksum": {"method": "url", "url": "https://example.invalid/v.zip", "checksum": ""},
+    "source_without_source": {"method": "source"},
+}
+
+CASE_TASKS = """
+- name: One case
+  block:
+    - name: Validate the input
+      ansible.builtin.include_role:
+        name: virtiofs.libvirt.host
+        tasks_from: validate
+      vars:
+        virtiofs_host_shares: "{{ case.value.shares | default([]) }}"
+        virtiofs_host_wrappers: "{{ case.value.wrappers | default(wrappers) }}"
+        virtiofs_host_virtiofsd_method: "{{ case.value.method | default('package') }}"
+        virtiofs_host_virtiofsd_url: "{{ case.value.url | default('') }}"
+        virtiofs_host_virtiofsd_checksum: "{{ case.value.checksum | default('') }}"
+    - name: Record the pass
+      ansible.builtin.set_fact:
+        outcome: "{{ outcome | combine({case.key: None}) }}"
+  rescue:
+    - name: Record the refusal
+      ansible.builtin.set_fact:
+        outcome: "{{ outcome | combine({case.key: {'task': ansible_failed_task.name, 'msg': ansible_failed_result.msg}}) }}"
+"""
+
+
+def _collections_path() -> str:
+    for entry in sys.path:
+        if (Path(entry) / "ansible_collections" / "virtiofs" / "libvirt").is_dir():
+            return entry
+    raise AssertionError("the collection is not importable")  # pragma: no cover - conftest puts it on sys.path
+
+
+def _ansible_playbook() -> str:
+    beside = Path(sys.executable).parent / "ansible-playbook"  # the venv's, with this Python
+    found = str(beside) if beside.exists() else shutil.which("ansible-playbook")
+    assert found, "ansible-playbook not found"
+    return found
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory) -> t.Dict[str, t.Any]:
+    """Per case: None (accepted) or the failed task's name and message."""
+    work = tmp_path_factory.mktemp("host-validate")
+    (work / "case.yml").write_text(CASE_TASKS)
+    result = work / "outcome.json"
+    play = [{
+        "name": "host role input checks", "hosts": "localhost", "gather_facts": False,
+        "vars": {"cases": CASES, "wrappers": WRAPPERS, "outcome": {}},
+        "tasks": [
+            {"name": "Each case", "ansible.builtin.include_tasks": str(work / "case.yml"),
+             "loop": "{{ cases | dict2items }}", "loop_control": {"loop_var": "case", "label": "{{ case.key }}"}},
+            {"name": "Write the outcome", "ansible.builtin.copy": {"content": "{{ outcome | to_json }}", "dest": str(result),
+                                                                    "mode": "0600"}},
+        ],
+    }]
+    (work / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=_collections_path(), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    proc = subprocess.run(
+        [_ansible_playbook(), "-i", "localhost,", "-c", "local",
+         "-e", f"ansible_python_interpreter={sys.executable}", str(work / "play.yml")],
+        env=env, cwd=work, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(result.read_text())
+
+
+def refusal(outcome: t.Dict[str, t.Any], case: str) -> str:
+    got = outcome[case]
+    assert got is not None, f"{case} was accepted"
+    assert got["task"].startswith(("Report bad", "Check the virtiofsd installation settings")), got
+    msg = got["msg"]
+    return "\n".join(msg) if isinstance(msg, list) else msg
+
+
+def test_good_input_passes(outcome):
+    assert outcome["good"] is None
+
+
+def test_unknown_wrapper_profile(outcome):
+    msg = refusal(outcome, "unknown_wrapper")
+    assert msg.startswith("virtiofs.libvirt.host: bad virtiofs_host_shares:")
+    assert ('virtiofs_host_shares[0] (domain "vm", tag "data"): wrapper profile "nope" is not defined in '
+            "virtiofs_host_wrappers (profiles: default, ro); add it or set binary_path") in msg
+
+
+def test_same_share_twice(outcome):
+    assert ('virtiofs_host_shares[1] (domain "vm", tag "data"): the same domain and tag appear twice; '
+            "one entry per share") in refusal(outcome, "twice")
+
+
+def test_share_without_domain(outcome):
+    assert "domain is missing; set the libvirt domain name the share belongs to" in refusal(outcome, "no_domain")
+
+
+def test_wrapper_and_binary_path(outcome):
+    assert "set either wrapper (a profile name) or binary_path, not both" in refusal(outcome, "wrapper_and_binary")
+
+
+def test_relative_source(outcome):
+    assert 'source "srv/data" must be an absolute path' in refusal(outcome, "relative_source")
+
+
+def test_relative_mount_path(outcome):
+    assert 'mount_path "mnt/data" must be an absolute path in the guest' in refusal(outcome, "relative_mount_path")
+
+
+def test_long_tag_gets_the_share_modules_message(outcome):
+    assert "bytes long but a virtio-fs tag holds at most 36 bytes: use a shorter tag" in refusal(outcome, "long_tag")
+
+
+def test_value_the_share_module_would_refuse(outcome):
+    assert "share 'data': thread_pool_size must be an integer >= 0, got -1" in refusal(outcome, "module_value")
+
+
+def test_shares_not_a_list(outcome):
+    assert "virtiofs_host_shares must be a list of shares" in refusal(outcome, "not_a_list")
+
+
+def test_two_profiles_on_one_file(outcome):
+    msg = refusal(outcome, "profile_twice")
+    assert msg.startswith("virtiofs.libvirt.host: bad wrapper profiles:")
+    assert "path /opt/w.sh is used by another profile; each profile needs its own file" in msg
+
+
+def test_unknown_key_in_a_profile(outcome):
+    assert ("unknown keys option; a profile has path, options, extra_args, state and backup"
+            in refusal(outcome, "profile_unknown_key"))
+
+
+def test_profile_name_with_a_space(outcome):
+    assert "profile names may only contain letters, digits, . _ -" in refusal(outcome, "profile_name")
+
+
+def test_profile_path_is_the_daemon(outcome):
+    assert "path /opt/virtiofsd-rust/virtiofsd is the daemon itself;" in refusal(outcome, "profile_is_daemon")
+
+
+def test_url_without_checksum(outcome):
+    assert ("virtiofs_host_virtiofsd_method=url needs virtiofs_host_virtiofsd_checksum"
+            in refusal(outcome, "url_without_checksum"))
+
+
+def test_source_method_without_a_source(outcome):
+    assert ("virtiofs_host_virtiofsd_method=source needs virtiofs_host_virtiofsd_source_dir,"
+            in refusal(outcome, "source_without_source"))
