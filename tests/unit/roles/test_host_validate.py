@@ -18,21 +18,27 @@ import yaml
 
 GOOD = {"domain": "vm", "tag": "data", "source": "/srv/data"}
 WRAPPERS = {"default": {"path": "/opt/virtiofsd-rust/virtiofsd.sh"}, "ro": {"path": "/opt/virtiofsd-rust/virtiofsd-ro.sh"}}
-CASES: t.Dict[str, t.Dict[str, t.Any]] = {
+CASES: t.Dict[str, t.Dict[str, t.Any]] = {  # one role run per case; a case's entries are all reported at once
     "good": {"shares": [GOOD]},
-    "unknown_wrapper": {"shares": [dict(GOOD, wrapper="nope")]},
-    "twice": {"shares": [GOOD, dict(GOOD, source="/srv/other")]},
-    "no_domain": {"shares": [{"tag": "y", "source": "/srv/y"}]},
-    "wrapper_and_binary": {"shares": [dict(GOOD, wrapper="ro", binary_path="/usr/bin/true")]},
-    "relative_source": {"shares": [dict(GOOD, source="srv/data")]},
-    "relative_mount_path": {"shares": [dict(GOOD, mount_path="mnt/data")]},
-    "long_tag": {"shares": [dict(GOOD, tag="t" * 37)]},
-    "module_value": {"shares": [dict(GOOD, thread_pool_size=-1)]},
+    "shares": {"shares": [
+        dict(GOOD, wrapper="nope"),
+        dict(GOOD, tag="dup"),
+        dict(GOOD, tag="dup", source="/srv/other"),
+        {"tag": "y", "source": "/srv/y"},
+        dict(GOOD, tag="wb", wrapper="ro", binary_path="/usr/bin/true"),
+        dict(GOOD, tag="rel", source="srv/data"),
+        dict(GOOD, tag="mp", mount_path="mnt/data"),
+        dict(GOOD, tag="t" * 37),
+        dict(GOOD, tag="tp", thread_pool_size=-1),
+    ]},
     "not_a_list": {"shares": {"domain": "vm"}},
-    "profile_twice": {"wrappers": {"default": {"path": "/opt/w.sh"}, "other": {"path": "/opt/w.sh"}}},
-    "profile_unknown_key": {"wrappers": {"default": {"path": "/opt/w.sh", "option": {"cache": "never"}}}},
-    "profile_name": {"wrappers": {"my profile": {"path": "/opt/w.sh"}}},
-    "profile_is_daemon": {"wrappers": {"default": {"path": "/opt/virtiofsd-rust/virtiofsd"}}},
+    "wrappers": {"wrappers": {
+        "default": {"path": "/opt/w.sh"},
+        "other": {"path": "/opt/w.sh"},
+        "extra": {"path": "/opt/x.sh", "option": {"cache": "never"}},
+        "my profile": {"path": "/opt/y.sh"},
+        "daemon": {"path": "/opt/virtiofsd-rust/virtiofsd"},
+    }},
     "url_without_checksum": {"method": "url", "url": "https://example.invalid/v.zip", "checksum": ""},
     "source_without_source": {"method": "source"},
 }
@@ -86,8 +92,8 @@ def outcome(tmp_path_factory) -> t.Dict[str, t.Any]:
         "tasks": [
             {"name": "Each case", "ansible.builtin.include_tasks": str(work / "case.yml"),
              "loop": "{{ cases | dict2items }}", "loop_control": {"loop_var": "case", "label": "{{ case.key }}"}},
-            {"name": "Write the outcome", "ansible.builtin.copy": {"content": "{{ outcome | to_json }}", "dest": str(result),
-                                                                    "mode": "0600"}},
+            {"name": "Write the outcome",
+             "ansible.builtin.copy": {"content": "{{ outcome | to_json }}", "dest": str(result), "mode": "0600"}},
         ],
     }]
     (work / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
@@ -115,39 +121,39 @@ def test_good_input_passes(outcome):
 
 
 def test_unknown_wrapper_profile(outcome):
-    msg = refusal(outcome, "unknown_wrapper")
+    msg = refusal(outcome, "shares")
     assert msg.startswith("virtiofs.libvirt.host: bad virtiofs_host_shares:")
     assert ('virtiofs_host_shares[0] (domain "vm", tag "data"): wrapper profile "nope" is not defined in '
             "virtiofs_host_wrappers (profiles: default, ro); add it or set binary_path") in msg
 
 
 def test_same_share_twice(outcome):
-    assert ('virtiofs_host_shares[1] (domain "vm", tag "data"): the same domain and tag appear twice; '
-            "one entry per share") in refusal(outcome, "twice")
+    assert ('virtiofs_host_shares[2] (domain "vm", tag "dup"): the same domain and tag appear twice; '
+            "one entry per share") in refusal(outcome, "shares")
 
 
 def test_share_without_domain(outcome):
-    assert "domain is missing; set the libvirt domain name the share belongs to" in refusal(outcome, "no_domain")
+    assert "domain is missing; set the libvirt domain name the share belongs to" in refusal(outcome, "shares")
 
 
 def test_wrapper_and_binary_path(outcome):
-    assert "set either wrapper (a profile name) or binary_path, not both" in refusal(outcome, "wrapper_and_binary")
+    assert "set either wrapper (a profile name) or binary_path, not both" in refusal(outcome, "shares")
 
 
 def test_relative_source(outcome):
-    assert 'source "srv/data" must be an absolute path' in refusal(outcome, "relative_source")
+    assert 'source "srv/data" must be an absolute path' in refusal(outcome, "shares")
 
 
 def test_relative_mount_path(outcome):
-    assert 'mount_path "mnt/data" must be an absolute path in the guest' in refusal(outcome, "relative_mount_path")
+    assert 'mount_path "mnt/data" must be an absolute path in the guest' in refusal(outcome, "shares")
 
 
 def test_long_tag_gets_the_share_modules_message(outcome):
-    assert "bytes long but a virtio-fs tag holds at most 36 bytes: use a shorter tag" in refusal(outcome, "long_tag")
+    assert "bytes long but a virtio-fs tag holds at most 36 bytes: use a shorter tag" in refusal(outcome, "shares")
 
 
 def test_value_the_share_module_would_refuse(outcome):
-    assert "share 'data': thread_pool_size must be an integer >= 0, got -1" in refusal(outcome, "module_value")
+    assert "share 'tp': thread_pool_size must be an integer >= 0, got -1" in refusal(outcome, "shares")
 
 
 def test_shares_not_a_list(outcome):
@@ -155,22 +161,22 @@ def test_shares_not_a_list(outcome):
 
 
 def test_two_profiles_on_one_file(outcome):
-    msg = refusal(outcome, "profile_twice")
+    msg = refusal(outcome, "wrappers")
     assert msg.startswith("virtiofs.libvirt.host: bad wrapper profiles:")
-    assert "path /opt/w.sh is used by another profile; each profile needs its own file" in msg
+    assert "virtiofs_host_wrappers.other: path /opt/w.sh is used by another profile; each profile needs its own file" in msg
 
 
 def test_unknown_key_in_a_profile(outcome):
     assert ("unknown keys option; a profile has path, options, extra_args, state and backup"
-            in refusal(outcome, "profile_unknown_key"))
+            in refusal(outcome, "wrappers"))
 
 
 def test_profile_name_with_a_space(outcome):
-    assert "profile names may only contain letters, digits, . _ -" in refusal(outcome, "profile_name")
+    assert "profile names may only contain letters, digits, . _ -" in refusal(outcome, "wrappers")
 
 
 def test_profile_path_is_the_daemon(outcome):
-    assert "path /opt/virtiofsd-rust/virtiofsd is the daemon itself;" in refusal(outcome, "profile_is_daemon")
+    assert "path /opt/virtiofsd-rust/virtiofsd is the daemon itself;" in refusal(outcome, "wrappers")
 
 
 def test_url_without_checksum(outcome):

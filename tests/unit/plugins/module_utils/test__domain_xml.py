@@ -397,6 +397,7 @@ def test_memory_backing_skip():
         ([ShareSpec(tag="ninep", source="/x")], r"tag 'ninep' is already used by a 9p filesystem .*choose another tag"),
         ([ShareSpec(tag="a", source="relative/dir")], "source 'relative/dir' is a relative path"),
         ([ShareSpec(tag="a")], "source is required with state=present"),
+        ([ShareSpec(tag="a", source="/x", state="gone")], "state must be one of present, absent, got 'gone'"),
         ([ShareSpec(tag="a", source="/x", binary_path="virtiofsd")], "binary_path 'virtiofsd' is not absolute: give the absolute path"),
         ([ShareSpec(tag="a", source="/x", cache="auto")], "cache must be one of none, always"),
         ([ShareSpec(tag="a", source="/x", sandbox="none")], "sandbox must be one of namespace, chroot"),
@@ -441,6 +442,8 @@ def test_spec_from_params_idmap_and_errors():
     assert spec.features() == ["virtiofs", "idmap"]
     with pytest.raises(DomainXMLError, match=r"idmap.uid\[0\] must be a dict with the integers start, target and count"):
         ShareSpec.from_params({"tag": "t", "idmap": {"uid": [{"start": 0}]}})
+    with pytest.raises(DomainXMLError, match="idmap must be a dict with the keys uid and gid"):
+        ShareSpec.from_params({"tag": "t", "idmap": "0:1000:1"})
 
 
 def test_features_of_spec():

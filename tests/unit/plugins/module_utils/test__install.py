@@ -285,7 +285,7 @@ def test_extract_member_missing_names_candidates(tmp_path, fmt):
     assert f"member '{MEMBER}' not found" in msg
     assert "target/release/virtiofsd" in msg  # the candidate with the same base name
     assert "README" not in msg
-    assert "set member" in msg
+    assert "(set member to the path of the virtiofsd binary inside the archive)" in msg
     assert not dest.exists()
 
 
@@ -372,6 +372,9 @@ def test_check_url(url, allow, ok):
 def test_check_url_http_message_names_the_fix():
     with pytest.raises(InstallError, match="allow_http=true"):
         I.check_url("http://127.0.0.1/x.zip", False)
+    with pytest.raises(InstallError) as err:
+        I.check_url("ftp://127.0.0.1/x.zip", True)
+    assert "must start with https:// (or http:// with allow_http=true)" in str(err.value)
 
 
 def test_download(tmp_path):
@@ -538,6 +541,9 @@ def test_descriptor_rendering_and_tags():
     (dict(method="source", source_archive="/nonexistent.tgz"), "is not a file"),
     (dict(method=None), "method must be one of"),
     (dict(method="source", checksum="sha256:" + "a" * 64), "checksum applies to the file at url or to source_archive"),
+    (dict(method="source", source_dir="/", source_archive="/x.tgz"), "source_dir and source_archive are mutually exclusive"),
+    (dict(method="source", source_dir="/", cargo_path="/nonexistent/cargo"), "is not an executable file"),
+    (dict(method="source", source_dir="/", crate_version="newest"), "crate_version: not a version number"),
 ])
 def test_request_validation(kw, fragment):
     with pytest.raises(InstallError, match=fragment):

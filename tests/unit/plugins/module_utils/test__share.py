@@ -178,7 +178,6 @@ def test_one_bad_share_anywhere_fails_before_any_domain_is_touched(conn, host, t
     assert (a.xml, b.xml) == before and a.defines == [] and b.defines == []
 
 
-
 @pytest.mark.parametrize("case, expected", [
     ("missing", "does not exist on this host: create it first or set create_source=true"),
     ("file", "exists but is not a directory: virtio-fs shares a directory"),
@@ -203,6 +202,7 @@ def test_host_problems_of_a_share_are_found_before_anything_changes(conn, host, 
     assert str(err.value).endswith("Nothing was changed.")
     assert a.xml == before and a.defines == []
     assert sorted(os.listdir(tmp_path)) == ["file"]  # no source directory was created
+
 
 @pytest.mark.parametrize("case, expected", [
     ("unknown", "domain 'ghost': domain 'ghost' not found"),
@@ -328,6 +328,35 @@ def test_libvirtd_gone_during_define_or_live_step(conn, host, tmp_path, step, ex
     assert msg.startswith("libvirt connection lost (")
     assert msg.endswith(f"): {expected}. Run again once libvirtd is reachable")
     assert out.results()["a"]["changed"] is (step == "live")
+
+
+def test_a_definition_that_keeps_changing_is_not_defined(conn, host, tmp_path):
+    a = conn.add("a")
+    reads = iter(range(1000))
+
+    def another_writer(dom):  # every read sees a new definition
+        dom.xml = domain_xml("a", dom.uuid).replace("<devices>", f"<description>v{next(reads)}</description><devices>")
+
+    a.on_read = another_writer
+    out = converge_domains([DomainRequest("a", [{"tag": "t", "source": str(tmp_path)}])], Settings(), host)
+    assert "kept changing while this run tried to patch it" in out.errors["a"]
+    assert out.errors["a"].endswith("nothing was defined, run again")
+    assert a.defines == []
+
+
+def test_a_definition_libvirt_stores_differently_is_reported(conn, host, tmp_path):
+    a = conn.add("a")
+    before = a.xml
+
+    def define_drops_the_share(xml, current_xml):
+        a.defines.append(xml)  # libvirt accepted it but kept the old definition
+        return True
+
+    a.define = define_drops_the_share
+    out = converge_domains([DomainRequest("a", [{"tag": "t", "source": str(tmp_path)}])], Settings(), host)
+    assert "did not store the shares as defined for domain 'a'" in out.errors["a"]
+    assert "share 't' is missing from the definition libvirt stored" in out.errors["a"]
+    assert a.xml == before
 
 
 def test_another_writer_between_validation_and_define_is_kept(conn, host, tmp_path):

@@ -292,6 +292,7 @@ def test_plan_error_names_option_and_versions(tmp_path, argv_printer):
         plan_wrapper(str(tmp_path / "w.sh"), argv_printer, info((1, 10, 0)), {"readonly": True})
     msg = str(err.value)
     assert "options.readonly" in msg and "1.13.0" in msg and "1.10.0" in msg
+    assert msg.startswith(f"invalid virtiofsd options for {argv_printer} (virtiofsd 1.10.0): ")
 
 
 def test_plan_extra_args_and_help_check(tmp_path, argv_printer):

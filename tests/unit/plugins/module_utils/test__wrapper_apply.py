@@ -171,3 +171,12 @@ def test_absent_refuses_foreign_files_and_removes_its_own(tmp_path):
     result = {"changed": False}
     apply_absent(result, str(own), False, False, lambda p: backups.append(p) or p + ".bak")
     assert result == {"changed": True, "backup_file": str(own) + ".bak"} and not own.exists() and backups == [str(own)]
+
+
+def test_writing_without_root_is_refused_and_nothing_is_written(tmp_path, daemon, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    path = tmp_path / "wrapper.sh"
+    with pytest.raises(WrapperError) as err:
+        present({"changed": False}, str(path), daemon)
+    assert "writing a root-owned wrapper needs root; run the task with become: true" in str(err.value)
+    assert not path.exists()

@@ -86,3 +86,11 @@ def test_domains_entries_use_the_share_options(monkeypatch):
     entry = spec["domains"]["options"]
     assert entry["name"] == {"type": "str", "required": True, "aliases": ["domain"]}
     assert entry["shares"]["options"] == spec["shares"]["options"]
+
+
+def test_unreadable_xml_file_is_named(run_module, tmp_path):
+    missing = tmp_path / "missing.xml"
+    res = run_module("share", {"xml_file": str(missing), "tag": "data", "source": str(tmp_path)})
+    assert res["failed"] is True
+    assert f"cannot read xml_file {str(missing)!r}: No such file or directory" in res["msg"]
+    assert not missing.exists()
