@@ -185,7 +185,7 @@ def test_capabilities_rust_features():
         ("", "did not print JSON"),
         ("wrapper: starting\n{\"type\": \"fs\"}", "did not print JSON"),
         ("[]", "printed JSON that is not an object"),
-        ('{"type": "block"}', "expected 'fs'"),
+        ('{"type": "block"}', "printed type 'block', expected 'fs': "),
         ('{"features": []}', "expected 'fs'"),
         ('{"type": "fs", "features": "separate-options"}', "'features' is not a list of strings"),
         ('{"type": "fs", "features": [1]}', "not a list of strings"),

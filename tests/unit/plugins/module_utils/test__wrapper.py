@@ -241,8 +241,9 @@ def test_refuse_binary_that_is_a_managed_wrapper(tmp_path, argv_printer):
 @pytest.mark.skipif(not os.access(C_DAEMON, os.X_OK), reason="Debian 12 C virtiofsd not installed")
 def test_refuse_c_daemon_real(tmp_path):
     daemon = probe_daemon(C_DAEMON, real_run)
-    with pytest.raises(WrapperError, match="legacy C virtiofsd .*virtiofsd version 7.2.22"):
+    with pytest.raises(WrapperError, match="legacy C virtiofsd .*virtiofsd version 7.2.22") as err:
         check_daemon(daemon)
+    assert str(err.value).endswith(". Install the Rust virtiofsd and point binary at it")
     with pytest.raises(WrapperError, match="legacy C virtiofsd"):
         plan_wrapper(str(tmp_path / "w.sh"), C_DAEMON, daemon, {"cache": "never"})
 
