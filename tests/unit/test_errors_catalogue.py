@@ -232,10 +232,13 @@ def test_checker_reports_a_duplicate_id():
 
 
 def test_parametrized_ids_and_module_level_tables_count():
-    assert check_rows([_row(test=f"{HERE}::test_checker_reports_a_bad_row[kw0-occurs]",
-                            message="occurs in no file under plugins/ or roles/")]) != []  # not in plugins/
-    source, _ = function_source(f"{HERE}::test_checker_reports_a_bad_row[kw3-shorter]")
-    assert source is not None and "shorter than 15 characters" in source  # the parametrize list is read
+    problems = check_rows([_row(test=f"{HERE}::test_checker_reports_a_bad_row[kw0-occurs]",
+                                message="occurs in no file under plugins/ or roles/")])
+    assert len(problems) == 1 and "occurs in no file under plugins/ or roles/" in problems[0], problems  # found the test
+    source, why = function_source(f"{HERE}::test_checker_reports_a_bad_row[kw3-shorter]")
+    assert source is not None, why
+    assert "shorter than 15 characters" in source  # the parametrize list is read
     assert 'HERE = "tests/unit/' in source  # a module-level name the test (its decorator) uses
-    source, _ = function_source(f"{HERE}::test_checker_reports_a_duplicate_id")
-    assert source is not None and 'HERE = "tests/unit/' not in source and "MIN_ROWS = " not in source
+    source, why = function_source(f"{HERE}::test_checker_reports_a_duplicate_id")
+    assert source is not None, why
+    assert 'HERE = "tests/unit/' not in source and "MIN_ROWS = " not in source
