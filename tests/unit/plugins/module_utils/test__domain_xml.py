@@ -714,3 +714,16 @@ def test_tag_error_strict_only_for_present_shares():
 @pytest.mark.parametrize("tag", [123, 1.5, True, ["a"], {"a": 1}])
 def test_tag_error_names_non_strings(tag):
     assert tag_error(tag).startswith("tag must be a string, got ")
+
+
+def test_without_lxml_the_fix_is_named(tmp_path, monkeypatch):
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils import _domain_xml
+
+    path = tmp_path / "d.xml"
+    path.write_text("<domain type='kvm'><name>d</name></domain>")
+    before = path.read_bytes()
+    monkeypatch.setattr(_domain_xml, "HAS_LXML", False)
+    with pytest.raises(DomainXMLError) as err:
+        _domain_xml.DomainXML.from_file(str(path))
+    assert str(err.value) == "the Python library lxml is required (install python3-lxml or pip install lxml)"
+    assert path.read_bytes() == before

@@ -516,3 +516,89 @@ def test_run_share_xml_file_needs_no_libvirt(tmp_path, host):
     assert failed is False and result["changed"] is True and "warnings" not in result
     doc = etree.fromstring(path.read_bytes())
     assert [fs.find("target").get("dir") for fs in doc.iterfind("devices/filesystem")] == ["t"]
+
+
+OLD_SHARE = "<filesystem type='mount'><driver type='virtiofs'/><source dir='/srv/old'/><target dir='old'/></filesystem>"
+
+
+def _stored_without_memory_backing(root):
+    for el in root.findall("memoryBacking"):
+        root.remove(el)
+
+
+def _stored_with_another_source(root):
+    root.find("devices/filesystem/source").set("dir", "/srv/other")
+
+
+def _stored_with_the_old_share_kept(root):
+    root.find("devices").append(etree.fromstring(OLD_SHARE))
+
+
+@pytest.mark.parametrize("extra, share, settings, mutate, expected", [
+    ("", {"tag": "t"}, {}, _stored_with_another_source,
+     "libvirt stored share 't' differently: source wanted "),
+    ("", {"tag": "t"}, {}, _stored_without_memory_backing,
+     "the stored definition has no shared memory backing"),
+    (OLD_SHARE, {"tag": "t"}, {"exclusive": True}, _stored_with_the_old_share_kept,
+     "shares not listed are still defined: 'old'"),
+    (OLD_SHARE, {"tag": "old", "state": "absent"}, {}, None,
+     "share 'old' is still in the definition after removing it"),
+    ("", {"tag": "t"}, {}, None, "share 't' is missing from the definition libvirt stored"),
+])
+def test_each_difference_of_the_stored_definition_is_named(conn, host, tmp_path, extra, share, settings, mutate, expected):
+    """libvirt accepts the define but stores something else: each difference is in the domain's error."""
+    a = conn.add("a")
+    a.xml = domain_xml("a", a.uuid, extra)
+    before = a.xml
+
+    def define_stores_something_else(xml, current_xml):
+        a.defines.append(xml)
+        if mutate is None:  # libvirt kept the old definition
+            return True
+        root = etree.fromstring(xml)
+        mutate(root)
+        a.xml = etree.tostring(root, encoding="unicode")
+        return True
+
+    a.define = define_stores_something_else
+    if share.get("state") != "absent":
+        share = dict(share, source=str(tmp_path))
+    out = converge_domains([DomainRequest("a", [share])], Settings(**settings), host)
+    assert len(a.defines) == 1
+    assert "did not store the shares as defined for domain 'a'" in out.errors["a"]
+    assert expected in out.errors["a"]
+    if mutate is None:
+        assert a.xml == before  # the definition is as it was
+
+
+def test_a_binary_path_others_can_change_is_refused(conn, host, tmp_path):
+    """libvirt runs binary_path as root: one that another user can replace is refused before anything changes."""
+    a = conn.add("a")
+    before = a.xml
+    binary = tmp_path / "virtiofsd"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o777)
+    share = {"tag": "data", "source": str(tmp_path), "binary_path": str(binary)}
+    with pytest.raises(ShareValidationError) as err:
+        converge_domains([DomainRequest("a", [share])], Settings(), host)
+    msg = str(err.value)
+    assert f"share 'data': binary_path {binary} can be changed by users other than root" in msg
+    assert f"is writable by group and others (uid {os.getuid()}, mode 0777)" in msg
+    assert f"Fix: chmod go-w {binary}" in msg
+    assert a.xml == before and a.defines == []
+
+
+def test_an_xml_file_another_run_is_writing_is_not_changed(host, tmp_path):
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import path_lock
+
+    path = tmp_path / "d.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+    before = path.read_bytes()
+    with path_lock(str(path)):  # another run holds it
+        with pytest.raises(_share.ShareError) as err:
+            converge_file(str(path), [{"tag": "t", "source": str(tmp_path)}], Settings(lock_timeout=0.2), host)
+    msg = str(err.value)
+    assert msg.startswith("another run holds the lock ") and f"for {path} for more than 0 s" in msg
+    assert msg.endswith(f"; {path} was not changed")
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["d.xml"]
