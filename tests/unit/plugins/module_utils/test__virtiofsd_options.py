@@ -188,6 +188,7 @@ def test_gating_messages_name_both_versions():
     ]
     p = problems_of({"cache": "metadata"}, (1, 7, 2))
     assert "cache=metadata (--cache=metadata) was added in virtiofsd 1.8.0, the installed virtiofsd is 1.7.2" in p[0]
+    assert p[0].endswith("; upgrade virtiofsd or choose another value")
     p = problems_of({"inode_file_handles": "prefer"}, (1, 1, 0))
     assert "was added in virtiofsd 1.2.0, the installed virtiofsd is 1.1.0" in p[0]
     p = problems_of({"seccomp": "log"}, V100)
@@ -215,6 +216,7 @@ def test_value_boundaries():
 def test_uid_map_repeat_needs_1110():
     p = problems_of({"uid_map": [":0:0:1:", ":1:1:1:"]}, V1100)
     assert "may only be given once before virtiofsd 1.11.0" in p[0] and "1.10.0" in p[0]
+    assert p[0].endswith("; use one entry or upgrade virtiofsd")
     assert validate_values({"uid_map": [":0:0:1:", ":1:1:1:"]}, V1111) == []
     assert validate_values({"translate_uid": ["map:0:1:1", "forbid-guest:5:2"]}, V1132) == []
 
@@ -234,9 +236,11 @@ def test_uid_map_repeat_needs_1110():
         ({"xattrmap": "a\nb"}, "not a valid xattrmap"),
         ({"thread_pool_size": -1}, "must be >= 0"),
         ({"rlimit_nofile": "many"}, "must be an integer"),
-        ({"cache": "none"}, "not a valid cache"),
+        ({"cache": "none"}, "'none' is not a valid cache; choose one of"),
         ({"sandbox": "off"}, "not a valid sandbox"),
-        ({"nope": True}, "unknown option"),
+        ({"nope": True}, "options.nope: unknown option"),
+        ({"xattr": "yes"}, "options.xattr: xattr must be true or false, got 'yes'"),
+        ({"thread_pool_size": 2 ** 64}, "options.thread_pool_size: thread_pool_size is too large, got 18446744073709551616"),
     ],
 )
 def test_bad_values(values, needle):
@@ -268,6 +272,7 @@ def test_help_set_check():
 def test_conflicts(values, needle):
     p = problems_of(values, V1132)
     assert len(p) == 1 and needle in p[0] and "conflicts with" in p[0]
+    assert p[0].endswith("; remove one of them")
 
 
 def test_no_conflict_when_off():
@@ -305,29 +310,31 @@ def test_extra_args_forms():
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--fd=3"], "--fd is refused"),
+        (["--fd=3"], "--fd is refused: libvirt passes the listening socket with --fd"),
         (["--socket-path=/x"], "--socket-path is refused: libvirt passes the socket with --fd"),
         (["--socket", "/x"], "--socket is refused"),
-        (["--shared-dir", "/srv"], "--shared-dir is refused"),
-        (["--tag=x"], "--tag is refused"),
+        (["--shared-dir", "/srv"], "--shared-dir is refused: libvirt passes the shared directory from <source dir=...>"),
+        (["--tag=x"], "--tag is refused: libvirt/QEMU set the tag from <target dir=...>; --tag crashes QEMU 7.1-8.0"),
         (["--socket-group=kvm"], "--socket-group is refused"),
-        (["-o", "cache=none"], "-o is refused"),
+        (["-o", "cache=none"], "-o is refused: -o is libvirt's compat option list; it overrides every separate option"),
         (["-osource=/srv"], "-o is refused"),
-        (["--print-capabilities"], "--print-capabilities is refused"),
-        (["--help"], "--help is refused"),
+        (["--print-capabilities"], "--print-capabilities is refused: libvirt probes --print-capabilities itself"),
+        (["--help"], "--help is refused: not a daemon option"),
         (["--version"], "--version is refused"),
         (["-V"], "-V is refused"),
-        (["-d"], "use log_level: debug"),
-        (["--uid=1000"], "no --uid option"),
+        (["-d"], "-d is refused: deprecated alias; use log_level: debug"),
+        (["-f"], "-f is refused: deprecated no-op flag of the C daemon; remove it"),
+        (["--uid=1000"], "virtiofsd has no --uid option; use uid_map (user namespace) or translate_uid (in-daemon)"),
+        (["--daemonize"], "--daemonize is a C virtiofsd option; the Rust daemon always runs in the foreground under libvirt"),
         (["--cach=never"], "unknown virtiofsd option --cach (did you mean --cache?)"),
         (["--bogus"], "unknown virtiofsd option --bogus"),
-        (["--inode-file-handles", "prefer"], "needs '='"),
-        (["--xattr=yes"], "takes no value"),
+        (["--inode-file-handles", "prefer"], "--inode-file-handles needs '=' (--inode-file-handles=VALUE); virtiofsd rejects a separate value (rc 2)"),
+        (["--xattr=yes"], "--xattr takes no value; write it as --xattr"),
         (["--cache"], "needs a value"),
-        (["never"], "not an option"),
-        ([""], "empty string"),
+        (["never"], "extra_args 'never': not an option (values go into the same item as --flag=value)"),
+        ([""], "extra_args contains an empty string; remove it"),
         (["--thread-pool-size=x"], "must be an integer"),
-        (["--cache=never", "--cache=always"], "already set by extra_args '--cache=never'"),
+        (["--cache=never", "--cache=always"], "cache is already set by extra_args '--cache=never'; give each option once"),
         (["--killpriv-v2", "--no-killpriv-v2"], "killpriv_v2 is already set"),
     ],
 )
@@ -351,6 +358,12 @@ def test_merge_refuses_the_same_key_twice():
         merge_values({"cache": "always"}, extra, origins)
     values = merge_values({"cache": None, "xattr": True}, extra, origins)[0]
     assert values == {"cache": "never", "xattr": True}
+
+
+def test_merge_refuses_an_unknown_option_and_names_the_known_ones():
+    with pytest.raises(OptionsError) as err:
+        merge_values({"cahce": "never"}, {}, {})
+    assert err.value.problems[0].startswith("options.cahce: unknown option; known: allow_direct_io, allow_mmap, ")
 
 
 # --- the module's argument spec and documentation agree with the table -------------------------
