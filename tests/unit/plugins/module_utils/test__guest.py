@@ -155,5 +155,9 @@ def test_guest_report_names_findmnt_failures(tmp_path):
     args = ([], str(tmp_path / "none"), "Linux", "6.1", "systemd")
     with pytest.raises(GuestInfoError, match="findmnt not found on this guest: install util-linux"):
         guest_report(*args, None, lambda argv: (0, "", ""))
-    with pytest.raises(GuestInfoError, match=r"findmnt --json .* failed \(rc 2\): bad"):
+    with pytest.raises(GuestInfoError) as err:
         guest_report(*args, "/bin/findmnt", lambda argv: (2, "", "bad\n"))
+    assert str(err.value) == "findmnt --json --list --output TARGET,SOURCE,FSTYPE,OPTIONS failed (rc 2): bad"
+    with pytest.raises(GuestInfoError) as err:  # without stderr the output is named
+        guest_report(*args, "/bin/findmnt", lambda argv: (3, "partial\n", ""))
+    assert str(err.value) == "findmnt --json --list --output TARGET,SOURCE,FSTYPE,OPTIONS failed (rc 3): partial"
