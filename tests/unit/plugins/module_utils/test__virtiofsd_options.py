@@ -390,3 +390,14 @@ def test_argument_spec_matches_documentation():
         for value, added in OPTIONS[key].choices:
             if added != OPTIONS[key].added:
                 assert vo.vstr(added) in text, (key, value)
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"modcaps": "sys_admin"},
+     "options.modcaps: 'sys_admin' is not a valid modcaps; expected a ':'-separated list of +capability / -capability"),
+    ({"xattrmap": "a\nb"},
+     "options.xattrmap: 'a\\nb' is not a valid xattrmap; expected a non-empty rule string without NUL or newline"),
+])
+def test_bad_strings_name_the_expected_form(values, expected):
+    p = problems_of(values, V1132)
+    assert len(p) == 1 and p[0].startswith(expected), p
