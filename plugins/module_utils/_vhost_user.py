@@ -7,7 +7,8 @@ Private module_utils: other collections must not import it.
 
 Plain Python, no Ansible and no libvirt imports. Used by ``share_info`` (through
 ``vhost_user_fs_descriptor``) and by the ``virtiofsd`` module (``_install``: the
-report of every descriptor, the registration and the masks), so both name the same daemon.
+report of every descriptor), so both name the same daemon. The ``virtiofsd`` module's own
+descriptor and masks (:class:`Registration`) are written here too, at the end of this file.
 
 libvirt's rules, read in libvirt's source (github.com/libvirt/libvirt, commit ``71b19c4f``,
 the 9.x code the lab runs; the same rules hold in the older 6.x copy of the file):
