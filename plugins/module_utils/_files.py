@@ -11,6 +11,7 @@ Plain Python, no Ansible imports.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 import typing as t
@@ -155,3 +156,17 @@ def write_atomic(
 def is_leftover(name: str) -> bool:
     """True for a temporary file :func:`write_atomic` left behind (a process killed mid-write)."""
     return name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX)
+
+
+def remove_file(path: str) -> bool:
+    """Unlink ``path``; ``False`` when it did not exist."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def render_json(data: t.Any) -> str:
+    """The JSON text of the files this collection writes (sorted keys, indent 2, final newline)."""
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"

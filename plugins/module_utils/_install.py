@@ -1,7 +1,7 @@
 # Copyright (c) virtiofs.libvirt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Installing the Rust virtiofsd: archives, checksums, manifest, cargo builds, vhost-user files.
+"""Installing the Rust virtiofsd: the request, the plan and its outcome, the manifest.
 
 Private module_utils: other collections must not import it.
 
@@ -16,6 +16,10 @@ Layout of an installation made by this code::
     <vhost_user_dir>/<NN>-virtiofsd-rust.json optional vhost-user descriptor (tagged as ours)
     <vhost_user_dir>/<name>.json              optional empty masks of legacy C descriptors
 
+The parts live next to it: ``_archive`` (checksums, archive members, safe extraction),
+``_download`` (https fetches), ``_cargo`` (cargo builds), ``_vhost_user`` (the descriptor
+lookup and the registration), ``_install_error`` (:class:`InstallError`).
+
 The manifest makes repeated runs free of network access: when the binary's sha256 still
 matches the manifest and the manifest was written for the same request, nothing is
 downloaded or built.
@@ -23,20 +27,19 @@ downloaded or built.
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import json
 import os
-import posixpath
-import re
 import shutil
 import stat
-import tarfile
 import tempfile
 import typing as t
-import zipfile
 from dataclasses import dataclass, field
 
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._archive import extract_member, normalize_member, parse_checksum, sha256_file
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._cargo import LIBRARY_DIRS, build_virtiofsd
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._download import check_url, download
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import remove_file, render_json
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._install_error import InstallError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import problem as path_problem
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import (
     VersionError,
@@ -48,21 +51,19 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import (
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import (
     CONF_DIR,
-    MANAGED_TAG,
+    DEFAULT_VHOST_USER_PRIORITY,
     MANAGER,
-    MASKS_TAG_PREFIX,
     SYSTEM_DIRS,
     Descriptor,
+    Registration,
     lookup,
-    read_descriptor,
-    scan_vhost_user,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
     DaemonInfo,
     VirtiofsdError,
+    check_daemon,
     probe_daemon,
     probe_version,
-    rust_daemon_problem,
 )
 
 DEFAULT_INSTALL_DIR = "/opt/virtiofsd-rust"
@@ -84,270 +85,12 @@ PACKAGE_BINARY_PATHS = (
     "/usr/bin/virtiofsd",
 )
 
-# The descriptor this module writes: <vhost_user_dir>/<NN>-virtiofsd-rust.json. The lookup
-# rules (directories, precedence, masks, order) are in _vhost_user.
-DEFAULT_VHOST_USER_PRIORITY = 40
-DESCRIPTOR_SUFFIX = "-virtiofsd-rust.json"
-
-BUILD_PACKAGES = {
-    "debian": ("libseccomp-dev", "libcap-ng-dev", "cargo"),
-    "redhat": ("libseccomp-devel", "libcap-ng-devel", "cargo"),
-}
-# Libraries virtiofsd links against; the unversioned .so comes with the -dev/-devel package.
-BUILD_LIBRARIES = {"libseccomp": "libseccomp.so", "libcap-ng": "libcap-ng.so"}
-LIBRARY_DIRS = (
-    "/usr/lib",
-    "/usr/lib64",
-    "/lib",
-    "/lib64",
-    "/usr/local/lib",
-    "/usr/local/lib64",
-    "/usr/lib/*-linux-gnu*",
-    "/lib/*-linux-gnu*",
-)
-CARGO_OPT_DIRS = ("~/.cargo/bin", "/root/.cargo/bin", "/usr/local/cargo/bin")
-CARGO_SOURCE_NAME = "virtiofs-libvirt-offline"
-CARGO_OUTPUT_TAIL = 40
-
 #: The ways to install (the module's ``method`` choices).
 METHODS = ("package", "url", "source")
-
-ARCHIVE_ZIP = "zip"
-ARCHIVE_TAR = "tar"
-ARCHIVE_BINARY = "binary"
-
-_CHUNK = 1 << 16
-_MAX_MEMBER_SIZE = 1 << 30
-_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+#: The module's ``state`` choices.
+STATES = ("present", "absent")
 
 RunCallable = t.Callable[..., t.Tuple[int, str, str]]
-
-
-class InstallError(Exception):
-    """A failure that leaves the system unchanged; the message names the problem and the fix."""
-
-
-# ---------------------------------------------------------------------------- checksums
-
-def parse_checksum(text: str) -> str:
-    """Parse ``sha256:<64 hex digits>`` into the lower-case hex digest."""
-    value = (text or "").strip()
-    algo, sep, digest = value.partition(":")
-    if not sep:
-        raise InstallError(
-            f"checksum {text!r} has no algorithm prefix: write it as sha256:<64 hex digits>"
-        )
-    if algo.strip().lower() != "sha256":
-        raise InstallError(
-            f"checksum algorithm {algo!r} is not supported: only sha256 is (sha256:<64 hex digits>)"
-        )
-    digest = digest.strip()
-    if not _SHA256_RE.match(digest):
-        raise InstallError(
-            f"checksum {text!r} is not a sha256 digest: expected sha256: followed by 64 hex digits"
-        )
-    return digest.lower()
-
-
-def sha256_file(path: str) -> t.Optional[str]:
-    """Hex sha256 of a file, or ``None`` when it does not exist."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(_CHUNK), b""):
-                h.update(chunk)
-    except FileNotFoundError:
-        return None
-    return h.hexdigest()
-
-
-def verify_checksum(path: str, checksum: str, what: t.Optional[str] = None) -> str:
-    """Compare a file with ``sha256:<hex>``; return the digest or raise :class:`InstallError`."""
-    wanted = parse_checksum(checksum)
-    actual = sha256_file(path)
-    if actual != wanted:
-        raise InstallError(
-            f"checksum mismatch for {what or path}: expected sha256:{wanted}, got sha256:{actual}; "
-            "nothing was installed (check the url or update checksum)"
-        )
-    return actual
-
-
-# ---------------------------------------------------------------------------- archives
-
-def detect_archive(path: str) -> str:
-    """``zip``, ``tar`` (plain, gzip, xz, bzip2) or ``binary`` (an ELF file), by content."""
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if head.startswith(b"\x7fELF"):
-        return ARCHIVE_BINARY
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return ARCHIVE_ZIP
-    if head.startswith((b"\x1f\x8b", b"\xfd7zXZ\x00", b"BZh")) or head[257:262] == b"ustar":
-        return ARCHIVE_TAR
-    raise InstallError(
-        f"{path} is neither a zip, a tar(.gz/.xz/.bz2) archive nor an ELF binary "
-        f"(first bytes {head[:8]!r}); check the url"
-    )
-
-
-def normalize_member(name: str) -> str:
-    """``./a//b/`` -> ``a/b``; archive member names compare after this."""
-    name = (name or "").replace("\\", "/").strip()
-    while name.startswith("./"):
-        name = name[2:]
-    name = name.lstrip("/")
-    return posixpath.normpath(name) if name else ""
-
-
-def _member_hint(names: t.List[str], member: str) -> str:
-    base = posixpath.basename(member)
-    cands = [n for n in names if posixpath.basename(n) == base] or names
-    shown = ", ".join(sorted(cands)[:15]) or "(no files)"
-    more = f" and {len(cands) - 15} more" if len(cands) > 15 else ""
-    return f"it contains: {shown}{more}"
-
-
-def _copy_stream(src: t.BinaryIO, dest_path: str, limit: int = _MAX_MEMBER_SIZE) -> None:
-    total = 0
-    with open(dest_path, "wb") as out:
-        for chunk in iter(lambda: src.read(_CHUNK), b""):
-            total += len(chunk)
-            if total > limit:
-                raise InstallError(f"archive member is larger than {limit} bytes; refusing to extract it")
-            out.write(chunk)
-
-
-def extract_member(archive_path: str, member: str, dest_path: str) -> str:
-    """Write ``member`` of a zip/tar archive (or a bare ELF binary) to ``dest_path``.
-
-    Returns the archive kind. Raises :class:`InstallError` naming the members that exist
-    when ``member`` is missing, and for links or other non-regular members.
-    """
-    kind = detect_archive(archive_path)
-    if kind == ARCHIVE_BINARY:
-        with open(archive_path, "rb") as src:
-            _copy_stream(src, dest_path)
-        return kind
-    want = normalize_member(member)
-    if not want or want.startswith("../"):
-        raise InstallError(f"member {member!r} is not a relative path inside the archive")
-    try:
-        if kind == ARCHIVE_ZIP:
-            with zipfile.ZipFile(archive_path) as zf:
-                infos = [i for i in zf.infolist() if normalize_member(i.filename) == want]
-                if not infos:
-                    names = [normalize_member(i.filename) for i in zf.infolist() if not i.is_dir()]
-                    raise InstallError(
-                        f"member {member!r} not found in the zip archive; {_member_hint(names, want)} "
-                        "(set member to the path of the virtiofsd binary inside the archive)"
-                    )
-                info = infos[-1]
-                mode = (info.external_attr >> 16) & 0o170000
-                if info.is_dir() or (mode and mode != stat.S_IFREG):
-                    raise InstallError(f"member {member!r} of the zip archive is not a regular file")
-                with zf.open(info) as src:
-                    _copy_stream(src, dest_path)
-        else:
-            with tarfile.open(archive_path, "r:*") as tf:
-                found = [m for m in tf.getmembers() if normalize_member(m.name) == want]
-                if not found:
-                    names = [normalize_member(m.name) for m in tf.getmembers() if m.isfile()]
-                    raise InstallError(
-                        f"member {member!r} not found in the tar archive; {_member_hint(names, want)} "
-                        "(set member to the path of the virtiofsd binary inside the archive)"
-                    )
-                info = found[-1]
-                if not info.isfile():
-                    raise InstallError(
-                        f"member {member!r} of the tar archive is not a regular file "
-                        f"({'a link' if info.issym() or info.islnk() else 'type ' + repr(info.type)})"
-                    )
-                src = tf.extractfile(info)
-                if src is None:  # pragma: no cover - isfile() members always have data
-                    raise InstallError(f"member {member!r} of the tar archive has no data")
-                with src:
-                    _copy_stream(src, dest_path)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
-        raise InstallError(f"cannot read archive {archive_path}: {exc}") from None
-    return kind
-
-
-def safe_extract_tar(archive_path: str, dest_dir: str) -> None:
-    """Extract a source tarball, refusing absolute paths, ``..`` and links leaving ``dest_dir``."""
-    try:
-        with tarfile.open(archive_path, "r:*") as tf:
-            members = tf.getmembers()
-            for m in members:
-                name = normalize_member(m.name)
-                if m.name.startswith("/") or name == ".." or name.startswith("../"):
-                    raise InstallError(f"source archive member {m.name!r} points outside the archive")
-                if m.issym() or m.islnk():
-                    target = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.linkname))
-                    if m.islnk():
-                        target = normalize_member(m.linkname)
-                    if m.linkname.startswith("/") or target == ".." or target.startswith("../"):
-                        raise InstallError(f"source archive link {m.name!r} points outside the archive")
-                elif not (m.isfile() or m.isdir()):
-                    raise InstallError(f"source archive member {m.name!r} is not a file or directory")
-            if hasattr(tarfile, "data_filter"):
-                tf.extractall(dest_dir, members=members, filter="data")
-            else:  # pragma: no cover - Python without the extraction filters backport
-                tf.extractall(dest_dir, members=members)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise InstallError(f"cannot extract source archive {archive_path}: {exc}") from None
-
-
-# ---------------------------------------------------------------------------- downloads
-
-def check_url(url: str, allow_http: bool) -> None:
-    """Only https, or http when explicitly allowed."""
-    scheme = (url or "").split(":", 1)[0].lower() if ":" in (url or "") else ""
-    if scheme == "https":
-        return
-    if scheme == "http":
-        if allow_http:
-            return
-        raise InstallError(
-            f"url {url!r} uses plain http: use https, or set allow_http=true to accept an "
-            "unencrypted download (the checksum still protects the content)"
-        )
-    raise InstallError(f"url {url!r} must start with https:// (or http:// with allow_http=true)")
-
-
-def download(fetch: t.Callable[[str], t.Tuple[t.Any, t.Dict[str, t.Any]]], url: str, dest_path: str,
-             allow_http: bool = False) -> str:
-    """Download ``url`` to ``dest_path`` with ``fetch`` (``fetch_url``-shaped); return its sha256."""
-    check_url(url, allow_http)
-    try:
-        resp, info = fetch(url)
-    except Exception as exc:  # fetch_url raises only on programming errors, be safe anyway
-        raise InstallError(f"download of {url} failed: {exc}") from None
-    status = info.get("status")
-    if resp is None or status != 200:
-        raise InstallError(
-            f"download of {url} failed: HTTP status {status}: {info.get('msg', 'no message')}; "
-            "nothing was installed"
-        )
-    final = info.get("url") or url
-    if final != url:
-        try:
-            check_url(final, allow_http)
-        except InstallError as exc:
-            raise InstallError(f"download of {url} was redirected to {final}: {exc}") from None
-    h = hashlib.sha256()
-    try:
-        with open(dest_path, "wb") as out:
-            for chunk in iter(lambda: resp.read(_CHUNK), b""):
-                h.update(chunk)
-                out.write(chunk)
-    except OSError as exc:
-        raise InstallError(f"download of {url} failed while reading: {exc}") from None
-    finally:
-        close = getattr(resp, "close", None)
-        if close:
-            close()
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------- manifest
@@ -366,10 +109,6 @@ def read_manifest(install_dir: str) -> t.Optional[t.Dict[str, t.Any]]:
     if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
         return None
     return data
-
-
-def render_json(data: t.Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def build_manifest(path: str, info: DaemonInfo, sha256: str, request: "Request",
@@ -426,161 +165,30 @@ def probe(path: str, run: RunCallable) -> DaemonInfo:
         raise InstallError(str(exc)) from None
 
 
-# ---------------------------------------------------------------------------- cargo
+# ---------------------------------------------------------------------------- package method
 
-def render_cargo_config(registry_dir: str) -> str:
-    """``.cargo/config.toml`` replacing crates.io with a local directory source, offline."""
-    # json.dumps gives a valid TOML basic string (same escapes).
-    return (
-        "[source.crates-io]\n"
-        f'replace-with = "{CARGO_SOURCE_NAME}"\n\n'
-        f"[source.{CARGO_SOURCE_NAME}]\n"
-        f"directory = {json.dumps(registry_dir)}\n\n"
-        "[net]\n"
-        "offline = true\n"
-    )
+#: Debian releases up to this one ship only the legacy C virtiofsd (docs/reference.md B.3).
+DEBIAN_LAST_WITHOUT_RUST_PACKAGE = 12
 
 
-def read_cargo_package(cargo_toml: str) -> t.Tuple[t.Optional[str], t.Optional[str]]:
-    """``(name, version)`` from the ``[package]`` table of a Cargo.toml text."""
-    name = version = None
-    section = None
-    for raw in cargo_toml.splitlines():
-        line = raw.strip()
-        if line.startswith("["):
-            section = line.strip("[] \t")
-            continue
-        if section != "package":
-            continue
-        m = re.match(r'^(name|version)\s*=\s*"([^"]*)"', line)
-        if m:
-            if m.group(1) == "name":
-                name = m.group(2)
-            else:
-                version = m.group(2)
-    return name, version
+def package_hint(os_family: t.Optional[str], distribution_major_version: t.Optional[str]) -> str:
+    """What to do when method=package finds no Rust virtiofsd, from Ansible's facts.
 
-
-def find_source_root(directory: str) -> str:
-    """``directory`` itself when it has a Cargo.toml, else its single top-level subdirectory."""
-    if os.path.isfile(os.path.join(directory, "Cargo.toml")):
-        return directory
-    subdirs = [os.path.join(directory, d) for d in sorted(os.listdir(directory))
-               if os.path.isdir(os.path.join(directory, d))]
-    roots = [d for d in subdirs if os.path.isfile(os.path.join(d, "Cargo.toml"))]
-    if len(roots) == 1:
-        return roots[0]
-    raise InstallError(
-        f"no Cargo.toml at the top of {directory} or in exactly one subdirectory of it; "
-        "source_dir/source_archive must hold the virtiofsd crate"
-    )
-
-
-def registry_crates(registry_dir: str, name: str = "virtiofsd") -> t.Dict[str, str]:
-    """``{version: directory}`` of crate ``name`` in a directory source (``name-X.Y.Z``)."""
-    found = {}
-    for path in glob.glob(os.path.join(glob.escape(registry_dir), f"{name}-*")):
-        ver = os.path.basename(path)[len(name) + 1:]
-        if re.match(r"^\d+\.\d+\.\d+", ver) and os.path.isfile(os.path.join(path, "Cargo.toml")):
-            found[ver] = path
-    return found
-
-
-def newest(versions: t.Iterable[str]) -> t.Optional[str]:
-    best = None
-    for v in versions:
-        try:
-            key = parse_version(v)
-        except VersionError:
-            continue
-        if best is None or key > best[0]:
-            best = (key, v)
-    return best[1] if best else None
-
-
-def output_tail(*texts: str, lines: int = CARGO_OUTPUT_TAIL) -> str:
-    combined = "\n".join(x.rstrip() for x in texts if x and x.strip())
-    return "\n".join(combined.splitlines()[-lines:])
-
-
-def find_library(soname: str, lib_dirs: t.Sequence[str] = LIBRARY_DIRS) -> t.Optional[str]:
-    for pattern in lib_dirs:
-        for d in sorted(glob.glob(pattern)):
-            for cand in (soname, soname[:-3] + ".a"):
-                p = os.path.join(d, cand)
-                if os.path.exists(p):
-                    return p
-    return None
-
-
-def missing_build_deps(cargo: t.Optional[str], lib_dirs: t.Sequence[str] = LIBRARY_DIRS) -> t.List[str]:
-    """Names of what is missing to build virtiofsd: ``cargo``, ``libseccomp``, ``libcap-ng``."""
-    missing = [] if cargo else ["cargo"]
-    for lib, soname in BUILD_LIBRARIES.items():
-        if find_library(soname, lib_dirs) is None:
-            missing.append(lib)
-    return missing
-
-
-def os_family(os_release_text: str) -> t.Optional[str]:
-    """``debian`` / ``redhat`` / ``None`` from the text of /etc/os-release."""
-    values = {}
-    for line in (os_release_text or "").splitlines():
-        k, sep, v = line.partition("=")
-        if sep:
-            values[k.strip()] = v.strip().strip('"').strip("'")
-    ids = [values.get("ID", "")] + values.get("ID_LIKE", "").split()
-    for i in ids:
-        if i in ("debian", "ubuntu"):
-            return "debian"
-        if i in ("rhel", "fedora", "centos", "rocky", "almalinux"):
-            return "redhat"
-    return None
-
-
-def debian_major(os_release_text: str) -> t.Optional[int]:
-    values = dict(
-        (k.strip(), v.strip().strip('"'))
-        for k, sep, v in (line.partition("=") for line in (os_release_text or "").splitlines()) if sep
-    )
-    if values.get("ID") != "debian":
-        return None
-    m = re.match(r"^(\d+)", values.get("VERSION_ID", ""))
-    return int(m.group(1)) if m else None
-
-
-def build_deps_message(missing: t.Sequence[str], family: t.Optional[str]) -> str:
-    families = [family] if family in BUILD_PACKAGES else ["debian", "redhat"]
-    pkgs = "; ".join(
-        f"{'Debian/Ubuntu' if f == 'debian' else 'Fedora/RHEL'}: {' '.join(BUILD_PACKAGES[f])}"
-        for f in families
-    )
-    return (
-        f"cannot build virtiofsd from source: missing {', '.join(missing)}. Install the build "
-        f"dependencies first ({pkgs}), e.g. with ansible.builtin.package, or set cargo_path"
-    )
-
-
-_LINK_ERROR_RE = re.compile(r"cannot find -l(seccomp|cap-ng)|unable to find library -l(seccomp|cap-ng)")
-
-
-# ---------------------------------------------------------------------------- vhost-user
-
-def descriptor_name(priority: int) -> str:
-    return f"{int(priority):02d}{DESCRIPTOR_SUFFIX}"
-
-
-def render_descriptor(binary: str, features: t.Sequence[str], masks: t.Sequence[str]) -> str:
-    """A vhost-user descriptor for ``binary``; ``tags`` (free-form in QEMU's schema) mark it
-    as ours and record the masks it owns."""
-    tags = [MANAGED_TAG] + [f"{MASKS_TAG_PREFIX}{m}" for m in sorted(masks)]
-    return render_json({
-        "description": f"Rust virtiofsd (managed by {MANAGER})",
-        "type": "fs",
-        "binary": binary,
-        "features": list(features),
-        "tags": tags,
-    })
+    Raises :class:`InstallError` when a fact is missing: the hint depends on them.
+    """
+    if not os_family or not distribution_major_version:
+        missing = [name for name, value in (("os_family", os_family),
+                                            ("distribution_major_version", distribution_major_version)) if not value]
+        raise InstallError(
+            f"method=package needs the options os_family and distribution_major_version to say what to do "
+            f"(missing: {', '.join(missing)}): gather facts (ansible.builtin.setup) and pass "
+            "ansible_facts['os_family'] and ansible_facts['distribution_major_version'], or pass them yourself"
+        )
+    major = distribution_major_version.split(".", 1)[0]
+    if os_family == "Debian" and major.isdigit() and int(major) <= DEBIAN_LAST_WITHOUT_RUST_PACKAGE:
+        return f"(Debian {major} has none: use method url or source)"
+    return ("(install the distribution's virtiofsd package first, e.g. with "
+            "ansible.builtin.package name=virtiofsd, or use method url or source)")
 
 
 # ---------------------------------------------------------------------------- the request
@@ -690,6 +298,9 @@ class Host:
     * ``set_attrs(path, mode) -> changed`` (owner/group root and mode, check-mode aware)
     * ``get_bin_path(name, opt_dirs) -> path or None``
     * ``warn(msg)``
+
+    ``os_family`` and ``distribution_major_version`` are Ansible's facts of the same names
+    (``Debian``, ``12``); ``None`` when the play did not gather or pass them.
     """
 
     run: RunCallable
@@ -700,7 +311,8 @@ class Host:
     warn: t.Callable[[str], None]
     tmpdir: str
     check_mode: bool = False
-    os_release: str = ""
+    os_family: t.Optional[str] = None
+    distribution_major_version: t.Optional[str] = None
     euid: int = 0
     package_paths: t.Sequence[str] = PACKAGE_BINARY_PATHS
     vhost_user_system_dirs: t.Sequence[str] = SYSTEM_DIRS
@@ -717,6 +329,8 @@ class Outcome:
     version: t.Optional[str] = None
     descriptor: t.Optional[str] = None
     masks: t.List[str] = field(default_factory=list)
+    #: the daemon binary is installed or replaced in this run (would be, in check mode)
+    binary_changed: bool = False
 
     def act(self, text: str) -> None:
         self.changed = True
@@ -737,14 +351,6 @@ def _write_file_atomic(host: Host, path: str, content: str, mode: int) -> None:
     host.set_attrs(path, mode)
 
 
-def _remove(path: str) -> bool:
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
-
-
 class Installer:
     """Present/absent logic of the ``virtiofsd`` module."""
 
@@ -762,9 +368,8 @@ class Installer:
 
     def check_daemon(self, info: DaemonInfo, what: str) -> None:
         """Refuse anything but a Rust virtiofsd satisfying the requested version."""
-        problem = rust_daemon_problem(info, what, self.req.version)
-        if problem:
-            raise InstallError(f"{problem}; nothing was installed (install the Rust virtiofsd: fix the url/source or the version)")
+        check_daemon(info, what, self.req.version, error=InstallError,
+                     fix="; nothing was installed (install the Rust virtiofsd: fix the url/source or the version)")
 
     def quick_version(self, path: str) -> t.Optional[DaemonInfo]:
         """``--version`` only (cheap), cached; ``None`` when it does not run."""
@@ -853,16 +458,13 @@ class Installer:
                 raise InstallError(f"{untrusted}. Nothing was changed.")
             return self.probe(path)
         found = f"; found: {', '.join(seen)}" if seen else ""
-        major = debian_major(self.host.os_release)
-        if major is not None and major <= 12:
-            hint = f"(Debian {major} has none: use method url or source)"
-        else:
-            hint = ("(install the distribution's virtiofsd package first, e.g. with "
-                    "ansible.builtin.package name=virtiofsd, or use method url or source)")
         wanted = f" satisfying {self.req.version}" if self.req.version else ""
-        raise InstallError(
-            f"no Rust virtiofsd package found{wanted} (looked at {', '.join(self.host.package_paths)}){found} {hint}"
-        )
+        what = f"no Rust virtiofsd package found{wanted} (looked at {', '.join(self.host.package_paths)}){found}"
+        try:
+            hint = package_hint(self.host.os_family, self.host.distribution_major_version)
+        except InstallError as exc:
+            raise InstallError(f"{what}; {exc}") from None
+        raise InstallError(f"{what} {hint}")
 
     # -------------------------------------------------------------- identity
     def identity(self) -> t.Dict[str, t.Any]:
@@ -945,6 +547,7 @@ class Installer:
             return
         source = r.url if r.method == "url" else self._describe_source()
         out.act(f"install virtiofsd into {path} from {source} ({reason})")
+        out.binary_changed = True
         if self.host.check_mode:
             out.version = r.exact_version()
             return
@@ -1015,178 +618,36 @@ class Installer:
             extract_member(archive, r.member, staged)
             return sha
         finally:
-            _remove(archive)
+            remove_file(archive)
 
     def _stage_from_source(self, staged: str) -> t.Optional[str]:
-        r = self.req
-        cargo = r.cargo_path or self.host.get_bin_path(
-            "cargo", [os.path.expanduser(d) for d in CARGO_OPT_DIRS])
-        missing = missing_build_deps(cargo, self.host.lib_dirs)
-        family = os_family(self.host.os_release)
-        if missing:
-            raise InstallError(build_deps_message(missing, family))
-        build = tempfile.mkdtemp(dir=self.host.tmpdir, prefix="virtiofsd-build-")
-        try:
-            archive_sha = None
-            src = None
-            if r.source_dir:
-                src = find_source_root(r.source_dir)
-            elif r.source_archive:
-                if r.checksum:
-                    archive_sha = verify_checksum(r.source_archive, r.checksum, f"source_archive {r.source_archive}")
-                else:
-                    archive_sha = sha256_file(r.source_archive)
-                unpack = os.path.join(build, "unpack")
-                os.mkdir(unpack)
-                safe_extract_tar(r.source_archive, unpack)
-                src = find_source_root(unpack)
-            elif r.cargo_registry_dir:
-                crates = registry_crates(r.cargo_registry_dir)
-                ver = format_version(parse_version(r.crate_version)) if r.crate_version else newest(crates)
-                if not ver or ver not in crates:
-                    have = ", ".join(sorted(crates)) or "none"
-                    raise InstallError(
-                        f"crate virtiofsd {r.crate_version or ''} not found in cargo_registry_dir "
-                        f"{r.cargo_registry_dir} (virtiofsd versions there: {have}); set crate_version "
-                        "to one of them or give source_dir/source_archive"
-                    )
-                src = crates[ver]
-            env = {"CARGO_TARGET_DIR": os.path.join(build, "target")}
-            if src is None:
-                # Online: cargo fetches the crate from crates.io.
-                root = os.path.join(build, "root")
-                argv = [t.cast(str, cargo), "install", "virtiofsd", "--root", root, "--locked"]
-                if r.crate_version:
-                    argv += ["--version", f"={format_version(parse_version(r.crate_version))}"]
-                cwd = build
-                built = os.path.join(root, "bin", "virtiofsd")
-            else:
-                with open(os.path.join(src, "Cargo.toml"), encoding="utf-8") as f:
-                    name, ver = read_cargo_package(f.read())
-                if name != "virtiofsd":
-                    raise InstallError(f"{src}/Cargo.toml is crate {name!r}, not virtiofsd")
-                if r.crate_version and ver != format_version(parse_version(r.crate_version)):
-                    raise InstallError(
-                        f"{src} holds virtiofsd {ver}, not crate_version {r.crate_version}"
-                    )
-                if r.version and ver and not satisfies(parse_version(ver), r.version):
-                    raise InstallError(f"{src} holds virtiofsd {ver}, which does not satisfy version {r.version!r}")
-                cwd = os.path.join(build, "src")
-                shutil.copytree(src, cwd, symlinks=True,
-                                ignore=shutil.ignore_patterns("target", ".git"))
-                argv = [t.cast(str, cargo), "build", "--release"]
-                if r.cargo_registry_dir:
-                    os.makedirs(os.path.join(cwd, ".cargo"), exist_ok=True)
-                    with open(os.path.join(cwd, ".cargo", "config.toml"), "w", encoding="utf-8") as f:
-                        f.write(render_cargo_config(os.path.abspath(r.cargo_registry_dir)))
-                    # The directory source rarely holds exactly the locked versions.
-                    _remove(os.path.join(cwd, "Cargo.lock"))
-                    env["CARGO_HOME"] = os.path.join(build, "cargo-home")
-                    argv.append("--offline")
-                built = os.path.join(build, "target", "release", "virtiofsd")
-            rc, stdout, stderr = self.host.run(argv, cwd=cwd, environ_update=env)
-            if rc != 0:
-                tail = output_tail(stdout, stderr)
-                m = _LINK_ERROR_RE.search(tail)
-                if m:
-                    lib = "libseccomp" if "seccomp" in m.group(0) else "libcap-ng"
-                    raise InstallError(f"{build_deps_message([lib], family)}. cargo output (tail):\n{tail}")
-                raise InstallError(
-                    f"cargo build of virtiofsd failed (rc {rc}); nothing was installed. "
-                    f"Command: {' '.join(argv)}. cargo output (last {CARGO_OUTPUT_TAIL} lines):\n{tail}"
-                )
-            if not os.path.isfile(built):
-                raise InstallError(f"cargo succeeded but {built} does not exist")
-            shutil.copyfile(built, staged)
-            return archive_sha
-        finally:
-            shutil.rmtree(build, ignore_errors=True)
+        return build_virtiofsd(self.req, self.host, staged)
 
     # -------------------------------------------------------------- vhost-user
-    def managed_descriptors(self, binaries: t.Optional[t.Sequence[str]] = None) -> t.List[Descriptor]:
-        found = []
-        for d in scan_vhost_user([self.req.vhost_user_dir]):
-            if d.managed and (binaries is None or d.binary in binaries):
-                found.append(d)
-        return found
+    def registration(self) -> Registration:
+        """The vhost-user registration in ``vhost_user_dir`` (``_vhost_user``), with this host's callables."""
+        def is_legacy_c(binary: str) -> bool:
+            info = self.quick_version(binary)
+            return info is not None and info.is_c
 
-    def wanted_masks(self, previous: t.Sequence[str]) -> t.List[str]:
-        """Names of legacy C descriptors (in lower-priority dirs) to mask in vhost_user_dir."""
-        masks = []
-        for d in scan_vhost_user([x for x in self.host.vhost_user_system_dirs if x != self.req.vhost_user_dir]):
-            if d.empty or d.type != "fs" or not d.binary or not os.path.exists(d.binary):
-                continue
-            info = self.quick_version(d.binary)
-            if info is None or not info.is_c:
-                continue
-            target = os.path.join(self.req.vhost_user_dir, d.name)
-            if os.path.exists(target):
-                mine = d.name in previous and os.path.getsize(target) == 0
-                if not mine:
-                    if os.path.getsize(target) != 0:
-                        self.host.warn(f"{target} overrides {d.path}; not masking it")
-                    continue
-            masks.append(d.name)
-        return sorted(set(masks))
+        return Registration(
+            vhost_user_dir=self.req.vhost_user_dir,
+            system_dirs=self.host.vhost_user_system_dirs,
+            check_mode=self.host.check_mode,
+            is_legacy_c=is_legacy_c,
+            write=lambda path, content, mode: _write_file_atomic(self.host, path, content, mode),
+            set_attrs=self.host.set_attrs,
+            warn=self.host.warn,
+        )
+
+    def managed_descriptors(self, binaries: t.Optional[t.Sequence[str]] = None) -> t.List[Descriptor]:
+        return self.registration().managed_descriptors(binaries)
 
     def ensure_vhost_user(self, out: Outcome) -> None:
         r = self.req
-        path = t.cast(str, out.path)
-        mine = self.managed_descriptors([path])
-        previous_masks = sorted({m for d in mine for m in d.masks})
-        if not r.register_vhost_user:
-            self._unregister(out, mine)
-            return
-        name = descriptor_name(r.vhost_user_priority)
-        target = os.path.join(r.vhost_user_dir, name)
-        out.descriptor = target
-        masks = self.wanted_masks(previous_masks) if r.mask_legacy else []
-        out.masks = masks
         features = out.info.features if out.info is not None else None
-        # Our descriptors under another priority (or for another binary of ours) go away.
-        for d in mine:
-            if d.path != target:
-                out.act(f"remove vhost-user descriptor {d.path}")
-                if not self.host.check_mode:
-                    _remove(d.path)
-        for m in previous_masks:
-            if m not in masks:
-                self._remove_mask(out, m)
-        if not self.host.check_mode and not os.path.isdir(r.vhost_user_dir):
-            os.makedirs(r.vhost_user_dir, mode=0o755)
-        for m in masks:
-            mpath = os.path.join(r.vhost_user_dir, m)
-            if not os.path.exists(mpath):
-                out.act(f"mask legacy vhost-user descriptor {m} with an empty {mpath}")
-                if not self.host.check_mode:
-                    _write_file_atomic(self.host, mpath, "", 0o644)
-        current = read_descriptor(target) if os.path.exists(target) else None
-        if features is None:
-            if current is None or current.binary != path:
-                out.act(f"write vhost-user descriptor {target} -> {path}")
-            return
-        content = render_descriptor(path, features, masks)
-        if current is None or current.data != json.loads(content):
-            out.act(f"write vhost-user descriptor {target} -> {path}")
-            if not self.host.check_mode:
-                _write_file_atomic(self.host, target, content, 0o644)
-        elif self.host.set_attrs(target, 0o644):
-            out.act(f"set owner root and mode 0644 on {target}")
-
-    def _remove_mask(self, out: Outcome, name: str) -> None:
-        mpath = os.path.join(self.req.vhost_user_dir, name)
-        if os.path.exists(mpath) and os.path.getsize(mpath) == 0:
-            out.act(f"remove mask {mpath}")
-            if not self.host.check_mode:
-                _remove(mpath)
-
-    def _unregister(self, out: Outcome, descriptors: t.Sequence[Descriptor]) -> None:
-        for d in descriptors:
-            for m in d.masks:
-                self._remove_mask(out, m)
-            out.act(f"remove vhost-user descriptor {d.path}")
-            if not self.host.check_mode:
-                _remove(d.path)
+        out.descriptor, out.masks = self.registration().ensure(
+            out.act, t.cast(str, out.path), features, r.register_vhost_user, r.vhost_user_priority, r.mask_legacy)
 
     # -------------------------------------------------------------- absent
     def absent(self) -> t.Dict[str, t.Any]:
@@ -1197,15 +658,15 @@ class Installer:
         binaries = [r.path]
         if r.method == "package":
             binaries += list(self.host.package_paths)
-        self._unregister(out, self.managed_descriptors(binaries))
+        self.registration().unregister(out.act, self.managed_descriptors(binaries))
         manifest = read_manifest(r.install_dir)
         if manifest is not None:
             if os.path.lexists(r.path):
                 out.act(f"remove {r.path}")
             out.act(f"remove {manifest_path(r.install_dir)}")
             if not self.host.check_mode:
-                _remove(r.path)
-                _remove(manifest_path(r.install_dir))
+                remove_file(r.path)
+                remove_file(manifest_path(r.install_dir))
                 if manifest.get("created_install_dir"):
                     try:
                         os.rmdir(r.install_dir)
@@ -1253,6 +714,7 @@ class Installer:
         info = out.info
         return {
             "changed": out.changed,
+            "binary_changed": out.binary_changed,
             "actions": out.actions,
             "path": out.path,
             "version": info.version_string if info is not None else out.version,

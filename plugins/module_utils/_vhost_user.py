@@ -7,7 +7,8 @@ Private module_utils: other collections must not import it.
 
 Plain Python, no Ansible and no libvirt imports. Used by ``share_info`` (through
 ``vhost_user_fs_descriptor``) and by the ``virtiofsd`` module (``_install``: the
-report of every descriptor, the registration and the masks), so both name the same daemon.
+report of every descriptor), so both name the same daemon. The ``virtiofsd`` module's own
+descriptor and masks (:class:`Registration`) are written here too, at the end of this file.
 
 libvirt's rules, read in libvirt's source (github.com/libvirt/libvirt, commit ``71b19c4f``,
 the 9.x code the lab runs; the same rules hold in the older 6.x copy of the file):
@@ -63,6 +64,8 @@ import stat
 import typing as t
 from dataclasses import dataclass, field
 
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import remove_file, render_json
+
 DATA_DIR = "/usr/share/qemu/vhost-user"
 CONF_DIR = "/etc/qemu/vhost-user"
 #: The directories of a system (privileged) daemon, lowest priority first.
@@ -83,6 +86,10 @@ NO_DAEMON = "Unable to find a satisfying virtiofsd"
 MANAGER = "virtiofs.libvirt.virtiofsd"
 MANAGED_TAG = f"managed-by={MANAGER}"
 MASKS_TAG_PREFIX = "masks="
+
+#: The descriptor the ``virtiofsd`` module writes: ``<vhost_user_dir>/<NN>-virtiofsd-rust.json``.
+DEFAULT_VHOST_USER_PRIORITY = 40
+DESCRIPTOR_SUFFIX = "-virtiofsd-rust.json"
 
 #: ``probe(binary)`` returns ``None`` when ``binary --print-capabilities`` works, else why not.
 ProbeCallable = t.Callable[[str], t.Optional[str]]
@@ -310,3 +317,131 @@ def vhost_user_fs_descriptor(dirs: t.Sequence[str] = SYSTEM_DIRS) -> t.Optional[
     if found is None or found.binary is None:
         return None
     return {"descriptor": found.path, "binary": found.binary, "description": found.description}
+
+
+# ---------------------------------------------------------------------------- registration
+# The ``virtiofsd`` module's own descriptor and the masks it owns (``register_vhost_user``,
+# ``mask_legacy``).
+
+def descriptor_name(priority: int) -> str:
+    return f"{int(priority):02d}{DESCRIPTOR_SUFFIX}"
+
+
+def render_descriptor(binary: str, features: t.Sequence[str], masks: t.Sequence[str]) -> str:
+    """A vhost-user descriptor for ``binary``; ``tags`` (free-form in QEMU's schema) mark it
+    as ours and record the masks it owns."""
+    tags = [MANAGED_TAG] + [f"{MASKS_TAG_PREFIX}{m}" for m in sorted(masks)]
+    return render_json({
+        "description": f"Rust virtiofsd (managed by {MANAGER})",
+        "type": "fs",
+        "binary": binary,
+        "features": list(features),
+        "tags": tags,
+    })
+
+
+#: ``act(text)`` records one change (and marks the run changed).
+ActCallable = t.Callable[[str], None]
+
+
+@dataclass
+class Registration:
+    """Our descriptor and masks in ``vhost_user_dir``; what touches the system comes in as callables.
+
+    * ``is_legacy_c(binary) -> bool``: the binary runs and is the legacy C virtiofsd
+    * ``write(path, content, mode)``: replace a file atomically (root-owned)
+    * ``set_attrs(path, mode) -> changed``: owner/group root and mode, check-mode aware
+    * ``warn(msg)``
+    """
+
+    vhost_user_dir: str
+    system_dirs: t.Sequence[str]
+    check_mode: bool
+    is_legacy_c: t.Callable[[str], bool]
+    write: t.Callable[[str, str, int], None]
+    set_attrs: t.Callable[[str, int], bool]
+    warn: t.Callable[[str], None]
+
+    def managed_descriptors(self, binaries: t.Optional[t.Sequence[str]] = None) -> t.List[Descriptor]:
+        found = []
+        for d in scan_vhost_user([self.vhost_user_dir]):
+            if d.managed and (binaries is None or d.binary in binaries):
+                found.append(d)
+        return found
+
+    def wanted_masks(self, previous: t.Sequence[str]) -> t.List[str]:
+        """Names of legacy C descriptors (in lower-priority dirs) to mask in vhost_user_dir."""
+        masks = []
+        for d in scan_vhost_user([x for x in self.system_dirs if x != self.vhost_user_dir]):
+            if d.empty or d.type != "fs" or not d.binary or not os.path.exists(d.binary):
+                continue
+            if not self.is_legacy_c(d.binary):
+                continue
+            target = os.path.join(self.vhost_user_dir, d.name)
+            if os.path.exists(target):
+                mine = d.name in previous and os.path.getsize(target) == 0
+                if not mine:
+                    if os.path.getsize(target) != 0:
+                        self.warn(f"{target} overrides {d.path}; not masking it")
+                    continue
+            masks.append(d.name)
+        return sorted(set(masks))
+
+    def ensure(self, act: ActCallable, path: str, features: t.Optional[t.Sequence[str]], register: bool,
+               priority: int, mask_legacy: bool) -> t.Tuple[t.Optional[str], t.List[str]]:
+        """Register ``path`` (or unregister it when ``register`` is false); ``features`` is
+        ``None`` when the daemon's capabilities are not known (check mode before an install).
+        Returns ``(descriptor, masks)``."""
+        mine = self.managed_descriptors([path])
+        previous_masks = sorted({m for d in mine for m in d.masks})
+        if not register:
+            self.unregister(act, mine)
+            return None, []
+        name = descriptor_name(priority)
+        target = os.path.join(self.vhost_user_dir, name)
+        masks = self.wanted_masks(previous_masks) if mask_legacy else []
+        # Our descriptors under another priority (or for another binary of ours) go away.
+        for d in mine:
+            if d.path != target:
+                act(f"remove vhost-user descriptor {d.path}")
+                if not self.check_mode:
+                    remove_file(d.path)
+        for m in previous_masks:
+            if m not in masks:
+                self.remove_mask(act, m)
+        if not self.check_mode and not os.path.isdir(self.vhost_user_dir):
+            os.makedirs(self.vhost_user_dir, mode=0o755)
+        for m in masks:
+            mpath = os.path.join(self.vhost_user_dir, m)
+            if not os.path.exists(mpath):
+                act(f"mask legacy vhost-user descriptor {m} with an empty {mpath}")
+                if not self.check_mode:
+                    self.write(mpath, "", 0o644)
+        current = read_descriptor(target) if os.path.exists(target) else None
+        if features is None:
+            if current is None or current.binary != path:
+                act(f"write vhost-user descriptor {target} -> {path}")
+            return target, masks
+        content = render_descriptor(path, features, masks)
+        if current is None or current.data != json.loads(content):
+            act(f"write vhost-user descriptor {target} -> {path}")
+            if not self.check_mode:
+                self.write(target, content, 0o644)
+        elif self.set_attrs(target, 0o644):
+            act(f"set owner root and mode 0644 on {target}")
+        return target, masks
+
+    def remove_mask(self, act: ActCallable, name: str) -> None:
+        mpath = os.path.join(self.vhost_user_dir, name)
+        if os.path.exists(mpath) and os.path.getsize(mpath) == 0:
+            act(f"remove mask {mpath}")
+            if not self.check_mode:
+                remove_file(mpath)
+
+    def unregister(self, act: ActCallable, descriptors: t.Sequence[Descriptor]) -> None:
+        for d in descriptors:
+            for m in d.masks:
+                self.remove_mask(act, m)
+            act(f"remove vhost-user descriptor {d.path}")
+            if not self.check_mode:
+                remove_file(d.path)

@@ -18,7 +18,8 @@ Public API (stable):
 * :class:`DaemonInfo` / :func:`probe_daemon` -- run all three and bundle the facts.
 * :func:`probe_version` / :func:`probe_capabilities` -- run one probe (used by self-tests).
 * :func:`rust_daemon_problem` -- why a probed binary is not the Rust daemon the collection
-  installs and wraps (the one rule for the virtiofsd and virtiofsd_wrapper modules).
+  installs and wraps (the one rule for the virtiofsd and virtiofsd_wrapper modules);
+  :func:`check_daemon` raises it with the caller's fix.
 * :func:`short_output` -- a command's output cut for an error message.
 """
 
@@ -211,6 +212,18 @@ def rust_daemon_problem(info: DaemonInfo, what: str, version: t.Optional[str] = 
     if version and not satisfies(info.version, version):
         return f"{what} is virtiofsd {info.version_string}, which does not satisfy version {version!r}"
     return None
+
+
+def check_daemon(info: DaemonInfo, what: str, version: t.Optional[str] = None, *, fix: str = "",
+                 error: t.Type[Exception] = VirtiofsdError) -> None:
+    """Refuse anything but a Rust virtiofsd (satisfying ``version``): raise ``error`` with the
+    :func:`rust_daemon_problem` message followed by ``fix`` (what the caller's user should do).
+
+    The one check both the installer (``_install``) and the wrapper (``_wrapper``) use.
+    """
+    problem = rust_daemon_problem(info, what, version)
+    if problem:
+        raise error(f"{problem}{fix}")
 
 
 def _run(run: RunCallable, argv: t.List[str]) -> t.Tuple[int, str, str]:

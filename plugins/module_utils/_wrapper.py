@@ -26,6 +26,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import Wri
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import UntrustedPathError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import check as check_root_only
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import check_daemon as check_rust_daemon
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
     DaemonInfo,
     RunCallable,
@@ -33,7 +34,6 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import
     parse_capabilities,
     parse_version_output,
     probe_daemon,
-    rust_daemon_problem,
     short_output,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import (
@@ -118,10 +118,8 @@ def check_paths(path: str, binary: str) -> None:
 
 
 def check_daemon(info: DaemonInfo) -> None:
-    """Refuse anything but the Rust virtiofsd (the rule is :func:`rust_daemon_problem`)."""
-    problem = rust_daemon_problem(info, f"binary {info.path}")
-    if problem:
-        raise WrapperError(f"{problem}. Install the Rust virtiofsd and point binary at it")
+    """Refuse anything but the Rust virtiofsd (the one check is :func:`_virtiofsd.check_daemon`)."""
+    check_rust_daemon(info, f"binary {info.path}", fix=". Install the Rust virtiofsd and point binary at it", error=WrapperError)
 
 
 def _comment(text: str) -> str:

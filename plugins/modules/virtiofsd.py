@@ -184,6 +184,21 @@ options:
         only for tests or a QEMU built with another configuration directory.
     type: path
     default: /etc/qemu/vhost-user
+  os_family:
+    description:
+      - The managed host's OS family as Ansible's facts name it (C(ansible_facts['os_family']), for example V(Debian)
+        or V(RedHat)).
+      - With O(method=package), when no Rust package binary is found, it and O(distribution_major_version) choose the
+        advice in the error (Debian 12 and older have no Rust package); the module then fails asking for both when
+        either is missing, so gather facts or pass them.
+      - With O(method=source), it picks the build dependency packages named when some are missing (both families
+        when not given).
+    type: str
+  distribution_major_version:
+    description:
+      - The managed host's distribution major version as Ansible's facts name it
+        (C(ansible_facts['distribution_major_version']), for example V(12)). See O(os_family).
+    type: str
 notes:
   - Needs root (C(become=true)) to install; files are owned by root.
   - Check mode and repeated runs execute the installed binary (C(--version), C(--help),
@@ -225,6 +240,8 @@ EXAMPLES = r"""
         version: ">=1.11.1"
         register_vhost_user: true
         mask_legacy: true
+        os_family: "{{ ansible_facts['os_family'] }}"
+        distribution_major_version: "{{ ansible_facts['distribution_major_version'] }}"
       register: virtiofsd
   become: true
 
@@ -239,6 +256,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+binary_changed:
+  description:
+    - Whether the daemon binary was installed or replaced in this run (in check mode, whether it would be).
+    - V(false) for O(method=package), for O(state=absent), and when only modes or vhost-user files changed.
+  returned: always
+  type: bool
+  sample: true
 path:
   description: Path of the daemon (installed, found, or that would be installed in check mode).
   returned: always
@@ -389,30 +413,20 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._install import (
     DEFAULT_BINARY_NAME,
     DEFAULT_INSTALL_DIR,
     DEFAULT_MEMBER,
-    DEFAULT_VHOST_USER_PRIORITY,
     METHODS,
+    STATES,
     Host,
     InstallError,
     Installer,
     Request,
 )
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import CONF_DIR
-
-
-def _read_os_release():
-    for path in ("/etc/os-release", "/usr/lib/os-release"):
-        try:
-            with open(path, encoding="utf-8") as f:
-                return f.read()
-        except OSError:
-            continue
-    return ""
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import CONF_DIR, DEFAULT_VHOST_USER_PRIORITY
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+            state=dict(type="str", choices=list(STATES), default="present"),
             method=dict(type="str", choices=list(METHODS)),
             version=dict(type="str"),
             url=dict(type="str"),
@@ -433,6 +447,8 @@ def main():
             vhost_user_priority=dict(type="int", default=DEFAULT_VHOST_USER_PRIORITY),
             mask_legacy=dict(type="bool", default=False),
             vhost_user_dir=dict(type="path", default=CONF_DIR),
+            os_family=dict(type="str"),
+            distribution_major_version=dict(type="str"),
         ),
         required_if=[
             ("state", "present", ["method"]),
@@ -478,7 +494,8 @@ def main():
         warn=module.warn,
         tmpdir=module.tmpdir,
         check_mode=module.check_mode,
-        os_release=_read_os_release(),
+        os_family=p["os_family"],
+        distribution_major_version=p["distribution_major_version"],
         euid=os.geteuid(),
     )
     installer = Installer(request, host)

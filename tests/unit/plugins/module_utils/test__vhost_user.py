@@ -13,6 +13,7 @@ import pytest
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils import _install as I
 from ansible_collections.virtiofs.libvirt.plugins.module_utils import _vhost_user as V
+from install_world import legacy_world, rust_script
 
 
 def fs(binary: str, **extra) -> str:
@@ -57,7 +58,7 @@ def test_effective_descriptors_follow_libvirt_rules(tmp_path):
     assert eff["by_path"][str(share / "50-qemu-virtiofsd.json")] == {"masked_by": str(etc / "50-qemu-virtiofsd.json")}
 
     (etc / "50-virtiofsd.json").write_text(json.dumps({"type": "fs", "binary": "/etc/override"}))
-    (etc / "40-virtiofsd-rust.json").write_text(I.render_descriptor("/opt/v/virtiofsd", [], []))
+    (etc / "40-virtiofsd-rust.json").write_text(V.render_descriptor("/opt/v/virtiofsd", [], []))
     descs = V.scan_vhost_user(dirs)
     eff = V.effective_descriptors(descs, dirs)
     assert eff["selected"].binary == "/opt/v/virtiofsd"
@@ -266,9 +267,109 @@ def test_share_info_and_installer_name_the_same_daemon(tree, tmp_path):
 
 def test_managed_tags_round_trip(tmp_path):
     path = tmp_path / "40-virtiofsd-rust.json"
-    path.write_text(I.render_descriptor("/opt/v/virtiofsd", ["migrate-precopy"], ["50-b.json", "50-a.json"]))
+    path.write_text(V.render_descriptor("/opt/v/virtiofsd", ["migrate-precopy"], ["50-b.json", "50-a.json"]))
     desc = V.read_descriptor(str(path))
     assert desc.managed is True
     assert desc.masks == ["50-a.json", "50-b.json"]
     assert desc.description == "Rust virtiofsd (managed by virtiofs.libvirt.virtiofsd)"
     assert V.read_descriptor(str(Path(tmp_path / "missing.json"))).error == "cannot stat: No such file or directory"
+
+
+# ------------------------------------------------------------------------------- vhost-user
+
+def test_descriptor_rendering_and_tags():
+    text = V.render_descriptor("/opt/v/virtiofsd", ["migrate-precopy"], ["50-qemu-virtiofsd.json"])
+    data = json.loads(text)
+    assert data["type"] == "fs"
+    assert data["binary"] == "/opt/v/virtiofsd"
+    assert data["features"] == ["migrate-precopy"]
+    assert V.descriptor_name(40) == "40-virtiofsd-rust.json"
+    assert V.descriptor_name(5) == "05-virtiofsd-rust.json"
+
+
+# ------------------------------------------------------------------------------- vhost-user registration
+
+def test_legacy_daemon_reported(lab):
+    c_bin = legacy_world(lab)
+    url, checksum = lab.publish_zip("v.zip", rust_script())
+    res = lab.run(method="url", url=url, checksum=checksum)
+    assert res["legacy_daemons"] == [{
+        "path": str(c_bin),
+        "realpath": str(c_bin),
+        "version": "7.2.22",
+        "version_raw": "virtiofsd version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)",
+        "descriptors": [str(lab.share / "50-qemu-virtiofsd.json")],
+    }]
+    (desc,) = res["vhost_user_descriptors"]
+    assert desc["implementation"] == "c"
+    assert desc["selected"] is True
+    assert desc["binary"] == str(c_bin)
+
+
+def test_register_and_mask_then_unregister(lab):
+    legacy_world(lab)
+    url, checksum = lab.publish_zip("v.zip", rust_script())
+    kw = dict(method="url", url=url, checksum=checksum, register_vhost_user=True, mask_legacy=True)
+
+    res = lab.run(check_mode=True, **kw)
+    assert res["changed"] is True
+    assert not lab.etc.exists()
+
+    res = lab.run(**kw)
+    target = lab.etc / "40-virtiofsd-rust.json"
+    assert res["vhost_user_descriptor"] == str(target)
+    data = json.loads(target.read_text())
+    assert data["binary"] == str(lab.binary)
+    assert data["type"] == "fs"
+    assert data["features"] == ["migrate-precopy", "separate-options"]
+    mask = lab.etc / "50-qemu-virtiofsd.json"
+    assert mask.exists() and mask.stat().st_size == 0
+    assert res["masked"] == ["50-qemu-virtiofsd.json"]
+    by_file = {d["file"]: d for d in res["vhost_user_descriptors"]}
+    assert by_file[str(target)]["selected"] is True
+    assert by_file[str(target)]["implementation"] == "rust"
+    assert by_file[str(lab.share / "50-qemu-virtiofsd.json")]["masked_by"] == str(mask)
+
+    res = lab.run(**kw)
+    assert res["changed"] is False, res["actions"]
+    assert len(lab.server.requests) == 1
+
+    # new priority: the old descriptor moves, the mask stays
+    res = lab.run(vhost_user_priority=10, **kw)
+    assert res["changed"] is True
+    assert not target.exists()
+    assert (lab.etc / "10-virtiofsd-rust.json").exists()
+    assert mask.exists()
+
+    # masking switched off: our mask goes
+    res = lab.run(**dict(kw, mask_legacy=False, vhost_user_priority=10))
+    assert not mask.exists()
+    assert "masks=" not in (lab.etc / "10-virtiofsd-rust.json").read_text()
+
+    res = lab.run(**dict(kw, vhost_user_priority=10))
+    assert mask.exists()
+    res = lab.run(state="absent")
+    assert res["changed"] is True
+    assert sorted(os.listdir(lab.etc)) == []
+    assert (lab.share / "50-qemu-virtiofsd.json").exists()
+
+
+def test_admin_mask_is_not_claimed_or_removed(lab):
+    legacy_world(lab)
+    lab.etc.mkdir()
+    admin_mask = lab.etc / "50-qemu-virtiofsd.json"
+    admin_mask.write_text("")
+    url, checksum = lab.publish_zip("v.zip", rust_script())
+    res = lab.run(method="url", url=url, checksum=checksum, register_vhost_user=True, mask_legacy=True)
+    assert res["masked"] == []
+    lab.run(state="absent")
+    assert admin_mask.exists()
+
+
+def test_register_false_removes_our_descriptor(lab):
+    url, checksum = lab.publish_zip("v.zip", rust_script())
+    lab.run(method="url", url=url, checksum=checksum, register_vhost_user=True)
+    assert (lab.etc / "40-virtiofsd-rust.json").exists()
+    res = lab.run(method="url", url=url, checksum=checksum)
+    assert res["changed"] is True
+    assert not (lab.etc / "40-virtiofsd-rust.json").exists()

@@ -18,6 +18,7 @@ import pytest
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
     DaemonInfo,
     VirtiofsdError,
+    check_daemon,
     parse_capabilities,
     parse_help_options,
     parse_version_output,
@@ -267,3 +268,20 @@ def test_probe_capabilities_tolerated(tmp_path):
     assert info.supported_options == {"--shared-dir", "--help"}
     with pytest.raises(VirtiofsdError, match="--print-capabilities failed with rc 2"):
         probe_capabilities(prog, real_run)
+
+
+class _Refused(Exception):
+    pass
+
+
+def test_check_daemon_raises_the_callers_error_with_its_fix():
+    rust = DaemonInfo(path="/opt/v", implementation="rust", version=(1, 13, 2), version_raw="virtiofsd 1.13.2")
+    assert check_daemon(rust, "binary /opt/v", ">=1.11.1", fix=". fix it", error=_Refused) is None
+    with pytest.raises(_Refused) as exc:
+        check_daemon(rust, "binary /opt/v", ">=1.14", fix=". fix it", error=_Refused)
+    assert str(exc.value) == "binary /opt/v is virtiofsd 1.13.2, which does not satisfy version '>=1.14'. fix it"
+    c = DaemonInfo(path="/usr/lib/qemu/virtiofsd", implementation="c", version=(7, 2, 22),
+                   version_raw="virtiofsd version 7.2.22")
+    with pytest.raises(VirtiofsdError) as exc:
+        check_daemon(c, "the daemon")
+    assert str(exc.value).startswith("the daemon is not the Rust virtiofsd: it is the legacy C virtiofsd")

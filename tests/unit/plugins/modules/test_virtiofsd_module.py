@@ -4,18 +4,23 @@
 """The virtiofsd module's own layer: choices and defaults from module_utils, one failure path."""
 from __future__ import annotations
 
+import pytest
+
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._install import (
     DEFAULT_INSTALL_DIR,
-    DEFAULT_VHOST_USER_PRIORITY,
     METHODS,
+    STATES,
 )
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import CONF_DIR
-from module_harness import argument_spec
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import CONF_DIR, DEFAULT_VHOST_USER_PRIORITY
+from module_harness import argument_spec, load
 
 
 def test_spec_uses_the_installer_constants(monkeypatch):
     spec = argument_spec("virtiofsd", monkeypatch)["argument_spec"]
     assert spec["method"]["choices"] == list(METHODS) == ["package", "url", "source"]
+    assert spec["state"]["choices"] == list(STATES) == ["present", "absent"]
+    assert spec["os_family"] == {"type": "str"}
+    assert spec["distribution_major_version"] == {"type": "str"}
     assert spec["install_dir"]["default"] == DEFAULT_INSTALL_DIR
     assert spec["vhost_user_dir"]["default"] == CONF_DIR == "/etc/qemu/vhost-user"
     assert spec["vhost_user_priority"]["default"] == DEFAULT_VHOST_USER_PRIORITY
@@ -35,3 +40,30 @@ def test_installer_errors_fail_the_module_unchanged(run_module, tmp_path):
                                    "install_dir": str(install_dir), "vhost_user_dir": str(tmp_path / "vu")})
     assert res["msg"] == ("url 'http://example.invalid/v.zip' uses plain http: use https, or set allow_http=true to "
                           "accept an unencrypted download (the checksum still protects the content)")
+
+
+def test_facts_options_reach_the_installer(run_module, monkeypatch):
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    class FakeInstaller:
+        def __init__(self, request, host):
+            seen["host"] = host
+            raise Stop()
+
+    monkeypatch.setattr(load("virtiofsd"), "Installer", FakeInstaller)
+    with pytest.raises(Stop):
+        run_module("virtiofsd", {"method": "package", "os_family": "Debian", "distribution_major_version": "12"})
+    assert (seen["host"].os_family, seen["host"].distribution_major_version) == ("Debian", "12")
+    with pytest.raises(Stop):
+        run_module("virtiofsd", {"method": "package"})
+    assert (seen["host"].os_family, seen["host"].distribution_major_version) == (None, None)
+
+
+def test_result_has_binary_changed(run_module, tmp_path):
+    res = run_module("virtiofsd", {"state": "absent", "install_dir": str(tmp_path / "opt"),
+                                   "vhost_user_dir": str(tmp_path / "vu")})
+    assert res["changed"] is False
+    assert res["binary_changed"] is False
