@@ -14,8 +14,8 @@ description:
     R(virtiofs.libvirt.guest,ansible_collections.virtiofs.libvirt.guest_role) (C(ansible_failed_result), a looped
     result or a single one) and returns each failed mount with its share, the error on one line and whether the tag is
     not offered to the guest.
-  - A tag is not offered when the kernel lists its tags and this one is not among them, or when the kernel logged
-    C(virtio-fs: tag <TAG> not found) while mounting (more often in O(dmesg_after) than in O(dmesg_before)).
+  - "A tag is not offered when the kernel lists its tags and this one is not among them, or when the kernel logged
+    C(virtio-fs: tag <TAG> not found) while mounting (more often in O(dmesg_after) than in O(dmesg_before))."
 options:
   _input:
     description: The failed result.
