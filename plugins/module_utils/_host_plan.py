@@ -223,9 +223,9 @@ def install_errors(params: t.Mapping[str, t.Any]) -> t.List[str]:
         if not params.get("virtiofs_host_virtiofsd_checksum"):
             errors.append("virtiofs_host_virtiofsd_method=url needs virtiofs_host_virtiofsd_checksum"
                           " (sha256:<hex> of the archive you reviewed)")
-    if present and method == "source" and not (params.get("virtiofs_host_virtiofsd_source_dir")
-                                                or params.get("virtiofs_host_virtiofsd_source_archive")
-                                                or params.get("virtiofs_host_virtiofsd_crate_version")):
+    source_given = (params.get("virtiofs_host_virtiofsd_source_dir") or params.get("virtiofs_host_virtiofsd_source_archive")
+                    or params.get("virtiofs_host_virtiofsd_crate_version"))
+    if present and method == "source" and not source_given:
         errors.append("virtiofs_host_virtiofsd_method=source needs virtiofs_host_virtiofsd_source_dir,"
                       " virtiofs_host_virtiofsd_source_archive or virtiofs_host_virtiofsd_crate_version")
     return errors

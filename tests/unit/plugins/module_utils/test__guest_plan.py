@@ -20,13 +20,14 @@ def mount(entry, **kw):
 
 
 W = 'virtiofs_guest_mounts[0] (tag "t", path "/m")'
+NO_TAG = 'virtiofs_guest_mounts[0] (tag "", path "/m"): tag is missing or empty; set it to the <target dir> of the share in the domain XML'
 
 
 @pytest.mark.parametrize("entry,expected", [
     ("str", ["virtiofs_guest_mounts[0]: must be a dict with at least tag and path, got str"]),
     (5, ["virtiofs_guest_mounts[0]: must be a dict with at least tag and path, got 5"]),
-    ({"path": "/m"}, ['virtiofs_guest_mounts[0] (tag "", path "/m"): tag is missing or empty; set it to the <target dir> of the share in the domain XML']),
-    ({"tag": None, "path": "/m"}, ['virtiofs_guest_mounts[0] (tag "", path "/m"): tag is missing or empty; set it to the <target dir> of the share in the domain XML']),
+    ({"path": "/m"}, [NO_TAG]),
+    ({"tag": None, "path": "/m"}, [NO_TAG]),
     ({"tag": 0, "path": "/mnt/zero"},
      ['virtiofs_guest_mounts[0] (tag 0, path "/mnt/zero"): tag must be a string, got int 0: quote it in YAML (here and in the domain XML)']),
     ({"tag": "t" * 37, "path": "/m"},
