@@ -34,7 +34,7 @@ def test_plan_from_tagged_values():
     assert result["failure"] == ["virtiofs.libvirt.host: bad virtiofs_host_shares:",
                                  "virtiofs_host_shares[1] (domain \"a\", tag \"12\"): share '12': queue_size must be an integer >= 1, got 0"]
     assert result["shares"][0]["module"] == {"tag": "t", "source": "/s", "binary_path": "/w.sh"}
-    assert type(result["shares"][0]["module"]["tag"]) is str
+    assert result["shares"][0]["module"]["tag"].__class__ is str
     assert result["wrapper_paths"] == ["/w.sh"]
 
 
