@@ -38,27 +38,11 @@ _value:
   type: str
 """
 
-import re
-from collections.abc import Mapping
-
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import DomainXMLError, ShareSpec
-
-_INT_KEYS = ("thread_pool_size", "openfiles", "queue_size")
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._host_plan import share_error
 
 
 def _share_error(share):
-    if not isinstance(share, Mapping):
-        return f"a share must be a dict (tag, source, ...), got {share!r}"
-    params = dict(share)
-    for key in _INT_KEYS:  # the module's argument spec converts "4" to 4; so does this
-        value = params.get(key)
-        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-            params[key] = int(value)
-    try:
-        ShareSpec.from_params(params).validate()
-    except DomainXMLError as exc:
-        return str(exc)
-    return ""
+    return share_error(share)
 
 
 class FilterModule:

@@ -1,0 +1,164 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The decisions of the role ``virtiofs.libvirt.guest``, in plain Python.
+
+Private module_utils: other collections must not import it.
+
+No Ansible imports: the filters ``guest_plan``, ``guest_refusals`` and ``guest_mount_failures``
+hand the role's variables and results to these functions.
+
+- :func:`guest_plan`: the role's input, checked and normalised (every problem at once).
+- :func:`refusals`: what the role refuses on the guest before the first change (from the
+  shares as ``guest_info`` joined them, see ``_guest.join``).
+- :func:`mount_failures`: failed mounts, told apart into tags the guest is not offered and
+  other errors.
+
+The choices of the role's ``meta/argument_specs.yml`` are enforced there, not here.
+Unit-tested in tests/unit/plugins/module_utils/test__guest_plan.py.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import typing as t
+from collections.abc import Mapping
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import tag_error
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._host_plan import quoted, text, to_bool
+
+FAILURE_HEADING = "virtiofs.libvirt.guest: invalid input, nothing was changed:"
+
+DAX_HINT = ("DAX needs a DAX window that QEMU with the Rust virtiofsd does not provide, so the mount would fail with EINVAL;"
+            " remove it from options")
+
+# The states that write the fstab line and need the tag to be valid.
+WRITING_STATES = ("mounted", "present")
+
+_CONTEXT_OPTION_RE = re.compile(r"^(context|fscontext|defcontext|rootcontext)=")
+
+
+def _path_error(path: str, earlier: t.Sequence[str]) -> t.Optional[str]:
+    if path == "":
+        return "path is missing; set the absolute mount point, e.g. /mnt/share"
+    if not path.startswith("/"):
+        return f"path must be absolute, e.g. /{path}"
+    if re.search(r"[\s\\&#]", path):
+        return "path must not contain whitespace, backslash, & or # (fstab escaping); choose a plain path"
+    if path != posixpath.normpath(path) or path.startswith("//"):
+        return f"path is not normalised; write {re.sub('^/+', '/', posixpath.normpath(path))} instead"
+    if path == "/":
+        return "path / cannot be the mount point of a share; use a directory such as /mnt/share"
+    if path in earlier:
+        return "path is used by an earlier entry; each mount point may appear only once"
+    return None
+
+
+def guest_plan(mounts: t.Any, default_options: t.Any = "defaults,nofail", default_mode: t.Any = "0755") -> t.Dict[str, t.Any]:
+    """``virtiofs_guest_mounts`` checked and normalised. Returns errors (one line per problem),
+    failure (the message the role fails with, or None) and mounts: tag, path, state, options
+    (the fstab field, with nofail, x-systemd.automount and context= as asked), automount,
+    owner, group and mode of each entry."""
+    errors: t.List[str] = []
+    out: t.List[t.Dict[str, t.Any]] = []
+    paths: t.List[str] = []
+    for index, mount in enumerate(mounts or []):
+        where = f"virtiofs_guest_mounts[{index}]"
+        if not isinstance(mount, Mapping):
+            errors.append(f"{where}: must be a dict with at least tag and path, got {mount}")
+            continue
+        # A tag that is not a string (tag: 0, tag: 12) is not "missing": tag_error says to quote it.
+        tag = "" if mount.get("tag") is None else mount["tag"]
+        path = text(mount.get("path"))
+        where = f"{where} (tag {quoted(tag)}, path {quoted(path)})"
+        state = text(mount.get("state"), "mounted")
+        if isinstance(tag, str) and tag == "":
+            errors.append(f"{where}: tag is missing or empty; set it to the <target dir> of the share in the domain XML")
+        else:
+            problem = tag_error(tag, strict=state in WRITING_STATES)
+            if problem:
+                errors.append(f"{where}: {problem} (here and in the domain XML)")
+        problem = _path_error(path, paths)
+        if problem:
+            errors.append(f"{where}: {problem}")
+        paths.append(path)
+        raw_opts = text(mount.get("options"), default_options)
+        opts = [o.strip() for o in raw_opts.split(",") if o.strip() != ""]
+        dax = [o for o in opts if re.match(r"^dax($|=)", o)]
+        nofail = to_bool(mount.get("nofail", True))
+        automount = to_bool(mount.get("automount", False))
+        context = text(mount.get("selinux_context"))
+        if re.search(r"\s", raw_opts):
+            errors.append(f"{where}: options {quoted(raw_opts)} contain whitespace; separate options with commas only")
+        if dax:
+            errors.append(f"{where}: options {quoted(raw_opts)} contain {dax[0]}: {DAX_HINT}")
+        if context != "" and re.search(r"[\s\"']", context):
+            errors.append(f"{where}: selinux_context must not contain whitespace or quotes, e.g. system_u:object_r:httpd_sys_content_t:s0")
+        if context != "" and any(_CONTEXT_OPTION_RE.match(o) for o in opts):
+            errors.append(f"{where}: selinux_context and a context option in options are both set; keep only one")
+        if not nofail:
+            opts = [o for o in opts if o != "nofail"]
+        elif "nofail" not in opts:
+            opts.append("nofail")
+        if automount and "x-systemd.automount" not in opts:
+            opts.append("x-systemd.automount")
+        if context != "":
+            opts.append(f'context="{context}"')
+        opts = opts or ["defaults"]
+        out.append({
+            "tag": tag,
+            "path": path,
+            "state": state,
+            "options": ",".join(opts),
+            "automount": "x-systemd.automount" in opts,
+            "owner": mount.get("owner"),
+            "group": mount.get("group"),
+            "mode": mount.get("mode") or default_mode,
+        })
+    return {"errors": errors, "failure": [FAILURE_HEADING] + errors if errors else None, "mounts": out}
+
+
+def refusals(shares: t.Sequence[t.Mapping[str, t.Any]], tags: t.Optional[t.Sequence[str]]) -> t.List[str]:
+    """What the role refuses before any change, one sentence each: a non-virtiofs fstab line or
+    mount on a managed path, and (where the kernel lists its tags, ``tags`` is not None) a tag
+    to mount that the guest is not offered. ``shares`` are the shares as ``guest_info`` joined them."""
+    msgs = []
+    for share in shares:
+        lines = [str(e.get("line")) for e in share.get("fstab", []) if e.get("fstype") != "virtiofs"]
+        if share.get("state") in ("mounted", "present", "absent") and lines:
+            msgs.append(f"/etc/fstab already has a line for {share.get('path')} that is not virtiofs ({' | '.join(lines)})."
+                        " This role only manages virtiofs lines: remove that line yourself or choose another path.")
+        foreign = share.get("foreign") or []
+        if foreign:
+            msgs.append(f"{share.get('path')} is a mount point of {', '.join(str(m.get('fstype')) for m in foreign)}"
+                        f" ({', '.join(str(m.get('source')) for m in foreign)}), not of virtiofs."
+                        " Unmount it yourself or choose another path.")
+        if share.get("state") == "mounted" and tags is not None and share.get("tag") not in tags and not share.get("same"):
+            msgs.append(f"tag {share.get('tag')} not offered to this guest: is the share defined and the domain restarted?"
+                        " (the kernel lists the tags of its virtio-fs devices in /sys/fs/virtiofs: "
+                        f"{', '.join(str(x) for x in tags) or 'none'}; a share added to the persistent domain definition"
+                        " only appears after a full shutdown and start of the domain.)")
+    return msgs
+
+
+def mount_failures(failed_result: t.Mapping[str, t.Any], dmesg_before: str, dmesg_after: str,
+                   tags: t.Optional[t.Sequence[str]], share_key: str = "_virtiofs_guest_share") -> t.List[t.Dict[str, t.Any]]:
+    """The failed mounts of ``failed_result`` (a looped task's result, or one task's), each with
+    share (the loop item, ``share_key``), error (the message on one line) and not_offered: the
+    kernel lists its tags and this one is not among them, or it logged
+    ``virtio-fs: tag <TAG> not found`` more often in ``dmesg_after`` than in ``dmesg_before``."""
+    results = failed_result["results"] if "results" in failed_result else [failed_result]
+    out = []
+    for result in results:
+        if not result.get("failed", False):
+            continue
+        share = result.get(share_key, {"tag": "?", "path": "?", "options": "?"})
+        marker = f"virtio-fs: tag <{share.get('tag')}> not found"
+        before, after = (dmesg_before or "").count(marker), (dmesg_after or "").count(marker)
+        out.append({
+            "share": share,
+            "error": re.sub(r"\s+", " ", str(result.get("msg", "unknown error"))).strip(),
+            "not_offered": share_key in result and (after > before or (tags is not None and share.get("tag") not in tags)),
+        })
+    return out

@@ -1,0 +1,321 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The plan of the role ``virtiofs.libvirt.host``, computed once from the role's variables.
+
+Private module_utils: other collections must not import it.
+
+Plain Python (no Ansible imports): the filter ``virtiofs.libvirt.host_plan`` hands it the role
+variables as a dict, the role's task files then read fields of the plan. Every input problem is
+collected, with the entry it is in and the fix, before anything on the host is read or changed.
+The choices the role's ``meta/argument_specs.yml`` declares are enforced there, not here.
+Unit-tested in tests/unit/plugins/module_utils/test__host_plan.py.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import typing as t
+from collections.abc import Mapping
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import DomainXMLError, ShareSpec, tag_error
+
+# The keys of a wrapper profile (virtiofs_host_wrappers.NAME).
+WRAPPER_KEYS = ("path", "options", "extra_args", "state", "backup")
+
+_PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+# Integer options of a share: the share module's argument spec converts "4" to 4, so does share_error.
+_INT_KEYS = ("thread_pool_size", "openfiles", "queue_size")
+
+# Ansible's bool filter: these strings (any case) and 0/1/True/False; anything else is value == 1.
+_TRUE = frozenset(("yes", "on", "true", "1"))
+_FALSE = frozenset(("no", "off", "false", "0"))
+
+
+def to_bool(value: t.Any) -> bool:
+    """What Ansible's ``bool`` filter makes of ``value``."""
+    check = value.lower() if isinstance(value, str) else str(value).lower() if isinstance(value, int) else value
+    try:
+        if check in _TRUE:
+            return True
+        if check in _FALSE:
+            return False
+        return bool(check == 1)
+    except TypeError:
+        return False
+
+
+def text(value: t.Any, fallback: t.Any = "") -> str:
+    """``value`` as text, ``fallback`` when it is missing or empty (Jinja's ``default(x, true) | string``)."""
+    return str(value if value else fallback)
+
+
+def quoted(value: t.Any) -> str:
+    """``value`` in JSON, as the messages quote values (Ansible's ``to_json``)."""
+    return json.dumps(value)
+
+
+def is_list(value: t.Any) -> bool:
+    """A list of values: iterable, and neither text nor a dict."""
+    if isinstance(value, (str, bytes, Mapping)):
+        return False
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
+
+
+def share_error(share: t.Any) -> str:
+    """Why the share module would refuse one entry of its ``shares`` option, or ``""``: the
+    module's own checks (ShareSpec.validate), before any domain is read."""
+    if not isinstance(share, Mapping):
+        return f"a share must be a dict (tag, source, ...), got {share!r}"
+    params = dict(share)
+    for key in _INT_KEYS:
+        value = params.get(key)
+        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+            params[key] = int(value)
+    try:
+        ShareSpec.from_params(params).validate()
+    except DomainXMLError as exc:
+        return str(exc)
+    return ""
+
+
+def _unique(values: t.Iterable[t.Any]) -> t.List[t.Any]:
+    out: t.List[t.Any] = []
+    for value in values:
+        if value not in out:
+            out.append(value)
+    return out
+
+
+def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str,
+                  virtiofsd_state: str) -> t.Tuple[t.List[str], t.List[t.Dict[str, t.Any]]]:
+    """The problems of ``virtiofs_host_wrappers`` and its profiles, normalised: name, path,
+    state (absent for every profile when the daemon is removed), options, extra_args, backup."""
+    if not isinstance(wrappers, Mapping):
+        return [f"virtiofs_host_wrappers must be a dict of profile name -> {{path, options}}, got {wrappers}"], []
+    daemon = f"{install_dir}/{binary_name}"
+    errors: t.List[str] = []
+    out: t.List[t.Dict[str, t.Any]] = []
+    paths: t.List[str] = []
+    for name, profile in wrappers.items():
+        where = f"virtiofs_host_wrappers.{name}"
+        if not _PROFILE_NAME_RE.match(str(name)):
+            errors.append(f"{where}: profile names may only contain letters, digits, . _ -")
+        if not isinstance(profile, Mapping):
+            errors.append(f"{where}: must be a dict with at least path, got {profile}")
+            continue
+        path = text(profile.get("path"))
+        state = "absent" if virtiofsd_state == "absent" else text(profile.get("state"), "present")
+        if path == "":
+            errors.append(f"{where}: path is missing; set the absolute path of the wrapper, e.g. {install_dir}/virtiofsd-{name}.sh")
+        elif not path.startswith("/") or path != posixpath.normpath(path):
+            errors.append(f"{where}: path {quoted(path)} must be an absolute, normalised path")
+        elif path == daemon:
+            errors.append(f"{where}: path {path} is the daemon itself; give the wrapper its own file name, e.g. "
+                          f"{posixpath.dirname(path)}/virtiofsd-{name}.sh")
+        elif path in paths:
+            errors.append(f"{where}: path {path} is used by another profile; each profile needs its own file")
+        paths.append(path)
+        if state not in ("present", "absent"):
+            errors.append(f"{where}: state {quoted(state)} is not present or absent")
+        options = profile.get("options")
+        if options is not None and not isinstance(options, Mapping):
+            errors.append(f"{where}: options must be a dict of virtiofsd options (e.g. {{inode_file_handles: prefer}}), got {options}")
+        extra_args = profile.get("extra_args")
+        if extra_args is not None and not is_list(extra_args):
+            errors.append(f'{where}: extra_args must be a list of arguments, e.g. ["--no-readdirplus"]')
+        unknown = _unique(key for key in profile if key not in WRAPPER_KEYS)
+        if unknown:
+            keys = ", ".join(str(k) for k in unknown)
+            errors.append(f"{where}: unknown keys {keys}; a profile has path, options, extra_args, state and backup")
+        out.append({"name": name, "path": path, "state": state, "options": options or {}, "extra_args": extra_args or [],
+                    "backup": to_bool(profile.get("backup", False))})
+    return errors, out
+
+
+def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], default_wrapper: str,
+                role_share_keys: t.Collection[str], source_owner: t.Any, source_group: t.Any,
+                source_mode: t.Any) -> t.Tuple[t.List[str], t.List[t.Dict[str, t.Any]]]:
+    """The problems of ``virtiofs_host_shares`` and its entries, normalised: domain, tag, state,
+    source, binary_path (the wrapper's path unless set) and module (the entry for the share module:
+    the keys the role does not consume, binary_path, and the create_source settings)."""
+    if not is_list(shares):
+        return [f"virtiofs_host_shares must be a list of shares ({{domain, tag, source, ...}}), got {shares}"], []
+    present = {w["name"]: w["path"] for w in wrappers if w["state"] == "present"}
+    names = [w["name"] for w in wrappers]
+    errors: t.List[str] = []
+    out: t.List[t.Dict[str, t.Any]] = []
+    keys: t.List[t.Tuple[str, str]] = []
+    for index, share in enumerate(shares):
+        where = f"virtiofs_host_shares[{index}]"
+        if not isinstance(share, Mapping):
+            errors.append(f"{where}: must be a dict with at least domain, tag and source, got {share}")
+            continue
+        domain, tag = text(share.get("domain")), text(share.get("tag"))
+        where = f"{where} (domain {quoted(domain)}, tag {quoted(tag)})"
+        errors_before = len(errors)
+        state = text(share.get("state"), "present")
+        source = text(share.get("source"))
+        if domain == "":
+            errors.append(f"{where}: domain is missing; set the libvirt domain name the share belongs to")
+        if tag == "":
+            errors.append(f"{where}: tag is missing; set the mount tag the guest uses (1-36 bytes)")
+        else:
+            problem = tag_error(tag, strict=state != "absent")
+            if problem:
+                errors.append(f"{where}: {problem}")
+        if (domain, tag) in keys:
+            errors.append(f"{where}: the same domain and tag appear twice; one entry per share")
+        keys.append((domain, tag))
+        if state == "present" and source == "":
+            errors.append(f"{where}: source is missing; set the host directory to share")
+        elif source != "" and not source.startswith("/"):
+            errors.append(f"{where}: source {quoted(source)} must be an absolute path")
+        binary = text(share.get("binary_path"))
+        wrapper = text(share.get("wrapper"), default_wrapper)
+        if binary != "" and share.get("wrapper"):
+            errors.append(f"{where}: set either wrapper (a profile name) or binary_path, not both")
+        elif binary != "" and not binary.startswith("/"):
+            errors.append(f"{where}: binary_path {quoted(binary)} must be an absolute path")
+        elif binary == "" and state == "present":
+            if wrapper in present:
+                binary = present[wrapper]
+            elif wrapper in names:
+                errors.append(f"{where}: wrapper profile {wrapper} is being removed (state absent, or"
+                              " virtiofs_host_virtiofsd_state=absent); remove the share too (state: absent) or pick another profile")
+            else:
+                errors.append(f"{where}: wrapper profile {quoted(wrapper)} is not defined in virtiofs_host_wrappers (profiles: "
+                              f"{', '.join(str(n) for n in names) or 'none'}); add it or set binary_path")
+        mount_path = share.get("mount_path")
+        if mount_path and not str(mount_path).startswith("/"):
+            errors.append(f"{where}: mount_path {quoted(mount_path)} must be an absolute path in the guest")
+        module = {key: value for key, value in share.items() if key not in role_share_keys}
+        if binary != "":
+            module["binary_path"] = binary
+        if state == "present" and to_bool(share.get("create_source", False)):
+            module.update({"create_source": True, "owner": text(share.get("source_owner"), source_owner),
+                           "group": text(share.get("source_group"), source_group),
+                           "mode": share.get("source_mode") or source_mode})
+        if len(errors) == errors_before:
+            problem = share_error(dict(module, tag=tag))
+            if problem:
+                errors.append(f"{where}: {problem}")
+        out.append({"domain": domain, "tag": tag, "state": state, "source": source, "binary_path": binary, "module": module})
+    return errors, out
+
+
+def install_errors(params: t.Mapping[str, t.Any]) -> t.List[str]:
+    """The problems of the virtiofsd installation settings (what method=url and method=source need)."""
+    errors = []
+    present = params.get("virtiofs_host_virtiofsd_state") == "present"
+    method = params.get("virtiofs_host_virtiofsd_method")
+    if present and method == "url":
+        if not params.get("virtiofs_host_virtiofsd_url"):
+            errors.append("virtiofs_host_virtiofsd_method=url needs virtiofs_host_virtiofsd_url"
+                          " (the release zip, e.g. https://gitlab.com/virtio-fs/virtiofsd/-/releases)")
+        if not params.get("virtiofs_host_virtiofsd_checksum"):
+            errors.append("virtiofs_host_virtiofsd_method=url needs virtiofs_host_virtiofsd_checksum"
+                          " (sha256:<hex> of the archive you reviewed)")
+    source_given = (params.get("virtiofs_host_virtiofsd_source_dir") or params.get("virtiofs_host_virtiofsd_source_archive")
+                    or params.get("virtiofs_host_virtiofsd_crate_version"))
+    if present and method == "source" and not source_given:
+        errors.append("virtiofs_host_virtiofsd_method=source needs virtiofs_host_virtiofsd_source_dir,"
+                      " virtiofs_host_virtiofsd_source_archive or virtiofs_host_virtiofsd_crate_version")
+    return errors
+
+
+def share_domains(shares: t.Sequence[t.Mapping[str, t.Any]]) -> t.List[t.Dict[str, t.Any]]:
+    """The ``domains`` option of the share module: each domain (sorted by name) with the module
+    entries of its shares, in the order of virtiofs_host_shares."""
+    return [{"name": name, "shares": [s["module"] for s in shares if s["domain"] == name]}
+            for name in sorted(_unique(s["domain"] for s in shares))]
+
+
+def failure(errors: t.Mapping[str, t.Sequence[str]]) -> t.Any:
+    """The message the role fails with (the first group of problems), or None."""
+    if errors["wrappers"]:
+        return ["virtiofs.libvirt.host: bad wrapper profiles:"] + list(errors["wrappers"])
+    if errors["shares"]:
+        return ["virtiofs.libvirt.host: bad virtiofs_host_shares:"] + list(errors["shares"])
+    if errors["install"]:
+        return "virtiofs.libvirt.host: " + "; ".join(errors["install"])
+    return None
+
+
+def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] = ()) -> t.Dict[str, t.Any]:
+    """The plan of the host role from its variables (``virtiofs_host_*`` as keys; ``role_share_keys``
+    are the keys of a share entry the role consumes itself). Fields:
+
+    failure: the message the role fails with, or None; errors: wrappers, shares and install (lists);
+    wrappers (all profiles), wrappers_present, wrappers_absent, wrapper_paths (the paths of the
+    present ones), wrapper_dirs; shares, domains, share_domains (the share module's domains option);
+    virtiofsd: state, method, install, install_package, remove, daemon (install_dir/binary_name),
+    install_dir_prefix; install_packages (whether the package step runs); remove (whether the removal
+    step runs); apparmor and selinux (the modes, decided with the facts by :func:`confinement`).
+    """
+    state = params.get("virtiofs_host_virtiofsd_state", "present")
+    method = params.get("virtiofs_host_virtiofsd_method", "package")
+    install_dir = str(params.get("virtiofs_host_virtiofsd_install_dir", "/opt/virtiofsd-rust"))
+    binary_name = str(params.get("virtiofs_host_virtiofsd_binary_name", "virtiofsd"))
+    wrapper_errors, wrappers = plan_wrappers(params.get("virtiofs_host_wrappers", {}), install_dir, binary_name, state)
+    share_errors, shares = plan_shares(
+        params.get("virtiofs_host_shares", []), wrappers, params.get("virtiofs_host_default_wrapper", "default"),
+        role_share_keys, params.get("virtiofs_host_source_owner", "root"), params.get("virtiofs_host_source_group", "root"),
+        params.get("virtiofs_host_source_mode", "0755"))
+    errors = {"wrappers": wrapper_errors, "shares": share_errors, "install": install_errors(params)}
+    present = [w for w in wrappers if w["state"] == "present"]
+    absent = [w for w in wrappers if w["state"] == "absent"]
+    paths = [w["path"] for w in present]
+    install_package = state == "present" and method == "package"
+    return {
+        "failure": failure(errors),
+        "errors": errors,
+        "wrappers": wrappers,
+        "wrappers_present": present,
+        "wrappers_absent": absent,
+        "wrapper_paths": paths,
+        "wrapper_dirs": _unique(posixpath.dirname(p) for p in paths),
+        "shares": shares,
+        "domains": _unique(s["domain"] for s in shares),
+        "share_domains": share_domains(shares),
+        "virtiofsd": {
+            "state": state,
+            "method": method,
+            "install": state == "present",
+            "install_package": install_package,
+            "remove": state == "absent",
+            "daemon": f"{install_dir}/{binary_name}",
+            "install_dir_prefix": install_dir.rstrip("/") + "/",
+        },
+        "install_packages": bool(to_bool(params.get("virtiofs_host_install_packages", True))
+                                 or params.get("virtiofs_host_extra_packages") or install_package),
+        "remove": state == "absent" or bool(absent),
+        "apparmor": params.get("virtiofs_host_apparmor", "auto"),
+        "selinux": params.get("virtiofs_host_selinux", "auto"),
+    }
+
+
+def confinement(plan: t.Mapping[str, t.Any], facts: t.Mapping[str, t.Any]) -> t.Dict[str, bool]:
+    """Which confinement applies on the host, from the plan and the gathered facts (apparmor,
+    selinux): apparmor (write the AppArmor rules), apparmor_kernel (AppArmor is enabled in the
+    kernel, so the profiles are reloaded), selinux (SELinux is enabled and wanted), selinux_label
+    (label the daemon and the wrappers: selinux, and the daemon is installed)."""
+    def status(name: str) -> str:
+        value = facts.get(name)
+        return str(value.get("status", "disabled")) if isinstance(value, Mapping) else "disabled"
+
+    kernel = status("apparmor") == "enabled"
+    selinux = plan["selinux"] == "auto" and status("selinux") == "enabled"
+    return {
+        "apparmor": plan["apparmor"] == "always" or (plan["apparmor"] == "auto" and kernel),
+        "apparmor_kernel": kernel,
+        "selinux": selinux,
+        "selinux_label": selinux and plan["virtiofsd"]["install"],
+    }

@@ -1,0 +1,177 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The guest role's decisions: every message word for word, every field."""
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils import _guest_plan as gp
+
+
+def errors(*mounts, **kw):
+    return gp.guest_plan(list(mounts), **kw)["errors"]
+
+
+def mount(entry, **kw):
+    result = gp.guest_plan([entry], **kw)
+    assert result["errors"] == [] and result["failure"] is None
+    return result["mounts"][0]
+
+
+W = 'virtiofs_guest_mounts[0] (tag "t", path "/m")'
+NO_TAG = 'virtiofs_guest_mounts[0] (tag "", path "/m"): tag is missing or empty; set it to the <target dir> of the share in the domain XML'
+
+
+@pytest.mark.parametrize("entry,expected", [
+    ("str", ["virtiofs_guest_mounts[0]: must be a dict with at least tag and path, got str"]),
+    (5, ["virtiofs_guest_mounts[0]: must be a dict with at least tag and path, got 5"]),
+    ({"path": "/m"}, [NO_TAG]),
+    ({"tag": None, "path": "/m"}, [NO_TAG]),
+    ({"tag": 0, "path": "/mnt/zero"},
+     ['virtiofs_guest_mounts[0] (tag 0, path "/mnt/zero"): tag must be a string, got int 0: quote it in YAML (here and in the domain XML)']),
+    ({"tag": "t" * 37, "path": "/m"},
+     [f'virtiofs_guest_mounts[0] (tag "{"t" * 37}", path "/m"): tag \'{"t" * 37}\' is 37 bytes long but a virtio-fs tag holds at most 36 '
+      "bytes: use a shorter tag (here and in the domain XML)"]),
+    ({"tag": "t"}, ['virtiofs_guest_mounts[0] (tag "t", path ""): path is missing; set the absolute mount point, e.g. /mnt/share']),
+    ({"tag": "t", "path": "mnt/x"}, ['virtiofs_guest_mounts[0] (tag "t", path "mnt/x"): path must be absolute, e.g. /mnt/x']),
+    ({"tag": "t", "path": "/a b"},
+     ['virtiofs_guest_mounts[0] (tag "t", path "/a b"): path must not contain whitespace, backslash, & or # (fstab escaping); choose a plain path']),
+    ({"tag": "t", "path": "/a#b"},
+     ['virtiofs_guest_mounts[0] (tag "t", path "/a#b"): path must not contain whitespace, backslash, & or # (fstab escaping); choose a plain path']),
+    ({"tag": "t", "path": "/a/../b/"}, ['virtiofs_guest_mounts[0] (tag "t", path "/a/../b/"): path is not normalised; write /b instead']),
+    ({"tag": "t", "path": "//b"}, ['virtiofs_guest_mounts[0] (tag "t", path "//b"): path is not normalised; write /b instead']),
+    ({"tag": "t", "path": "/"},
+     ['virtiofs_guest_mounts[0] (tag "t", path "/"): path / cannot be the mount point of a share; use a directory such as /mnt/share']),
+    ({"tag": "t", "path": "/m", "options": "rw, ro"}, [f'{W}: options "rw, ro" contain whitespace; separate options with commas only']),
+    ({"tag": "t", "path": "/m", "options": "dax=always,ro"},
+     [f'{W}: options "dax=always,ro" contain dax=always: DAX needs a DAX window that QEMU with the Rust virtiofsd does not provide, '
+      "so the mount would fail with EINVAL; remove it from options"]),
+    ({"tag": "t", "path": "/m", "selinux_context": "a b"},
+     [f"{W}: selinux_context must not contain whitespace or quotes, e.g. system_u:object_r:httpd_sys_content_t:s0"]),
+    ({"tag": "t", "path": "/m", "selinux_context": "a'b"},
+     [f"{W}: selinux_context must not contain whitespace or quotes, e.g. system_u:object_r:httpd_sys_content_t:s0"]),
+    ({"tag": "t", "path": "/m", "selinux_context": "x_t", "options": "ro,fscontext=y"},
+     [f"{W}: selinux_context and a context option in options are both set; keep only one"]),
+])
+def test_messages(entry, expected):
+    assert errors(entry) == expected
+
+
+def test_failure_lists_every_problem_and_paths_once():
+    result = gp.guest_plan([{"tag": "a", "path": "/m"}, {"tag": "b", "path": "/m"}, {"tag": "", "path": ""}])
+    assert result["failure"] == [
+        "virtiofs.libvirt.guest: invalid input, nothing was changed:",
+        'virtiofs_guest_mounts[1] (tag "b", path "/m"): path is used by an earlier entry; each mount point may appear only once',
+        'virtiofs_guest_mounts[2] (tag "", path ""): tag is missing or empty; set it to the <target dir> of the share in the domain XML',
+        'virtiofs_guest_mounts[2] (tag "", path ""): path is missing; set the absolute mount point, e.g. /mnt/share',
+    ]
+    assert result["errors"] == result["failure"][1:]
+
+
+def test_tag_of_unmounted_or_absent_share_is_not_checked_strictly():
+    assert mount({"tag": "bad tag", "path": "/m", "state": "absent"})["tag"] == "bad tag"
+    assert mount({"tag": "t" * 40, "path": "/m", "state": "unmounted"})["state"] == "unmounted"
+    assert errors({"tag": "bad tag", "path": "/m", "state": "present"})[0].endswith("rename the share (here and in the domain XML)")
+
+
+def test_defaults():
+    assert mount({"tag": "t", "path": "/m"}) == {"tag": "t", "path": "/m", "state": "mounted", "options": "defaults,nofail",
+                                                 "automount": False, "owner": None, "group": None, "mode": "0755"}
+    assert gp.guest_plan(None) == {"errors": [], "failure": None, "mounts": []}
+
+
+@pytest.mark.parametrize("entry,options,automount", [
+    ({"options": "ro,nofail", "nofail": False}, "ro", False),
+    ({"options": ",,", "nofail": "no"}, "defaults", False),
+    ({"options": " ro , noatime"}, None, None),  # whitespace: an error, see test_messages
+    ({"automount": True}, "noatime,nofail,x-systemd.automount", True),
+    ({"options": "x-systemd.automount"}, "x-systemd.automount,nofail", True),
+    ({"options": "ro", "selinux_context": "system_u:object_r:x_t:s0", "automount": "yes"},
+     'ro,nofail,x-systemd.automount,context="system_u:object_r:x_t:s0"', True),
+])
+def test_options(entry, options, automount):
+    entry = dict(entry, tag="t", path="/m")
+    if options is None:
+        assert errors(entry)
+        return
+    result = mount(entry, default_options="noatime", default_mode="0711")
+    assert (result["options"], result["automount"], result["mode"]) == (options, automount, "0711")
+
+
+def test_owner_group_mode_kept():
+    assert mount({"tag": "t", "path": "/m", "owner": "u", "group": "g", "mode": "0700", "state": "present"}) == {
+        "tag": "t", "path": "/m", "state": "present", "options": "defaults,nofail", "automount": False,
+        "owner": "u", "group": "g", "mode": "0700"}
+
+
+# ---------------------------------------------------------------- refusals
+
+
+SHARES = [
+    {"tag": "a", "path": "/a", "state": "mounted", "same": [],
+     "fstab": [{"fstype": "ext4", "line": "/dev/x /a ext4 defaults 0 0"}, {"fstype": "nfs", "line": "h:/ /a nfs rw 0 0"},
+               {"fstype": "virtiofs", "line": "a /a virtiofs defaults 0 0"}],
+     "foreign": [{"fstype": "ext4", "source": "/dev/x"}, {"fstype": "tmpfs", "source": "tmpfs"}]},
+    {"tag": "b", "path": "/b", "state": "unmounted", "fstab": [{"fstype": "ext4", "line": "L"}], "foreign": [], "same": []},
+    {"tag": "c", "path": "/c", "state": "mounted", "fstab": [], "foreign": [], "same": [{"source": "c"}]},
+    {"tag": "d", "path": "/d", "state": "absent", "fstab": [{"fstype": "xfs", "line": "M"}], "foreign": [], "same": []},
+]
+FSTAB_A = ("/etc/fstab already has a line for /a that is not virtiofs (/dev/x /a ext4 defaults 0 0 | h:/ /a nfs rw 0 0). "
+           "This role only manages virtiofs lines: remove that line yourself or choose another path.")
+FOREIGN_A = "/a is a mount point of ext4, tmpfs (/dev/x, tmpfs), not of virtiofs. Unmount it yourself or choose another path."
+FSTAB_D = ("/etc/fstab already has a line for /d that is not virtiofs (M). This role only manages virtiofs lines: remove that line "
+           "yourself or choose another path.")
+
+
+def not_offered(tag, tags):
+    return (f"tag {tag} not offered to this guest: is the share defined and the domain restarted? (the kernel lists the tags of "
+            f"its virtio-fs devices in /sys/fs/virtiofs: {tags}; a share added to the persistent domain definition only appears "
+            "after a full shutdown and start of the domain.)")
+
+
+def test_refusals_without_a_tag_list():
+    assert gp.refusals(SHARES, None) == [FSTAB_A, FOREIGN_A, FSTAB_D]
+
+
+def test_refusals_with_tag_lists():
+    assert gp.refusals(SHARES, []) == [FSTAB_A, FOREIGN_A, not_offered("a", "none"), FSTAB_D]
+    assert gp.refusals(SHARES, ["x", "y"]) == [FSTAB_A, FOREIGN_A, not_offered("a", "x, y"), FSTAB_D]
+    assert gp.refusals(SHARES, ["a"]) == [FSTAB_A, FOREIGN_A, FSTAB_D]
+    assert gp.refusals([], ["a"]) == []
+
+
+# ---------------------------------------------------------------- mount failures
+
+
+FAILED = {"failed": True, "results": [
+    {"failed": True, "msg": "mount  failed:\n  bad\tthing ", "_virtiofs_guest_share": {"tag": "a.b", "path": "/a", "options": "o"}},
+    {"failed": False, "_virtiofs_guest_share": {"tag": "x", "path": "/x", "options": "o"}},
+    {"failed": True, "_virtiofs_guest_share": {"tag": "e", "path": "/e", "options": "o"}},
+    {"skipped": True},
+    {"failed": True, "msg": "no share"},
+]}
+UNKNOWN = {"tag": "?", "path": "?", "options": "?"}
+
+
+def test_mount_failures_from_the_kernel_log():
+    before = "virtio-fs: tag <a.b> not found\n"
+    after = before + "virtio-fs: tag <a.b> not found\nvirtio-fs: tag <aXb> not found\n"
+    assert gp.mount_failures(FAILED, before, after, None) == [
+        {"share": FAILED["results"][0]["_virtiofs_guest_share"], "error": "mount failed: bad thing", "not_offered": True},
+        {"share": FAILED["results"][2]["_virtiofs_guest_share"], "error": "unknown error", "not_offered": False},
+        {"share": UNKNOWN, "error": "no share", "not_offered": False},
+    ]
+    # the same count before and after: not this run's mount
+    assert [f["not_offered"] for f in gp.mount_failures(FAILED, after, after, None)] == [False, False, False]
+
+
+def test_mount_failures_from_the_tag_list():
+    assert [f["not_offered"] for f in gp.mount_failures(FAILED, "", "", ["a.b"])] == [False, True, False]
+    assert [f["not_offered"] for f in gp.mount_failures(FAILED, "", "", [])] == [True, True, False]
+
+
+def test_mount_failure_of_a_single_task():
+    assert gp.mount_failures({"failed": True, "msg": "one"}, "", "", None) == [{"share": UNKNOWN, "error": "one", "not_offered": False}]
+    assert gp.mount_failures({"failed": True, "msg": "x", "s": {"tag": "t"}}, "", "", [], share_key="s") == [
+        {"share": {"tag": "t"}, "error": "x", "not_offered": True}]

@@ -1,0 +1,324 @@
+# Copyright (c) virtiofs.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The host role's plan: every message word for word, every field of the plan."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils import _host_plan as hp
+
+ROOT = Path(__file__).resolve().parents[4]
+DEFAULTS = yaml.safe_load((ROOT / "roles/host/defaults/main.yml").read_text())
+ROLE_SHARE_KEYS = yaml.safe_load((ROOT / "roles/host/vars/main.yml").read_text())["_virtiofs_host_role_share_keys"]
+DEFAULT_WRAPPERS = {"default": {"path": "/opt/virtiofsd-rust/virtiofsd.sh",
+                                "options": {"inode_file_handles": "prefer", "announce_submounts": True}}}
+
+
+def params(**kw):
+    """The role defaults (templates resolved as the role would) with ``kw`` on top."""
+    out = dict(DEFAULTS, virtiofs_host_wrappers=DEFAULT_WRAPPERS)
+    out.update(kw)
+    return out
+
+
+def plan(**kw):
+    return hp.host_plan(params(**kw), role_share_keys=ROLE_SHARE_KEYS)
+
+
+def share_errors(*shares, **kw):
+    result = plan(virtiofs_host_shares=list(shares), **kw)
+    assert result["errors"]["wrappers"] == []
+    return result["errors"]["shares"]
+
+
+def wrapper_errors(wrappers, **kw):
+    return plan(virtiofs_host_wrappers=wrappers, **kw)["errors"]["wrappers"]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@pytest.mark.parametrize("value,expected", [
+    (True, True), (False, False), ("yes", True), ("On", True), ("TRUE", True), ("1", True), (1, True),
+    ("no", False), ("off", False), ("0", False), (0, False), (None, False), ("maybe", False), (2, False), (1.0, True),
+    ([1], False),
+])
+def test_to_bool_is_ansibles_bool_filter(value, expected):
+    assert hp.to_bool(value) is expected
+
+
+def test_text_quoted_is_list():
+    assert hp.text(None) == "" and hp.text(0) == "" and hp.text("", "x") == "x" and hp.text(12) == "12"
+    assert hp.quoted("a\"b") == '"a\\"b"' and hp.quoted("é") == '"\\u00e9"' and hp.quoted(5) == "5"
+    assert hp.is_list([1]) and hp.is_list(()) and not hp.is_list("ab") and not hp.is_list({"a": 1}) and not hp.is_list(5)
+    assert not hp.is_list(b"x")
+
+
+def test_share_error_is_the_share_modules_check():
+    assert hp.share_error({"tag": "d", "source": "/srv"}) == ""
+    assert hp.share_error({"tag": "d", "source": "/srv", "thread_pool_size": " 4 "}) == ""
+    assert hp.share_error("d") == "a share must be a dict (tag, source, ...), got 'd'"
+    assert hp.share_error({"tag": "d", "source": "/srv", "queue_size": "0"}) == "share 'd': queue_size must be an integer >= 1, got 0"
+
+
+# ---------------------------------------------------------------- the wrapper profiles
+
+
+def test_wrappers_not_a_dict():
+    assert wrapper_errors(["a"]) == ["virtiofs_host_wrappers must be a dict of profile name -> {path, options}, got ['a']"]
+    assert wrapper_errors("x") == ["virtiofs_host_wrappers must be a dict of profile name -> {path, options}, got x"]
+
+
+@pytest.mark.parametrize("wrappers,expected", [
+    ({"bad name!": {"path": "/opt/w.sh"}}, ["virtiofs_host_wrappers.bad name!: profile names may only contain letters, digits, . _ -"]),
+    ({"n": "str"}, ["virtiofs_host_wrappers.n: must be a dict with at least path, got str"]),
+    ({"n": {}}, ["virtiofs_host_wrappers.n: path is missing; set the absolute path of the wrapper, e.g. /opt/virtiofsd-rust/virtiofsd-n.sh"]),
+    ({"n": {"path": "rel.sh"}}, ['virtiofs_host_wrappers.n: path "rel.sh" must be an absolute, normalised path']),
+    ({"n": {"path": "/a//b.sh"}}, ['virtiofs_host_wrappers.n: path "/a//b.sh" must be an absolute, normalised path']),
+    ({"n": {"path": "/opt/virtiofsd-rust/virtiofsd"}},
+     ["virtiofs_host_wrappers.n: path /opt/virtiofsd-rust/virtiofsd is the daemon itself; give the wrapper its own file name, e.g. "
+      "/opt/virtiofsd-rust/virtiofsd-n.sh"]),
+    ({"a": {"path": "/w.sh"}, "b": {"path": "/w.sh"}},
+     ["virtiofs_host_wrappers.b: path /w.sh is used by another profile; each profile needs its own file"]),
+    ({"n": {"path": "/w.sh", "state": "gone"}}, ['virtiofs_host_wrappers.n: state "gone" is not present or absent']),
+    ({"n": {"path": "/w.sh", "options": "x"}},
+     ["virtiofs_host_wrappers.n: options must be a dict of virtiofsd options (e.g. {inode_file_handles: prefer}), got x"]),
+    ({"n": {"path": "/w.sh", "extra_args": "--x"}}, ['virtiofs_host_wrappers.n: extra_args must be a list of arguments, e.g. ["--no-readdirplus"]']),
+    ({"n": {"path": "/w.sh", "extra_args": {"a": 1}}}, ['virtiofs_host_wrappers.n: extra_args must be a list of arguments, e.g. ["--no-readdirplus"]']),
+    ({"n": {"path": "/w.sh", "extra_args": 5}}, ['virtiofs_host_wrappers.n: extra_args must be a list of arguments, e.g. ["--no-readdirplus"]']),
+    ({"n": {"path": "/w.sh", "option": {}, "zz": 1}},
+     ["virtiofs_host_wrappers.n: unknown keys option, zz; a profile has path, options, extra_args, state and backup"]),
+])
+def test_wrapper_messages(wrappers, expected):
+    assert wrapper_errors(wrappers) == expected
+
+
+def test_wrapper_problems_are_all_reported_and_fail_first():
+    result = plan(virtiofs_host_wrappers={"x y": {"path": "rel"}, "n": 5},
+                  virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/s", "wrapper": "nope"}],
+                  virtiofs_host_virtiofsd_method="url")
+    assert result["failure"] == [
+        "virtiofs.libvirt.host: bad wrapper profiles:",
+        "virtiofs_host_wrappers.x y: profile names may only contain letters, digits, . _ -",
+        'virtiofs_host_wrappers.x y: path "rel" must be an absolute, normalised path',
+        "virtiofs_host_wrappers.n: must be a dict with at least path, got 5",
+    ]
+
+
+def test_wrappers_normalised():
+    result = plan(virtiofs_host_wrappers={
+        "default": {"path": "/opt/w/v.sh", "options": {"readonly": True}, "extra_args": ["--x"], "backup": "yes"},
+        "old": {"path": "/opt/w/old.sh", "state": "absent", "options": None},
+        "other": {"path": "/srv/o.sh", "state": ""},
+    })
+    assert result["failure"] is None
+    assert result["wrappers"] == [
+        {"name": "default", "path": "/opt/w/v.sh", "state": "present", "options": {"readonly": True}, "extra_args": ["--x"], "backup": True},
+        {"name": "old", "path": "/opt/w/old.sh", "state": "absent", "options": {}, "extra_args": [], "backup": False},
+        {"name": "other", "path": "/srv/o.sh", "state": "present", "options": {}, "extra_args": [], "backup": False},
+    ]
+    assert [w["name"] for w in result["wrappers_present"]] == ["default", "other"]
+    assert [w["name"] for w in result["wrappers_absent"]] == ["old"]
+    assert result["wrapper_paths"] == ["/opt/w/v.sh", "/srv/o.sh"]
+    assert result["wrapper_dirs"] == ["/opt/w", "/srv"]
+    assert result["remove"] is True
+
+
+def test_daemon_absent_removes_every_profile():
+    result = plan(virtiofs_host_virtiofsd_state="absent")
+    assert [w["state"] for w in result["wrappers"]] == ["absent"]
+    assert result["wrappers_present"] == [] and result["wrapper_paths"] == [] and result["wrapper_dirs"] == []
+    assert result["remove"] is True
+    assert result["virtiofsd"] == {"state": "absent", "method": "package", "install": False, "install_package": False,
+                                   "remove": True, "daemon": "/opt/virtiofsd-rust/virtiofsd", "install_dir_prefix": "/opt/virtiofsd-rust/"}
+
+
+# ---------------------------------------------------------------- the shares
+
+
+def test_shares_not_a_list():
+    assert share_errors_of("x") == ["virtiofs_host_shares must be a list of shares ({domain, tag, source, ...}), got x"]
+    assert share_errors_of({"a": 1}) == ["virtiofs_host_shares must be a list of shares ({domain, tag, source, ...}), got {'a': 1}"]
+
+
+def share_errors_of(shares):
+    return plan(virtiofs_host_shares=shares)["errors"]["shares"]
+
+
+W = 'virtiofs_host_shares[0] (domain "a", tag "t")'
+
+
+@pytest.mark.parametrize("share,expected", [
+    ("str", ["virtiofs_host_shares[0]: must be a dict with at least domain, tag and source, got str"]),
+    ({"tag": "t", "source": "/s"},
+     ['virtiofs_host_shares[0] (domain "", tag "t"): domain is missing; set the libvirt domain name the share belongs to']),
+    ({"domain": "a", "source": "/s"},
+     ['virtiofs_host_shares[0] (domain "a", tag ""): tag is missing; set the mount tag the guest uses (1-36 bytes)']),
+    ({"domain": "a", "tag": "t" * 37, "source": "/s"},
+     [f'virtiofs_host_shares[0] (domain "a", tag "{"t" * 37}"): tag \'{"t" * 37}\' is 37 bytes long but a virtio-fs tag holds at most 36 '
+      "bytes: use a shorter tag"]),
+    ({"domain": "a", "tag": "web data,v2", "source": "/s"},
+     ["virtiofs_host_shares[0] (domain \"a\", tag \"web data,v2\"): tag 'web data,v2' contains ' ,': a tag may only contain "
+      "A-Z a-z 0-9 . _ : @ + = / - (the guest writes it into /etc/fstab and mount options); rename the share"]),
+    ({"domain": "a", "tag": "t"}, [f"{W}: source is missing; set the host directory to share"]),
+    ({"domain": "a", "tag": "t", "source": "srv/x"}, [f'{W}: source "srv/x" must be an absolute path']),
+    ({"domain": "a", "tag": "t", "source": "/s", "wrapper": "default", "binary_path": "/usr/bin/true"},
+     [f"{W}: set either wrapper (a profile name) or binary_path, not both"]),
+    ({"domain": "a", "tag": "t", "source": "/s", "binary_path": "bin/v"}, [f'{W}: binary_path "bin/v" must be an absolute path']),
+    ({"domain": "a", "tag": "t", "source": "/s", "wrapper": "nope"},
+     [f'{W}: wrapper profile "nope" is not defined in virtiofs_host_wrappers (profiles: default); add it or set binary_path']),
+    ({"domain": "a", "tag": "t", "source": "/s", "mount_path": "mnt/x"}, [f'{W}: mount_path "mnt/x" must be an absolute path in the guest']),
+    ({"domain": "a", "tag": "t", "source": "/s", "mount_path": 5}, [f"{W}: mount_path 5 must be an absolute path in the guest"]),
+    ({"domain": "a", "tag": "t", "source": "/s", "queue_size": 0}, [f"{W}: share 't': queue_size must be an integer >= 1, got 0"]),
+    ({"domain": "a", "tag": "t", "source": "/s", "binary_path": "/opt//v"},
+     [f"{W}: share 't': binary_path '/opt//v' is not in normal form (libvirt would store '/opt/v'): write it as '/opt/v'"]),
+])
+def test_share_messages(share, expected):
+    assert share_errors(share) == expected
+
+
+def test_share_module_check_only_without_other_problems():
+    # the relative source is reported; the share module's own check would repeat it, so it does not run
+    assert share_errors({"domain": "a", "tag": "t", "source": "srv", "queue_size": 0}) == [f'{W}: source "srv" must be an absolute path']
+
+
+def test_same_share_twice_and_missing_domain():
+    assert share_errors({"domain": "a", "tag": "x", "source": "/x"}, {"domain": "a", "tag": "x", "source": "/y"},
+                        {"tag": "y", "source": "/y"}) == [
+        'virtiofs_host_shares[1] (domain "a", tag "x"): the same domain and tag appear twice; one entry per share',
+        'virtiofs_host_shares[2] (domain "", tag "y"): domain is missing; set the libvirt domain name the share belongs to',
+    ]
+
+
+def test_profile_being_removed():
+    expected = [f"{W}: wrapper profile default is being removed (state absent, or virtiofs_host_virtiofsd_state=absent); remove "
+                "the share too (state: absent) or pick another profile"]
+    assert share_errors({"domain": "a", "tag": "t", "source": "/s"}, virtiofs_host_virtiofsd_state="absent") == expected
+    assert share_errors({"domain": "a", "tag": "t", "source": "/s"},
+                        virtiofs_host_wrappers={"default": {"path": "/w.sh", "state": "absent"}}) == expected
+
+
+def test_no_profiles_at_all():
+    assert share_errors({"domain": "a", "tag": "t", "source": "/s"}, virtiofs_host_wrappers={}) == [
+        f'{W}: wrapper profile "default" is not defined in virtiofs_host_wrappers (profiles: none); add it or set binary_path']
+
+
+def test_removed_share_needs_no_source_and_any_tag():
+    result = plan(virtiofs_host_shares=[{"domain": "a", "tag": "any tag,", "state": "absent"}])
+    assert result["failure"] is None
+    assert result["shares"] == [{"domain": "a", "tag": "any tag,", "state": "absent", "source": "", "binary_path": "",
+                                 "module": {"tag": "any tag,", "state": "absent"}}]
+
+
+def test_shares_normalised():
+    result = plan(
+        virtiofs_host_wrappers={"default": {"path": "/w/d.sh"}, "ro": {"path": "/w/ro.sh"}},
+        virtiofs_host_source_owner="qemu", virtiofs_host_source_mode="0700",
+        virtiofs_host_shares=[
+            {"domain": "b", "tag": "x", "source": "/srv/x", "cache": "always", "mount_path": "/m", "create_source": True,
+             "source_group": "kvm"},
+            {"domain": "a", "tag": "y", "source": "/srv/y", "wrapper": "ro", "readonly": True, "create_source": "no"},
+            {"domain": "b", "tag": "z", "source": "/srv/z", "binary_path": "/usr/bin/v", "create_source": "yes", "source_mode": "0750"},
+            {"domain": "a", "tag": "gone", "state": "absent", "create_source": True},
+        ])
+    assert result["failure"] is None
+    assert result["shares"] == [
+        {"domain": "b", "tag": "x", "state": "present", "source": "/srv/x", "binary_path": "/w/d.sh",
+         "module": {"tag": "x", "source": "/srv/x", "cache": "always", "binary_path": "/w/d.sh", "create_source": True,
+                    "owner": "qemu", "group": "kvm", "mode": "0700"}},
+        {"domain": "a", "tag": "y", "state": "present", "source": "/srv/y", "binary_path": "/w/ro.sh",
+         "module": {"tag": "y", "source": "/srv/y", "readonly": True, "binary_path": "/w/ro.sh"}},
+        {"domain": "b", "tag": "z", "state": "present", "source": "/srv/z", "binary_path": "/usr/bin/v",
+         "module": {"tag": "z", "source": "/srv/z", "binary_path": "/usr/bin/v", "create_source": True, "owner": "qemu",
+                    "group": "root", "mode": "0750"}},
+        {"domain": "a", "tag": "gone", "state": "absent", "source": "", "binary_path": "", "module": {"tag": "gone", "state": "absent"}},
+    ]
+    assert result["domains"] == ["b", "a"]
+    assert result["share_domains"] == [
+        {"name": "a", "shares": [result["shares"][1]["module"], result["shares"][3]["module"]]},
+        {"name": "b", "shares": [result["shares"][0]["module"], result["shares"][2]["module"]]},
+    ]
+
+
+# ---------------------------------------------------------------- installation settings and the rest
+
+
+@pytest.mark.parametrize("kw,expected", [
+    ({"virtiofs_host_virtiofsd_method": "url"},
+     "virtiofs.libvirt.host: virtiofs_host_virtiofsd_method=url needs virtiofs_host_virtiofsd_url (the release zip, e.g. "
+     "https://gitlab.com/virtio-fs/virtiofsd/-/releases); virtiofs_host_virtiofsd_method=url needs "
+     "virtiofs_host_virtiofsd_checksum (sha256:<hex> of the archive you reviewed)"),
+    ({"virtiofs_host_virtiofsd_method": "url", "virtiofs_host_virtiofsd_url": "https://x"},
+     "virtiofs.libvirt.host: virtiofs_host_virtiofsd_method=url needs virtiofs_host_virtiofsd_checksum (sha256:<hex> of the "
+     "archive you reviewed)"),
+    ({"virtiofs_host_virtiofsd_method": "source"},
+     "virtiofs.libvirt.host: virtiofs_host_virtiofsd_method=source needs virtiofs_host_virtiofsd_source_dir, "
+     "virtiofs_host_virtiofsd_source_archive or virtiofs_host_virtiofsd_crate_version"),
+    ({"virtiofs_host_virtiofsd_method": "source", "virtiofs_host_virtiofsd_crate_version": "1.13.2"}, None),
+    ({"virtiofs_host_virtiofsd_method": "url", "virtiofs_host_virtiofsd_url": "https://x", "virtiofs_host_virtiofsd_checksum": "sha256:0"},
+     None),
+    ({"virtiofs_host_virtiofsd_method": "url", "virtiofs_host_virtiofsd_state": "absent"}, None),
+])
+def test_install_settings(kw, expected):
+    assert plan(**kw)["failure"] == expected
+
+
+def test_share_problems_fail_before_install_problems():
+    result = plan(virtiofs_host_virtiofsd_method="url", virtiofs_host_shares=[{"domain": "a", "tag": "t"}])
+    assert result["failure"] == ["virtiofs.libvirt.host: bad virtiofs_host_shares:", f"{W}: source is missing; set the host directory to share"]
+    assert len(result["errors"]["install"]) == 2
+
+
+def test_defaults_plan():
+    result = plan()
+    assert result["failure"] is None
+    assert result["errors"] == {"wrappers": [], "shares": [], "install": []}
+    assert result["shares"] == [] and result["domains"] == [] and result["share_domains"] == []
+    assert result["wrapper_paths"] == ["/opt/virtiofsd-rust/virtiofsd.sh"]
+    assert result["virtiofsd"] == {"state": "present", "method": "package", "install": True, "install_package": True, "remove": False,
+                                   "daemon": "/opt/virtiofsd-rust/virtiofsd", "install_dir_prefix": "/opt/virtiofsd-rust/"}
+    assert result["install_packages"] is True and result["remove"] is False
+    assert result["apparmor"] == "auto" and result["selinux"] == "auto"
+
+
+@pytest.mark.parametrize("kw,expected", [
+    ({"virtiofs_host_install_packages": False, "virtiofs_host_virtiofsd_method": "source",
+      "virtiofs_host_virtiofsd_crate_version": "1"}, False),
+    ({"virtiofs_host_install_packages": False, "virtiofs_host_virtiofsd_method": "package"}, True),
+    ({"virtiofs_host_install_packages": False, "virtiofs_host_virtiofsd_state": "absent"}, False),
+    ({"virtiofs_host_install_packages": False, "virtiofs_host_virtiofsd_state": "absent", "virtiofs_host_extra_packages": ["x"]}, True),
+    ({"virtiofs_host_install_packages": True, "virtiofs_host_virtiofsd_state": "absent"}, True),
+])
+def test_install_packages(kw, expected):
+    assert plan(**kw)["install_packages"] is expected
+
+
+def test_install_dir_prefix_has_one_slash():
+    assert plan(virtiofs_host_virtiofsd_install_dir="/opt/v//")["virtiofsd"]["install_dir_prefix"] == "/opt/v/"
+
+
+def test_missing_variables_take_the_role_defaults():
+    result = hp.host_plan({})
+    assert result["failure"] is None and result["wrappers"] == [] and result["virtiofsd"]["install_package"] is True
+
+
+# ---------------------------------------------------------------- confinement
+
+
+@pytest.mark.parametrize("apparmor,selinux,state,facts,expected", [
+    ("auto", "auto", "present", {}, (False, False, False, False)),
+    ("auto", "auto", "present", {"apparmor": {"status": "enabled"}}, (True, True, False, False)),
+    ("never", "auto", "present", {"apparmor": {"status": "enabled"}}, (False, True, False, False)),
+    ("always", "auto", "present", {"apparmor": {"status": "disabled"}}, (True, False, False, False)),
+    ("auto", "auto", "present", {"selinux": {"status": "enabled", "mode": "permissive"}}, (False, False, True, True)),
+    ("auto", "auto", "absent", {"selinux": {"status": "enabled"}}, (False, False, True, False)),
+    ("auto", "never", "present", {"selinux": {"status": "enabled"}}, (False, False, False, False)),
+    ("auto", "auto", "present", {"selinux": {"status": "disabled"}, "apparmor": "weird"}, (False, False, False, False)),
+])
+def test_confinement(apparmor, selinux, state, facts, expected):
+    result = hp.confinement(plan(virtiofs_host_apparmor=apparmor, virtiofs_host_selinux=selinux, virtiofs_host_virtiofsd_state=state), facts)
+    assert (result["apparmor"], result["apparmor_kernel"], result["selinux"], result["selinux_label"]) == expected
