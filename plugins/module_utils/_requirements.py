@@ -42,7 +42,16 @@ def require(*libraries: str) -> None:
             raise MissingLibrary(name, error)
 
 
-def failure_details(exc: BaseException) -> t.Dict[str, str]:
-    """Extra ``fail_json`` arguments for ``exc``: the import traceback of a missing library."""
-    exception = getattr(exc, "exception", None)
-    return {"exception": exception} if exception else {}
+def fail_arguments(exc: BaseException) -> t.Dict[str, t.Any]:
+    """The ``fail_json`` keyword arguments for ``exc``, the one failure path of every module.
+
+    ``msg`` is the exception's text (for :class:`MissingLibrary` Ansible's ``missing_required_lib``
+    wording); ``exception`` is the import traceback of a missing library; ``libvirt_version`` is
+    the host's libvirt version when the error was found after connecting (share validation).
+    """
+    arguments: t.Dict[str, t.Any] = {"msg": str(exc)}
+    for key in ("exception", "libvirt_version"):
+        value = getattr(exc, key, None)
+        if value:
+            arguments[key] = value
+    return arguments

@@ -23,6 +23,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import WriteError, read_bytes, remove_leftovers, write_atomic
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import LockTimeout, path_lock
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import UntrustedPathError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import check as check_root_only
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
@@ -47,6 +48,8 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_option
 MODULE_NAME = "virtiofs.libvirt.virtiofsd_wrapper"
 MARKER = f"managed by Ansible ({MODULE_NAME})"
 WRAPPER_MODE = 0o755
+#: the module's ``state`` choices: V(present) writes the wrapper, V(absent) removes it
+STATES = ("present", "absent")
 #: first virtiofsd release where a repeated flag is accepted (clap ``args_override_self``)
 _OVERRIDE_SELF_SINCE = (1, 7, 1)
 
@@ -392,3 +395,54 @@ def _undo(
         )
     result["changed"] = False
     return done
+
+
+def run_reporting_os_errors(run_command: t.Callable[[t.List[str]], t.Tuple[int, str, str]]) -> RunCallable:
+    """``run_command`` with an :class:`OSError` turned into a failed run (rc 126, the error on stderr).
+
+    An OS error (e.g. the wrapper's file system is mounted noexec) must come back as a failed run
+    so that the self-test restores the previous file, not end the module there.
+    """
+
+    def run(argv: t.List[str]) -> t.Tuple[int, str, str]:
+        try:
+            return run_command(argv)
+        except OSError as exc:
+            return 126, "", f"cannot execute {argv[0]}: {exc}"
+
+    return run
+
+
+def apply(
+    result: t.Dict[str, t.Any],
+    state: str,
+    path: str,
+    binary: t.Optional[str],
+    options: t.Optional[t.Mapping[str, t.Any]],
+    extra_args: t.Sequence[str],
+    run: RunCallable,
+    check_mode: bool,
+    diff: bool,
+    backup: t.Optional[BackupCallable],
+    move: t.Optional[MoveCallable],
+    warn: t.Callable[[str], t.Any],
+) -> None:
+    """The whole ``virtiofsd_wrapper`` run for ``state`` (one of :data:`STATES`) under the lock of ``path``.
+
+    One run at a time per path, so that each run's write and self-test see its own wrapper.
+    A lock held too long by another run raises :class:`WrapperError` saying ``path`` was not changed.
+    """
+    if state not in STATES:
+        raise WrapperError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+    check_absolute(path)
+    try:
+        with path_lock(path):
+            if state == "absent":
+                apply_absent(result, path, check_mode, diff, backup)
+            else:
+                if not binary:
+                    raise WrapperError("binary is required with state=present")
+                result["binary"] = binary
+                apply_present(result, path, binary, options, extra_args, run, check_mode, diff, backup, move, warn)
+    except LockTimeout as exc:
+        raise WrapperError(f"{exc}; {path} was not changed") from None

@@ -619,7 +619,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import Doma
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features import LibvirtFeatureError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements import (
     MissingLibrary,
-    failure_details,
+    fail_arguments,
     require,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._restart import stale_daemons
@@ -632,7 +632,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._share import (
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import (
     LIVE_MODES,
     MEMORY_BACKING_MODES,
-    OPTIONS,
+    STATES,
     share_argument_spec,
 )
 
@@ -652,7 +652,7 @@ def argument_spec() -> t.Dict[str, t.Any]:
         uri=dict(type="str", default="qemu:///system"),
         xml_file=dict(type="path"),
         tag=dict(type="str"),
-        state=dict(type="str", choices=list(OPTIONS["state"].choices), default="present"),
+        state=dict(type="str", choices=list(STATES), default="present"),
         shares=dict(type="list", elements="dict", options=entry),
         exclusive=dict(type="bool", default=False),
         memory_backing=dict(type="str", choices=list(MEMORY_BACKING_MODES), default="auto"),
@@ -688,9 +688,7 @@ def main() -> None:
                                              lambda: require("libvirt-python"))
     except (MissingLibrary, ShareError, DomainXMLError, LibvirtFeatureError, LibvirtAdapterError, DomainLockError,
             OSError) as exc:
-        result, warnings, failed = dict(msg=str(exc), **failure_details(exc)), [], True
-        if getattr(exc, "libvirt_version", None):
-            result["libvirt_version"] = exc.libvirt_version
+        result, warnings, failed = fail_arguments(exc), [], True
     for warning in warnings:
         module.warn(warning)
     if failed:

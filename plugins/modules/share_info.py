@@ -174,7 +174,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import LibvirtAdapterError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements import (
     MissingLibrary,
-    failure_details,
+    fail_arguments,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_info import ShareInfo
 
@@ -191,7 +191,7 @@ def main() -> None:
     try:
         result = ShareInfo(module.params, lambda argv: module.run_command(argv, check_rc=False)).run()
     except (MissingLibrary, DomainXMLError, LibvirtAdapterError) as exc:
-        module.fail_json(msg=str(exc), **failure_details(exc))
+        module.fail_json(**fail_arguments(exc))
     module.exit_json(**result)
 
 

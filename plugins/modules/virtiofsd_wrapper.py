@@ -347,29 +347,16 @@ import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import LockTimeout, path_lock
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import VirtiofsdError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import (
     argument_spec as options_argument_spec,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import (
+    STATES,
     WrapperError,
-    apply_absent,
-    apply_present,
-    check_absolute,
+    apply,
+    run_reporting_os_errors,
 )
-
-
-def _run(module: AnsibleModule) -> t.Callable[[t.List[str]], t.Tuple[int, str, str]]:
-    def run(argv: t.List[str]) -> t.Tuple[int, str, str]:
-        # An OS error (e.g. the wrapper's file system is mounted noexec) must come back as a
-        # failed run so that the self-test restores the previous file, not end the module here.
-        try:
-            return module.run_command(argv, handle_exceptions=False)
-        except OSError as exc:
-            return 126, "", f"cannot execute {argv[0]}: {exc}"
-
-    return run
 
 
 def main() -> None:
@@ -377,7 +364,7 @@ def main() -> None:
         argument_spec=dict(
             path=dict(type="path", default="/opt/virtiofsd-rust/virtiofsd.sh"),
             binary=dict(type="path"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+            state=dict(type="str", choices=list(STATES), default="present"),
             backup=dict(type="bool", default=False),
             extra_args=dict(type="list", elements="str", default=[]),
             options=dict(type="dict", default={}, options=options_argument_spec()),
@@ -385,22 +372,13 @@ def main() -> None:
         required_if=[("state", "present", ["binary"])],
         supports_check_mode=True,
     )
-    path = module.params["path"]
-    backup = module.backup_local if module.params["backup"] else None
-    result: t.Dict[str, t.Any] = {"changed": False, "path": path}
+    p = module.params
+    result: t.Dict[str, t.Any] = {"changed": False, "path": p["path"]}
     try:
-        check_absolute(path)
-        # one run at a time per path: each run's write and self-test see its own wrapper
-        with path_lock(path):
-            if module.params["state"] == "absent":
-                apply_absent(result, path, module.check_mode, module._diff, backup)
-            else:
-                result["binary"] = module.params["binary"]
-                apply_present(result, path, module.params["binary"], module.params["options"],
-                              module.params["extra_args"], _run(module), module.check_mode, module._diff, backup,
-                              module.atomic_move, module.warn)
-    except LockTimeout as exc:
-        module.fail_json(msg=f"{exc}; {path} was not changed", **result)
+        apply(result, p["state"], p["path"], p["binary"], p["options"], p["extra_args"],
+              run_reporting_os_errors(lambda argv: module.run_command(argv, handle_exceptions=False)),
+              module.check_mode, module._diff, module.backup_local if p["backup"] else None, module.atomic_move,
+              module.warn)
     except (WrapperError, VirtiofsdError) as exc:
         module.fail_json(msg=str(exc), **result)
     module.exit_json(**result)

@@ -12,13 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import path_lock
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import (
     MARKER,
+    STATES,
     WRAPPER_MODE,
     WrapperError,
+    apply,
     apply_absent,
     apply_present,
     check_absolute,
+    run_reporting_os_errors,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -180,3 +184,57 @@ def test_writing_without_root_is_refused_and_nothing_is_written(tmp_path, daemon
         present({"changed": False}, str(path), daemon)
     assert "writing a root-owned wrapper needs root; run the task with become: true" in str(err.value)
     assert not path.exists()
+
+
+def run_apply(result, state, path, binary=None, check_mode=False, run=real_run, warnings=None):
+    apply(result, state, path, binary, {}, [], run, check_mode, True, None, None,
+          (warnings if warnings is not None else []).append)
+
+
+def test_apply_dispatches_on_the_state(tmp_path, daemon):
+    assert STATES == ("present", "absent")
+    path = str(tmp_path / "wrapper.sh")
+    result = {"changed": False}
+    run_apply(result, "present", path, daemon, check_mode=True)
+    assert result["changed"] is True and result["binary"] == daemon and not os.path.lexists(path)
+    assert result["argv"] == []
+
+    own = tmp_path / "own.sh"
+    own.write_text(f"#!/bin/sh\n# {MARKER}\n")
+    result = {"changed": False}
+    run_apply(result, "absent", str(own))
+    assert result["changed"] is True and "binary" not in result and not own.exists()
+
+
+def test_apply_refuses_bad_input_before_taking_the_lock(tmp_path):
+    with pytest.raises(WrapperError) as exc:
+        run_apply({"changed": False}, "gone", str(tmp_path / "w.sh"))
+    assert str(exc.value) == "state must be one of present, absent, got 'gone'"
+    with pytest.raises(WrapperError) as exc:
+        run_apply({"changed": False}, "absent", "w.sh")
+    assert str(exc.value) == "path must be an absolute path, got 'w.sh'"
+    with pytest.raises(WrapperError) as exc:
+        run_apply({"changed": False}, "present", str(tmp_path / "w.sh"))
+    assert str(exc.value) == "binary is required with state=present"
+
+
+def test_apply_reports_a_held_lock_as_nothing_changed(tmp_path, monkeypatch):
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils import _wrapper
+
+    path = str(tmp_path / "w.sh")
+    monkeypatch.setattr(_wrapper, "path_lock", lambda p: path_lock(p, timeout=0))
+    result = {"changed": False}
+    with path_lock(path) as lock:
+        with pytest.raises(WrapperError) as exc:
+            run_apply(result, "absent", path)
+    assert str(exc.value) == f"another run holds the lock {lock} for {path} for more than 0 s; {path} was not changed"
+    assert result == {"changed": False}
+
+
+def test_run_reporting_os_errors_turns_an_os_error_into_a_failed_run():
+    def refuses(argv):
+        raise PermissionError(13, "Permission denied")
+
+    assert run_reporting_os_errors(refuses)(["/mnt/noexec/w.sh", "--version"]) == (
+        126, "", "cannot execute /mnt/noexec/w.sh: [Errno 13] Permission denied")
+    assert run_reporting_os_errors(lambda argv: (0, "out", "err"))(["/bin/true"]) == (0, "out", "err")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils import _requirements
@@ -17,7 +18,9 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
     SANDBOX_MODES,
     STATES,
 )
-from module_harness import argument_spec
+from module_harness import argument_spec, load
+
+share = load("share")
 
 FIXTURE = Path(__file__).resolve().parents[1] / "module_utils" / "fixtures" / "libvirt-9.0-qemu-q35-plain.xml"
 
@@ -68,6 +71,30 @@ def test_missing_lxml_is_reported_with_the_import_error(run_module, fail_calls, 
     assert res["failed"] is True
     assert res["msg"] == missing_required_lib("lxml")
     assert fail_calls == [{"msg": missing_required_lib("lxml"), "exception": "Traceback: No module named 'lxml'"}]
+
+
+@pytest.mark.parametrize("args", [{"domain": "web01", "tag": "data", "source": "/srv"},
+                                  {"domains": [{"name": "web01", "shares": [{"tag": "data", "source": "/srv"}]}]}])
+def test_missing_libvirt_python_is_reported_before_connecting(run_module, fail_calls, monkeypatch, args):
+    monkeypatch.setitem(_requirements.LIBRARIES, "libvirt-python", (False, "Traceback: No module named 'libvirt'"))
+    monkeypatch.setattr(share, "Connection", _no_connection)
+    res = run_module("share", args)
+    assert res["failed"] is True
+    assert res["msg"] == missing_required_lib("libvirt-python")
+    assert fail_calls == [{"msg": missing_required_lib("libvirt-python"),
+                           "exception": "Traceback: No module named 'libvirt'"}]
+
+
+def test_xml_file_does_not_need_libvirt_python(run_module, monkeypatch, tmp_path):
+    monkeypatch.setitem(_requirements.LIBRARIES, "libvirt-python", (False, "Traceback: No module named 'libvirt'"))
+    xml = tmp_path / "domain.xml"
+    shutil.copy(FIXTURE, xml)
+    res = run_module("share", {"xml_file": str(xml), "tag": "data", "source": str(tmp_path)})
+    assert "failed" not in res and res["changed"] is True
+
+
+def _no_connection(uri):
+    raise AssertionError(f"connected to {uri} although libvirt-python is missing")
 
 
 def test_domains_is_exclusive_with_the_single_domain_forms(run_module):

@@ -4,7 +4,16 @@
 """The virtiofsd_wrapper module's own layer: path checks and state=absent (no daemon needed)."""
 from __future__ import annotations
 
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import MARKER, render_script
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import argument_spec as options_spec
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import MARKER, STATES, render_script
+from module_harness import argument_spec
+
+
+def test_choices_come_from_module_utils(monkeypatch):
+    spec = argument_spec("virtiofsd_wrapper", monkeypatch)["argument_spec"]
+    assert spec["state"]["choices"] == list(STATES) == ["present", "absent"]
+    assert spec["options"]["options"] == options_spec()
+    assert sorted(spec["options"]["options"]["log_level"]["choices"]) == ["debug", "error", "info", "off", "trace", "warn"]
 
 
 def test_relative_path_is_refused(run_module):
@@ -43,3 +52,17 @@ def test_absent(run_module, tmp_path):
     res = run_module("virtiofsd_wrapper", {"path": str(path), "state": "absent"})
     assert res["changed"] is True
     assert not path.exists()
+
+
+def test_a_held_lock_fails_with_one_message_and_changes_nothing(run_module, tmp_path, monkeypatch):
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils import _lock, _wrapper
+
+    path = tmp_path / "w.sh"
+    script = render_script("/usr/libexec/virtiofsd", [])
+    path.write_text(script)
+    monkeypatch.setattr(_wrapper, "path_lock", lambda p: _lock.path_lock(p, timeout=0))
+    with _lock.path_lock(str(path)) as lock:
+        res = run_module("virtiofsd_wrapper", {"path": str(path), "state": "absent"})
+    assert res["failed"] is True and res["changed"] is False and res["path"] == str(path)
+    assert res["msg"] == f"another run holds the lock {lock} for {path} for more than 0 s; {path} was not changed"
+    assert path.read_text() == script
