@@ -162,3 +162,30 @@ def mount_failures(failed_result: t.Mapping[str, t.Any], dmesg_before: str, dmes
             "not_offered": share_key in result and (after > before or (tags is not None and share.get("tag") not in tags)),
         })
     return out
+
+
+# The mount_* keys of a host role share entry that become keys of a guest role mount.
+SHARE_MOUNT_KEYS = ("options", "owner", "group", "mode", "automount", "nofail", "selinux_context")
+
+
+def mounts_from_host_shares(shares: t.Any, domain: str) -> t.List[t.Dict[str, t.Any]]:
+    """The guest role's mounts for ``domain`` from a hypervisor's ``virtiofs_host_shares``
+    (``playbooks/guest.yml``): every share entry of that domain with a tag and without
+    ``mount: false``, at ``mount_path`` (default ``/mnt/<tag>``), ``mount_state`` (default
+    ``mounted``, ``absent`` for an absent share) and the given ``mount_<key>`` of
+    :data:`SHARE_MOUNT_KEYS`. Entries that are not mappings are left to the host role's checks.
+    """
+    mounts = []
+    for share in shares or []:
+        if not isinstance(share, Mapping) or share.get("domain", "") != domain:
+            continue
+        if not to_bool(share.get("mount", True)) or not share.get("tag"):
+            continue
+        absent = (share.get("state") or "present") == "absent"
+        mount = {"tag": share["tag"], "path": share.get("mount_path") or f"/mnt/{share['tag']}",
+                 "state": share.get("mount_state") or ("absent" if absent else "mounted")}
+        for key in SHARE_MOUNT_KEYS:
+            if share.get(f"mount_{key}") is not None:
+                mount[key] = share[f"mount_{key}"]
+        mounts.append(mount)
+    return mounts

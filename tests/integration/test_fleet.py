@@ -278,10 +278,11 @@ RUN2_PLAY = """
 """
 
 
-def run2_share(run_playbook, shares):
+def run2_share(run_playbook, shares, whole_report=False):
     res = run_playbook(RUN2_PLAY, extra_vars={"it_shares": shares})
     ok(res)
-    return res.result("Share", "hypervisor2"), res.result("Info", "hypervisor2")["domains"][0]
+    info = res.result("Info", "hypervisor2")
+    return res.result("Share", "hypervisor2"), (info if whole_report else info["domains"][0])
 
 
 def test_running_guest_on_libvirt11(run_playbook, lab, lab2, labctl, rust_package):
@@ -381,11 +382,14 @@ def test_running_guest_on_libvirt11(run_playbook, lab, lab2, labctl, rust_packag
         assert reg["vhost_user_descriptor"].startswith("/etc/qemu/vhost-user/40-"), reg
         in_tree(lab2, "/srv/it-fleet/two").mkdir(parents=True, exist_ok=True)
         two = {"tag": "two", "source": "/srv/it-fleet/two"}
-        share, info = run2_share(run_playbook, [{**one, "cache": "always"}, two])
+        share, report = run2_share(run_playbook, [{**one, "cache": "always"}, two], whole_report=True)
         assert share["changed"] is True
-        by_tag = {s["tag"]: s for s in info["shares"]}
+        by_tag = {s["tag"]: s for s in report["domains"][0]["shares"]}
         assert by_tag["two"]["attached"] is True, share["restart_reasons"]
         assert by_tag["two"]["virtiofsd"]["cmdline"][0] == "/opt/it-fleet-vhost/virtiofsd"
+        # the collection's one descriptor lookup names the daemon libvirt itself started
+        assert report["vhost_user_daemon"]["binary"] == by_tag["two"]["virtiofsd"]["cmdline"][0], report
+        assert report["vhost_user_daemon"]["descriptor"] == reg["vhost_user_descriptor"], report
         labctl.guest_ssh(RUN2_PORT, "mkdir -p /mnt/two && mount -t virtiofs two /mnt/two && "
                                     "echo guest > /mnt/two/from-guest && umount /mnt/two", key=key)
         assert in_tree(lab2, "/srv/it-fleet/two/from-guest").read_text() == "guest\n"

@@ -175,3 +175,37 @@ def test_mount_failure_of_a_single_task():
     assert gp.mount_failures({"failed": True, "msg": "one"}, "", "", None) == [{"share": UNKNOWN, "error": "one", "not_offered": False}]
     assert gp.mount_failures({"failed": True, "msg": "x", "s": {"tag": "t"}}, "", "", [], share_key="s") == [
         {"share": {"tag": "t"}, "error": "x", "not_offered": True}]
+
+
+# ------------------------------------------------------------------ mounts_from_host_shares
+
+def test_mounts_from_host_shares_defaults_keys_and_absent_shares():
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest_plan import mounts_from_host_shares
+    shares = [
+        {"domain": "web01", "tag": "www", "source": "/srv/www"},
+        {"domain": "web01", "tag": "assets", "mount_path": "/srv/assets", "mount_options": "ro,nofail",
+         "mount_owner": None, "mount_automount": False},
+        {"domain": "web01", "tag": "old", "state": "absent", "mount_path": "/srv/old"},
+        {"domain": "web01", "tag": "kept", "state": "absent", "mount_state": "present"},
+        {"domain": "web01", "tag": "skip", "mount": "no"},
+        {"domain": "web01", "tag": ""},
+        {"domain": "db01", "tag": "other"},
+        "not a mapping",
+        {"tag": "nodomain"},
+    ]
+    assert mounts_from_host_shares(shares, "web01") == [
+        {"tag": "www", "path": "/mnt/www", "state": "mounted"},
+        {"tag": "assets", "path": "/srv/assets", "state": "mounted", "options": "ro,nofail", "automount": False},
+        {"tag": "old", "path": "/srv/old", "state": "absent"},
+        {"tag": "kept", "path": "/mnt/kept", "state": "present"},
+    ]
+    assert mounts_from_host_shares(shares, "db01") == [{"tag": "other", "path": "/mnt/other", "state": "mounted"}]
+    assert mounts_from_host_shares(None, "web01") == [] and mounts_from_host_shares([], "web01") == []
+
+
+def test_mounts_from_host_shares_takes_every_mount_key_without_its_prefix():
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest_plan import (
+        SHARE_MOUNT_KEYS, mounts_from_host_shares)
+    share = {"domain": "d", "tag": "t", "mount": True, **{f"mount_{k}": f"v-{k}" for k in SHARE_MOUNT_KEYS}}
+    (mount,) = mounts_from_host_shares([share], "d")
+    assert mount == {"tag": "t", "path": "/mnt/t", "state": "mounted", **{k: f"v-{k}" for k in SHARE_MOUNT_KEYS}}
