@@ -32,6 +32,7 @@ import os
 import shutil
 import stat
 import tempfile
+import traceback
 import typing as t
 from dataclasses import dataclass, field
 
@@ -513,6 +514,19 @@ class Installer:
         if st.st_uid not in (0, self.host.euid):
             raise InstallError(f"install_dir {d} is owned by uid {st.st_uid}, not root; use a root-owned directory")
         return True
+
+    def run(self) -> t.Dict[str, t.Any]:
+        """The whole module run for the request's state: :meth:`present` or :meth:`absent`.
+
+        An unexpected ``OSError`` becomes an :class:`InstallError` (message ``virtiofsd: <error>``,
+        the traceback in its ``exception``), so the module has one failure path.
+        """
+        try:
+            return self.present() if self.req.state == "present" else self.absent()
+        except OSError as exc:
+            error = InstallError(f"virtiofsd: {exc}")
+            error.exception = traceback.format_exc()
+            raise error from exc
 
     # -------------------------------------------------------------- present
     def present(self) -> t.Dict[str, t.Any]:

@@ -14,3 +14,6 @@ from __future__ import annotations
 
 class InstallError(Exception):
     """A failure that leaves the system unchanged; the message names the problem and the fix."""
+
+    #: the traceback of an unexpected ``OSError`` it stands for (see ``Installer.run``), else None
+    exception = None

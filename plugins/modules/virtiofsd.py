@@ -404,7 +404,6 @@ vhost_user_descriptors:
 """
 
 import os
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import fetch_url
@@ -420,6 +419,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._install import (
     Installer,
     Request,
 )
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._requirements import fail_arguments
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._vhost_user import CONF_DIR, DEFAULT_VHOST_USER_PRIORITY
 
 
@@ -498,13 +498,10 @@ def main():
         distribution_major_version=p["distribution_major_version"],
         euid=os.geteuid(),
     )
-    installer = Installer(request, host)
     try:
-        result = installer.present() if p["state"] == "present" else installer.absent()
+        result = Installer(request, host).run()
     except InstallError as exc:
-        module.fail_json(msg=str(exc), method=p["method"], changed=False)
-    except OSError as exc:
-        module.fail_json(msg=f"virtiofsd: {exc}", exception=traceback.format_exc(), changed=False)
+        module.fail_json(method=p["method"], changed=False, **fail_arguments(exc))
     diff = result.pop("diff")
     if module._diff and result["changed"]:
         result["diff"] = diff

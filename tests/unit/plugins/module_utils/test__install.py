@@ -421,3 +421,18 @@ def test_binary_changed_is_true_only_when_the_binary_is_installed_or_replaced(la
     assert (res["changed"], res["binary_changed"], res["version"]) == (True, True, "1.13.3")
     res = lab.run(state="absent")
     assert (res["changed"], res["binary_changed"]) == (True, False)
+
+
+def test_run_turns_an_os_error_into_an_install_error_with_its_traceback(lab, monkeypatch):
+    def refuses(self):
+        raise PermissionError(13, "Permission denied", "/opt/ro/virtiofsd")
+
+    url, checksum = lab.publish_zip("v.zip", rust_script())
+    installer = I.Installer(lab.request(method="url", url=url, checksum=checksum), lab.host())
+    monkeypatch.setattr(I.Installer, "present", refuses)
+    with pytest.raises(InstallError) as err:
+        installer.run()
+    assert str(err.value) == "virtiofsd: [Errno 13] Permission denied: '/opt/ro/virtiofsd'"
+    assert "PermissionError" in err.value.exception and "in refuses" in err.value.exception
+    assert isinstance(err.value.__cause__, PermissionError)
+    assert InstallError("x").exception is None

@@ -67,3 +67,17 @@ def test_result_has_binary_changed(run_module, tmp_path):
                                    "vhost_user_dir": str(tmp_path / "vu")})
     assert res["changed"] is False
     assert res["binary_changed"] is False
+
+
+def test_an_os_error_is_the_same_one_failure_path(run_module, tmp_path, monkeypatch):
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils import _install
+
+    def refuses(self):
+        raise PermissionError(13, "Permission denied", "/opt/ro/virtiofsd")
+
+    monkeypatch.setattr(_install.Installer, "present", refuses)
+    res = run_module("virtiofsd", {"method": "url", "url": "https://example.invalid/v.zip", "checksum": "sha256:" + "a" * 64,
+                                   "install_dir": str(tmp_path / "opt"), "vhost_user_dir": str(tmp_path / "vu")})
+    assert res["failed"] is True and res["changed"] is False and res["method"] == "url"
+    assert res["msg"] == "virtiofsd: [Errno 13] Permission denied: '/opt/ro/virtiofsd'"
+    assert not (tmp_path / "opt").exists()
