@@ -319,3 +319,20 @@ def confinement(plan: t.Mapping[str, t.Any], facts: t.Mapping[str, t.Any]) -> t.
         "selinux": selinux,
         "selinux_label": selinux and plan["virtiofsd"]["install"],
     }
+
+
+def selinux_rules(plan: t.Mapping[str, t.Any], daemon_path: t.Optional[str], daemon_type: t.Any,
+                  reference_context: t.Any, wrapper_type: str) -> t.List[t.Dict[str, str]]:
+    """The SELinux file context rules of the host role: the daemon it installed (a path under the
+    plan's install directory) gets ``daemon_type``, or else the type of ``reference_context`` (the
+    ``user:role:type:level`` label of the distribution's virtiofsd), or else ``bin_t``; every
+    present wrapper gets ``wrapper_type``.
+    """
+    if not daemon_type:
+        fields = str(reference_context or "").strip().split(":")
+        daemon_type = fields[2] if len(fields) >= 3 else "bin_t"
+    rules = []
+    if daemon_path and str(daemon_path).startswith(plan["virtiofsd"]["install_dir_prefix"]):
+        rules.append({"path": str(daemon_path), "type": str(daemon_type)})
+    rules.extend({"path": path, "type": wrapper_type} for path in plan["wrapper_paths"])
+    return rules

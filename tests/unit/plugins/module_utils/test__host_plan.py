@@ -322,3 +322,24 @@ def test_missing_variables_take_the_role_defaults():
 def test_confinement(apparmor, selinux, state, facts, expected):
     result = hp.confinement(plan(virtiofs_host_apparmor=apparmor, virtiofs_host_selinux=selinux, virtiofs_host_virtiofsd_state=state), facts)
     assert (result["apparmor"], result["apparmor_kernel"], result["selinux"], result["selinux_label"]) == expected
+
+
+# ------------------------------------------------------------------ selinux_rules
+
+def test_selinux_rules_daemon_type_from_option_reference_or_bin_t():
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._host_plan import host_plan, selinux_rules
+    plan = host_plan({"virtiofs_host_wrappers": {"a": {"path": "/opt/virtiofsd-rust/a.sh"},
+                                                 "b": {"path": "/opt/w/b.sh"},
+                                                 "gone": {"path": "/opt/w/gone.sh", "state": "absent"}}})
+    daemon = "/opt/virtiofsd-rust/virtiofsd"
+    wrappers = [{"path": "/opt/virtiofsd-rust/a.sh", "type": "wt"}, {"path": "/opt/w/b.sh", "type": "wt"}]
+    assert selinux_rules(plan, daemon, "my_t", "system_u:object_r:virtd_exec_t:s0", "wt") == [
+        {"path": daemon, "type": "my_t"}] + wrappers
+    assert selinux_rules(plan, daemon, "", " system_u:object_r:virtd_exec_t:s0\n", "wt") == [
+        {"path": daemon, "type": "virtd_exec_t"}] + wrappers
+    assert selinux_rules(plan, daemon, None, "", "wt") == [{"path": daemon, "type": "bin_t"}] + wrappers
+    assert selinux_rules(plan, daemon, "", "unlabeled", "wt")[0] == {"path": daemon, "type": "bin_t"}
+    # a daemon outside the install directory (the distribution's) is not relabelled; no daemon: wrappers only
+    assert selinux_rules(plan, "/usr/libexec/virtiofsd", "", "", "wt") == wrappers
+    assert selinux_rules(plan, "/opt/virtiofsd-rust-other/virtiofsd", "", "", "wt") == wrappers
+    assert selinux_rules(plan, "", "", "", "wt") == selinux_rules(plan, None, "", "", "wt") == wrappers
