@@ -89,8 +89,10 @@ def play_file(text: str) -> str:
 
 def start(lab, playbook: str, extra_vars: dict) -> subprocess.Popen:
     argv = [str(VENV_BIN / "ansible-playbook"), "-i", lab["inventory"], playbook, "-e", json.dumps(extra_vars)]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ansible_env(),
-                            cwd=ROOT, start_new_session=True)
+    # no pipelining here: the kill tests find the module's process by its AnsiballZ_<module>.py
+    # file on the command line, which a pipelined module (fed to python on stdin) does not have
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ansible_env({"ANSIBLE_PIPELINING": "False"}), cwd=ROOT, start_new_session=True)
 
 
 def finish(proc: subprocess.Popen, timeout: int = 600) -> tuple[int, dict, str]:
