@@ -43,12 +43,23 @@ def _templar(variables: t.Mapping[str, t.Any]) -> Templar:
     return Templar(loader=DataLoader(), variables=dict(variables))
 
 
-def refusal(role: str, file: str, name: str, **variables: t.Any) -> t.Tuple[bool, str]:
-    """(whether the task named ``name`` fails with ``variables``, the message it fails with or ``""``)."""
+def _task(role: str, file: str, name: str) -> t.Tuple[t.Mapping[str, t.Any], t.List[t.Any]]:
     tasks = yaml.safe_load((ROOT / "roles" / role / "tasks" / file).read_text(encoding="utf-8"))
     found = _find(tasks, name, [])
     assert found is not None, f"roles/{role}/tasks/{file} has no task {name!r}"
-    task, whens = found
+    return found
+
+
+def facts(role: str, file: str, name: str, **variables: t.Any) -> t.Dict[str, t.Any]:
+    """The facts the ``set_fact`` task named ``name`` sets with ``variables``."""
+    task, _ = _task(role, file, name)
+    templar = _templar(variables)
+    return {key: templar.template(trust_as_template(value)) for key, value in task["ansible.builtin.set_fact"].items()}
+
+
+def refusal(role: str, file: str, name: str, **variables: t.Any) -> t.Tuple[bool, str]:
+    """(whether the task named ``name`` fails with ``variables``, the message it fails with or ``""``)."""
+    task, whens = _task(role, file, name)
     variables.setdefault("ansible_check_mode", False)
     for key, value in (task.get("vars") or {}).items():
         if key not in variables:
