@@ -52,7 +52,7 @@ def _task(role: str, file: str, name: str) -> t.Tuple[t.Mapping[str, t.Any], t.L
 
 def facts(role: str, file: str, name: str, **variables: t.Any) -> t.Dict[str, t.Any]:
     """The facts the ``set_fact`` task named ``name`` sets with ``variables``."""
-    task, _ = _task(role, file, name)
+    task = _task(role, file, name)[0]
     templar = _templar(variables)
     return {key: templar.template(trust_as_template(value)) for key, value in task["ansible.builtin.set_fact"].items()}
 
