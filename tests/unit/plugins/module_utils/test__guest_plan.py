@@ -191,7 +191,7 @@ def test_refusals_as_the_role_reports_them():
     assert "This role only manages virtiofs lines: remove that line yourself or choose another path." in msg
     assert "/a is a mount point of ext4, tmpfs (/dev/x, tmpfs), not of virtiofs. Unmount it yourself or choose another path." in msg
     fails = role_task("guest", "main.yml", "Refuse paths of other file systems and tags the kernel does not offer",
-                         _problems=gp.refusals(SHARES[2:3], ["c"]), _virtiofs_guest_mounts=SHARES)[0]
+                      _problems=gp.refusals(SHARES[2:3], ["c"]), _virtiofs_guest_mounts=SHARES)[0]
     assert not fails
 
 
