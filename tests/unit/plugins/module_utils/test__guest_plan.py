@@ -8,6 +8,8 @@ import pytest
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils import _guest_plan as gp
 
+from role_tasks import refusal as role_task
+
 
 def errors(*mounts, **kw):
     return gp.guest_plan(list(mounts), **kw)["errors"]
@@ -209,3 +211,123 @@ def test_mounts_from_host_shares_takes_every_mount_key_without_its_prefix():
     share = {"domain": "d", "tag": "t", "mount": True, **{f"mount_{k}": f"v-{k}" for k in SHARE_MOUNT_KEYS}}
     (mount,) = mounts_from_host_shares([share], "d")
     assert mount == {"tag": "t", "path": "/mnt/t", "state": "mounted", **{k: f"v-{k}" for k in SHARE_MOUNT_KEYS}}
+
+
+# ---------------------------------------------------------------- the role's YAML messages, rendered as the role does
+
+
+def test_refusals_as_the_role_reports_them():
+    # main.yml: guest_refusals(_virtiofs_guest_shares, _virtiofs_guest_tags), joined, then "Nothing was changed."
+    problems = gp.refusals(SHARES, None)
+    fails, msg = role_task("guest", "main.yml", "Refuse paths of other file systems and tags the kernel does not offer",
+                           _problems=problems, _virtiofs_guest_mounts=SHARES)
+    assert fails and msg == f"{FSTAB_A} {FOREIGN_A} {FSTAB_D} Nothing was changed."
+    assert "This role only manages virtiofs lines: remove that line yourself or choose another path." in msg
+    assert "/a is a mount point of ext4, tmpfs (/dev/x, tmpfs), not of virtiofs. Unmount it yourself or choose another path." in msg
+    fails = role_task("guest", "main.yml", "Refuse paths of other file systems and tags the kernel does not offer",
+                      _problems=gp.refusals(SHARES[2:3], ["c"]), _virtiofs_guest_mounts=SHARES)[0]
+    assert not fails
+
+
+NOT_LINUX = ("virtiofs.libvirt.guest mounts virtio-fs shares on Linux guests only; this host runs Win32NT. Windows guests use"
+             " WinFsp and the virtio-win viofs service instead.")
+
+
+def test_a_guest_that_is_not_linux_is_refused():
+    fails, msg = role_task("guest", "facts.yml", "Refuse guests that are not Linux (known from gathered facts)",
+                           ansible_facts={"system": "Win32NT"})
+    assert fails and msg == NOT_LINUX
+    # guest_info's answer (facts not gathered); the message is the same anchor (ansible_facts as a play without
+    # gather_facts leaves it resolves lazily in a play, not in this templar, so it names the system here too)
+    fails, msg = role_task("guest", "facts.yml", "Refuse guests that are not Linux",
+                           _virtiofs_guest_info={"system": "Win32NT"}, ansible_facts={"system": "Win32NT"})
+    assert fails and msg == NOT_LINUX
+    assert not role_task("guest", "facts.yml", "Refuse guests that are not Linux (known from gathered facts)", ansible_facts={})[0]
+    assert not role_task("guest", "facts.yml", "Refuse guests that are not Linux", _virtiofs_guest_info={"system": "Linux"},
+                         ansible_facts={})[0]
+
+
+def test_automount_without_systemd_is_refused():
+    mounts = gp.guest_plan([{"tag": "a", "path": "/a", "automount": True}, {"tag": "b", "path": "/b"},
+                            {"tag": "c", "path": "/c", "automount": True, "state": "present"}])["mounts"]
+    fails, msg = role_task("guest", "facts.yml", "Refuse automount without systemd", _virtiofs_guest_mounts=mounts,
+                           _virtiofs_guest_info={"service_mgr": "openrc"})
+    assert fails and msg == ("/a, /c: automount (x-systemd.automount) needs systemd, but this guest's service manager is openrc;"
+                             " set automount to false.")
+    assert not role_task("guest", "facts.yml", "Refuse automount without systemd", _virtiofs_guest_mounts=mounts,
+                         _virtiofs_guest_info={"service_mgr": "systemd"})[0]
+
+
+def test_a_kernel_without_virtiofs_is_refused():
+    mounts = gp.guest_plan([{"tag": "a", "path": "/a"}])["mounts"]
+    info = {"kernel": "4.19.0-27-amd64", "virtiofs_registered": False}
+    fails, msg = role_task("guest", "facts.yml", "Fail when the kernel cannot mount virtiofs", _virtiofs_guest_mounts=mounts,
+                           _virtiofs_guest_info=info, _virtiofs_guest_info_after={"virtiofs_registered": False},
+                           _virtiofs_guest_modprobe={"rc": 1, "stderr": "modprobe: FATAL: Module virtiofs not found\n"})
+    assert fails and msg == (
+        "This guest kernel (4.19.0-27-amd64) cannot mount virtiofs: 'virtiofs' is not in /proc/filesystems and `modprobe virtiofs`"
+        " failed (modprobe: FATAL: Module virtiofs not found). virtio-fs needs Linux >= 5.4 built with CONFIG_VIRTIO_FS (module"
+        " virtiofs, with FUSE): install such a kernel (Debian/Ubuntu linux-image-amd64 or linux-image-cloud-amd64, RHEL/Fedora"
+        " kernel-core plus kernel-modules-core), reboot into it and run again.")
+    fails, msg = role_task("guest", "facts.yml", "Fail when the kernel cannot mount virtiofs", _virtiofs_guest_mounts=mounts,
+                           _virtiofs_guest_info=info, _virtiofs_guest_modprobe={"rc": 127}, ansible_check_mode=True)
+    assert fails and "failed (rc 127, modprobe not found?)" in msg
+    assert not role_task("guest", "facts.yml", "Fail when the kernel cannot mount virtiofs", _virtiofs_guest_mounts=mounts,
+                         _virtiofs_guest_info=info, _virtiofs_guest_info_after={"virtiofs_registered": True},
+                         _virtiofs_guest_modprobe={"rc": 0, "stderr": ""})[0]
+
+
+SHARE_A = {"tag": "a", "path": "/mnt/a", "options": "defaults,nofail"}
+MOUNT_ERROR = {"failed": True, "results": [
+    {"failed": True, "msg": "Error mounting /mnt/a: mount: /mnt/a: wrong fs type, bad option, bad superblock on a.",
+     "_virtiofs_guest_share": SHARE_A}]}
+NOT_FOUND = "[   12.5] virtio-fs: tag <a> not found\n"
+
+
+def failed_mount_messages(dmesg_after, tags):
+    """(not-offered report, other-errors report) as main.yml's rescue reports the failed mount, None where it does not fail."""
+    failures = gp.mount_failures(MOUNT_ERROR, "", dmesg_after, tags)
+    out = []
+    for name in ("Report a tag the guest is not offered", "Report the mount errors"):
+        fails, msg = role_task("guest", "main.yml", name, _virtiofs_guest_failures=failures, _virtiofs_guest_mounts=[SHARE_A])
+        out.append(msg.strip() if fails else None)
+    return out
+
+
+MOUNT_SAID = "mount said: Error mounting /mnt/a: mount: /mnt/a: wrong fs type, bad option, bad superblock on a."
+NOT_OFFERED_REPORT = ('tag a not offered to this guest: is the share defined and the domain restarted? (the guest kernel logged '
+                      '"virtio-fs: tag <a> not found" when mounting it on /mnt/a; a share added to the persistent domain definition '
+                      f"only appears after a full shutdown and start of the domain. /etc/fstab was left as it was. {MOUNT_SAID})")
+
+
+def test_a_failed_mount_of_a_tag_the_kernel_logs_as_not_found():
+    # a kernel without /sys/fs/virtiofs (tags none) that logged "tag <a> not found" during this run
+    assert failed_mount_messages(NOT_FOUND, None)[0] == NOT_OFFERED_REPORT
+    assert '/etc/fstab was left as it was. mount said:' in NOT_OFFERED_REPORT
+
+
+def test_a_failed_mount_of_a_tag_not_in_the_kernels_list():
+    assert failed_mount_messages("", ["b"])[0] == NOT_OFFERED_REPORT
+
+
+def test_a_failed_mount_for_another_reason():
+    assert failed_mount_messages("", ["a"]) == [None, (
+        "mounting virtiofs tag a on /mnt/a with options defaults,nofail failed: Error mounting /mnt/a: mount: /mnt/a: wrong fs type,"
+        " bad option, bad superblock on a.. /etc/fstab was left as it was. Check the options, the guest kernel log (dmesg) and the"
+        " virtiofsd log on the host (/var/log/libvirt/qemu/<domain>-fs*-virtiofsd.log).")]
+    assert failed_mount_messages("", None)[0] is None
+
+
+def test_not_a_virtiofs_mount_after_mounting():
+    # guest_info's shares after mounting: a share whose path shows no virtiofs mount of its tag ("same" is empty)
+    shares = [{"tag": "a", "path": "/mnt/a", "state": "mounted", "same": [], "at_path": [{"fstype": "tmpfs", "source": "tmpfs"}]},
+              {"tag": "b", "path": "/mnt/b", "state": "mounted", "same": [], "at_path": []},
+              {"tag": "c", "path": "/mnt/c", "state": "mounted", "same": [{"source": "c"}], "at_path": [{"fstype": "virtiofs", "source": "c"}]}]
+    name = "Check that findmnt shows a virtiofs mount of each tag on its path"
+    fails, msg = role_task("guest", "main.yml", name, _virtiofs_guest_info_after_mount={"shares": shares}, _virtiofs_guest_shares=shares,
+                           _virtiofs_guest_mounted={"changed": True}, _virtiofs_guest_mounts=shares)
+    assert fails and msg == ("/mnt/a is not a virtiofs mount of tag a after mounting; findmnt shows tmpfs tmpfs. /mnt/b is not a"
+                             " virtiofs mount of tag b after mounting; findmnt shows nothing mounted there.  Check the guest kernel"
+                             " log (dmesg) and the virtiofsd log on the host.")
+    assert not role_task("guest", "main.yml", name, _virtiofs_guest_info_after_mount={"shares": shares[2:]},
+                         _virtiofs_guest_shares=shares[2:], _virtiofs_guest_mounted={"changed": True}, _virtiofs_guest_mounts=shares)[0]

@@ -11,6 +11,8 @@ import yaml
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils import _host_plan as hp
 
+from role_tasks import facts as role_facts, refusal as role_task
+
 ROOT = Path(__file__).resolve().parents[4]
 DEFAULTS = yaml.safe_load((ROOT / "roles/host/defaults/main.yml").read_text())
 ROLE_SHARE_KEYS = yaml.safe_load((ROOT / "roles/host/vars/main.yml").read_text())["_virtiofs_host_role_share_keys"]
@@ -343,3 +345,47 @@ def test_selinux_rules_daemon_type_from_option_reference_or_bin_t():
     assert selinux_rules(plan, "/usr/libexec/virtiofsd", "", "", "wt") == wrappers
     assert selinux_rules(plan, "/opt/virtiofsd-rust-other/virtiofsd", "", "", "wt") == wrappers
     assert selinux_rules(plan, "", "", "", "wt") == selinux_rules(plan, None, "", "", "wt") == wrappers
+
+
+# ---------------------------------------------------------------- what the role does with a tag that is not text
+
+
+def test_a_number_as_tag_is_text_to_the_role():
+    # the plan makes text of the tag (the share module's argument spec does the same with tag: str), so the
+    # host role never says "tag must be a string"; tag: 0 is empty text, so it is missing
+    result = plan(virtiofs_host_shares=[{"domain": "a", "tag": 12, "source": "/s"}])
+    assert result["failure"] is None and result["shares"][0]["tag"] == "12"
+    assert share_errors({"domain": "a", "tag": 0, "source": "/s"}) == [
+        'virtiofs_host_shares[0] (domain "a", tag ""): tag is missing; set the mount tag the guest uses (1-36 bytes)']
+
+
+# ---------------------------------------------------------------- the role's YAML messages, rendered as the role does
+
+
+def test_apparmor_refuses_pattern_characters_in_paths():
+    result = plan(virtiofs_host_wrappers={"default": {"path": "/opt/v/virtiofsd-[ro].sh"}, "b": {"path": "/opt/v/b{1}.sh"},
+                                          "ok": {"path": "/opt/v/ok.sh"}})
+    assert result["failure"] is None
+    paths = role_facts("host", "apparmor.yml", "Work out the paths libvirt must be allowed to execute", _virtiofs_host_plan=result,
+                       virtiofs_host_virtiofsd_path="/opt/v/virtiofsd*")["_virtiofs_host_apparmor_paths"]
+    assert paths == ["/opt/v/virtiofsd-[ro].sh", "/opt/v/b{1}.sh", "/opt/v/ok.sh", "/opt/v/virtiofsd*"]
+    fails, msg = role_task("host", "apparmor.yml", "Refuse paths AppArmor would read as patterns", _virtiofs_host_apparmor_paths=paths)
+    assert fails and msg == ("virtiofs.libvirt.host: /opt/v/virtiofsd-[ro].sh, /opt/v/b{1}.sh, /opt/v/virtiofsd* contain characters"
+                             ' AppArmor reads as patterns or cannot quote (* ? [ ] { } ^ " or a newline); rename them.')
+    assert not role_task("host", "apparmor.yml", "Refuse paths AppArmor would read as patterns",
+                         _virtiofs_host_apparmor_paths=["/opt/v/ok.sh", "/opt/virtiofsd-rust/virtiofsd"])[0]
+
+
+def test_a_domain_that_does_not_shut_down_in_time():
+    given = dict(_virtiofs_host_restart_before={"status": "running"}, _virtiofs_host_restart_domain="vm1",
+                 virtiofs_host_restart_timeout=DEFAULTS["virtiofs_host_restart_timeout"])
+    fails, msg = role_task("host", "restart_domain.yml", "Give up on a domain that does not shut down",
+                           _virtiofs_host_restart_wait={"status": "running"}, virtiofs_host_restart_force=False, **given)
+    assert fails and msg == (
+        "vm1 did not shut down within 300 s (does the guest handle the ACPI power button, e.g. systemd-logind or acpid?). Its new"
+        " configuration is defined but not active. Shut it down yourself, raise virtiofs_host_restart_timeout, or set"
+        " virtiofs_host_restart_force=true to power it off after the timeout.")
+    assert not role_task("host", "restart_domain.yml", "Give up on a domain that does not shut down",
+                         _virtiofs_host_restart_wait={"status": "running"}, virtiofs_host_restart_force="yes", **given)[0]
+    assert not role_task("host", "restart_domain.yml", "Give up on a domain that does not shut down",
+                         _virtiofs_host_restart_wait={"status": "shutdown"}, virtiofs_host_restart_force=False, **given)[0]
