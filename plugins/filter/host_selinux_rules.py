@@ -11,8 +11,9 @@ version_added: 0.1.0
 author: virtiofs.libvirt contributors
 description:
   - Takes the plan of P(virtiofs.libvirt.host_plan#filter) and returns the file context rules that the role
-    R(virtiofs.libvirt.host,ansible_collections.virtiofs.libvirt.host_role) writes: the daemon it installed gets
-    O(daemon_type), or the type of O(reference_context), or C(bin_t); every present wrapper gets O(wrapper_type).
+    R(virtiofs.libvirt.host,ansible_collections.virtiofs.libvirt.host_role) writes.
+  - The daemon it installed gets O(daemon_type), or the type of O(reference_context), or C(bin_t); every present
+    wrapper gets O(wrapper_type).
 options:
   _input:
     description: The plan of P(virtiofs.libvirt.host_plan#filter).

@@ -12,4 +12,4 @@ def test_filter_is_registered_and_unwraps_ansible_values():
     shares = wrap_var([{"domain": "web01", "tag": "www", "mount_options": "ro"}, {"domain": "x", "tag": "y"}])
     result = flt(shares, wrap_var("web01"))
     assert result == [{"tag": "www", "path": "/mnt/www", "state": "mounted", "options": "ro"}]
-    assert type(result[0]["tag"]) is str and type(result[0]["options"]) is str
+    assert result[0]["tag"].__class__ is str and result[0]["options"].__class__ is str

@@ -15,4 +15,4 @@ def test_filter_is_registered_and_unwraps_ansible_values():
                 reference_context=wrap_var("u:r:virtd_exec_t:s0"), wrapper_type=wrap_var("bin_t"))
     assert rules == [{"path": "/opt/virtiofsd-rust/virtiofsd", "type": "virtd_exec_t"},
                      {"path": "/opt/virtiofsd-rust/a.sh", "type": "bin_t"}]
-    assert all(type(v) is str for rule in rules for v in rule.values())
+    assert all(v.__class__ is str for rule in rules for v in rule.values())
