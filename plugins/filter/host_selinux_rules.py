@@ -31,7 +31,7 @@ options:
   wrapper_type:
     description: The SELinux type for the wrappers (the role's C(virtiofs_host_selinux_wrapper_type)).
     type: str
-    required: true
+    default: bin_t
 """
 
 EXAMPLES = r"""
