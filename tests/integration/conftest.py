@@ -77,12 +77,19 @@ def lab() -> dict:
     return state
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def lab2(lab) -> dict:
-    """The second hypervisor's part of the lab state (``lab["hypervisor2"]``)."""
+    """The second hypervisor's part of the lab state (``lab["hypervisor2"]``).
+
+    Function-scoped: a test that stops hypervisor2's libvirtd and fails before restarting it
+    fails alone; the next test finds libvirtd answering again.
+    """
     if "hypervisor2" not in lab:
         pytest.fail("the lab has no second hypervisor (lab.json has no 'hypervisor2'): run tests/lab/lab up")
-    return lab["hypervisor2"]
+    part = lab["hypervisor2"]
+    LABCTL.hv2.ensure_libvirtd(part["init_pid"], Path(part["tree"]), LABCTL.run, "test", LABCTL.LabError,
+                               lambda _msg: None)
+    return part
 
 
 @dataclass

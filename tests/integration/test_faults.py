@@ -425,8 +425,8 @@ def _ns_libvirtd(labctl, lab2) -> list[int]:
 
 
 def _start_libvirtd(labctl, lab2) -> None:
-    labctl.hv2.start_daemons(lab2["init_pid"], Path(lab2["tree"]), labctl.run, "test", labctl.LabError,
-                             lambda _msg: None)
+    labctl.hv2.ensure_libvirtd(lab2["init_pid"], Path(lab2["tree"]), labctl.run, "test", labctl.LabError,
+                               lambda _msg: None)
 
 
 @contextlib.contextmanager
@@ -480,11 +480,7 @@ def test_libvirtd_going_away_between_two_domains(lab, lab2, labctl):
                 time.sleep(0.1)
             time.sleep(2)  # the run is past the first domain, waiting for the second one's lock
             assert proc.poll() is None
-            for pid in _ns_libvirtd(labctl, lab2):
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 30
-            while _ns_libvirtd(labctl, lab2) and time.monotonic() < deadline:
-                time.sleep(0.2)
+            labctl.hv2.stop_libvirtd(lab2["init_pid"], Path(lab2["tree"]))
             assert not _ns_libvirtd(labctl, lab2), "hypervisor2's libvirtd did not stop"
         rc, data, tail = finish(proc)
         assert rc != 0, tail
@@ -513,8 +509,7 @@ def test_libvirtd_going_away_between_two_domains(lab, lab2, labctl):
         assert inactive_xml(uri, names[0]) == after_a
     finally:
         os.unlink(path)
-        if not _ns_libvirtd(labctl, lab2):
-            _start_libvirtd(labctl, lab2)
+        _start_libvirtd(labctl, lab2)
         for n in names:
             labctl.destroy_guest(n, hypervisor="hypervisor2")
 

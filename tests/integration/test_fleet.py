@@ -22,10 +22,7 @@ Domains are called ``it-fleet-*``, SSH ports 2241-2249; everything is removed af
 """
 from __future__ import annotations
 
-import os
 import re
-import signal
-import time
 import uuid
 from pathlib import Path
 
@@ -535,11 +532,7 @@ def test_one_hypervisor_down_does_not_stop_the_other(run_playbook, lab, lab2, la
     try:
         for host, name in domains.items():
             labctl.clone_guest(name, 0, start=False, hypervisor=host)
-        for pid in _ns_libvirtd(labctl, lab2):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.time() + 30
-        while _ns_libvirtd(labctl, lab2) and time.time() < deadline:
-            time.sleep(0.2)
+        labctl.hv2.stop_libvirtd(lab2["init_pid"], Path(lab2["tree"]))
         assert not _ns_libvirtd(labctl, lab2), "hypervisor2's libvirtd did not stop"
 
         res = run_playbook(HOST_PLAY, extra_vars=fleet_vars(lab, domains), env=env)
@@ -567,9 +560,8 @@ def test_one_hypervisor_down_does_not_stop_the_other(run_playbook, lab, lab2, la
         fs = inactive(lab2["uri"], domains["hypervisor2"]).findall("devices/filesystem")
         assert [f.find("target").get("dir") for f in fs] == ["roll"]
     finally:
-        if not _ns_libvirtd(labctl, lab2):
-            labctl.hv2.start_daemons(lab2["init_pid"], Path(lab2["tree"]), labctl.run, "test", labctl.LabError,
-                                     lambda _msg: None)
+        labctl.hv2.ensure_libvirtd(lab2["init_pid"], Path(lab2["tree"]), labctl.run, "test", labctl.LabError,
+                                   lambda _msg: None)
         for host, name in domains.items():
             labctl.destroy_guest(name, hypervisor=host)
         ok(run_playbook(CLEANUP_PLAY))

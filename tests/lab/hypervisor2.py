@@ -354,6 +354,59 @@ def start_daemons(init_pid: int, tree: Path, run, step: str, error, log) -> None
     check_host_ptmx(step, error)
 
 
+def stop_libvirtd(init_pid: int, tree: Path, term_wait: float = 60.0) -> None:
+    """End the second hypervisor's libvirtd: SIGTERM, then SIGKILL after ``term_wait`` s.
+
+    libvirtd's own shutdown waits up to 30 s for its drivers (virNetDaemonRun's finish timer), so
+    on a loaded machine a TERM alone can outlast a 30 s wait; a KILL leaves its sockets behind,
+    which are removed so that ``start_daemons`` waits for the new daemon's socket, not the old one.
+    """
+    pids = [p for p, comm in ns_processes(init_pid) if comm == "libvirtd"]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for sig, wait in ((signal.SIGKILL, term_wait), (None, 15.0)):
+        deadline = time.time() + wait
+        while pids and time.time() < deadline:
+            pids = [p for p in pids if Path(f"/proc/{p}").exists()]
+            time.sleep(0.2)
+        if not pids or sig is None:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+    if pids:
+        raise RuntimeError(f"the second hypervisor's libvirtd (pids {pids}) did not end after SIGTERM and SIGKILL")
+    for sock in (tree / "run/libvirt").glob("libvirt*-sock*"):
+        with contextlib.suppress(FileNotFoundError):
+            sock.unlink()
+
+
+def libvirtd_reachable(tree: Path) -> bool:
+    """True when the second hypervisor's libvirtd answers on its socket."""
+    import libvirt  # pylint: disable=import-outside-toplevel  # the lab's venv has it; labctl's callers may not
+    try:
+        conn = libvirt.open(uri(tree))
+    except libvirt.libvirtError:
+        return False
+    try:
+        conn.getLibVersion()
+        return True
+    except libvirt.libvirtError:
+        return False
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
+
+
+def ensure_libvirtd(init_pid: int, tree: Path, run, step: str, error, log) -> None:
+    """Bring libvirtd back when it does not answer on its socket (a stale one is ended first)."""
+    if libvirtd_reachable(tree):
+        return
+    stop_libvirtd(init_pid, tree)
+    start_daemons(init_pid, tree, run, step, error, log)
+
+
 def ns_run(init_pid: int, argv: list[str], run, step: str):
     return run(step, ns_argv(init_pid, argv))
 
