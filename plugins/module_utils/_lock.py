@@ -25,34 +25,51 @@ import typing as t
 # start from the same old file, and the later write would drop the earlier run's change. The
 # lock is an ``flock`` on a file in /run/lock/virtiofs-libvirt (or the temporary directory),
 # named after a hash of the key: it goes away with the process that holds it, also on SIGKILL.
+# Without any usable lock directory the run fails before it changes anything: running unlocked
+# would let two runs drop each other's changes without a word.
+
+#: where the lock directory is tried first; the temporary directory (``TMPDIR``) comes after
+LOCK_BASES: t.Tuple[str, ...] = ("/run/lock",)
+LOCK_SUBDIR = "virtiofs-libvirt"
 
 
 class LockTimeout(Exception):
-    """Another run held the lock for longer than the timeout."""
+    """The lock could not be taken: another run held it longer than the timeout, or no lock directory is usable."""
 
 
 class DomainLockError(LockTimeout):
-    """Another run holds the lock of a domain for longer than the timeout."""
+    """Another run holds the lock of a domain for longer than the timeout (or no lock directory is usable)."""
+
+
+def lock_directories() -> t.List[str]:
+    """The lock directories in the order they are tried."""
+    return [os.path.join(base, LOCK_SUBDIR) for base in LOCK_BASES + (tempfile.gettempdir(),)]
 
 
 @contextlib.contextmanager
 def exclusive_lock(
     kind: str, key: str, what: str, timeout: float = 120.0, error: t.Type[LockTimeout] = LockTimeout
 ) -> t.Iterator[str]:
-    """Hold the host-wide lock ``<kind>-<hash of key>.lock``; ``what`` names it in the ``error`` (:class:`LockTimeout`) message."""
+    """Hold the host-wide lock ``<kind>-<hash of key>.lock``; ``what`` names it in the ``error`` (:class:`LockTimeout`) message.
+
+    Raises ``error`` without waiting when no lock directory can hold the lock file.
+    """
     name = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
-    for base in ("/run/lock", tempfile.gettempdir()):
-        directory = os.path.join(base, "virtiofs-libvirt")
+    tried = []
+    for directory in lock_directories():
+        path = os.path.join(directory, f"{kind}-{name}.lock")
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-            path = os.path.join(directory, f"{kind}-{name}.lock")
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             break
-        except OSError:
-            continue
-    else:  # pragma: no cover - no writable lock directory at all
-        yield ""
-        return
+        except OSError as exc:
+            tried.append(f"{path}: {exc.strerror or exc}")
+    else:
+        raise error(
+            f"cannot take the lock for {what}: no lock directory is usable ({'; '.join(tried)}); "
+            "make one of these directories writable for the user the module runs as (become: true runs it as "
+            "root) or point TMPDIR at a writable directory"
+        )
     deadline = time.monotonic() + timeout
     try:
         while True:

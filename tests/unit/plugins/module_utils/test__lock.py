@@ -6,11 +6,19 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 
 import pytest
 
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import DomainLockError, domain_lock
+from ansible_collections.virtiofs.libvirt.plugins.module_utils import _lock
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import (
+    DomainLockError,
+    LockTimeout,
+    domain_lock,
+    lock_directories,
+    path_lock,
+)
 
 
 def test_lock_file_is_named_per_domain_and_reused():
@@ -35,3 +43,47 @@ def test_held_lock_fails_with_the_lock_path_and_domain():
         # another domain is not blocked by this one
         with domain_lock("test:///default", str(uuid.uuid4()), timeout=0) as free:
             assert free != path
+
+
+def test_lock_directories_are_run_lock_then_the_temporary_directory():
+    assert lock_directories() == ["/run/lock/virtiofs-libvirt", os.path.join(tempfile.gettempdir(), "virtiofs-libvirt")]
+
+
+@pytest.fixture
+def no_lock_directory(tmp_path, monkeypatch):
+    """Both places a lock directory can go are regular files (unusable even for root)."""
+    run_lock, tmp = tmp_path / "run-lock", tmp_path / "tmp"
+    run_lock.write_text("")
+    tmp.write_text("")
+    monkeypatch.setattr(_lock, "LOCK_BASES", (str(run_lock),))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    return run_lock, tmp
+
+
+def test_no_usable_lock_directory_fails_naming_the_directories_and_the_fix(no_lock_directory):
+    run_lock, tmp = no_lock_directory
+    target = "/opt/virtiofsd-rust/virtiofsd.sh"
+    name = _lock.hashlib.sha256(target.encode()).hexdigest()[:24]
+    with pytest.raises(LockTimeout) as err:
+        with path_lock(target):
+            pytest.fail("ran without the lock")  # pragma: no cover - the point of the test
+    assert str(err.value) == (
+        f"cannot take the lock for {target}: no lock directory is usable "
+        f"({run_lock}/virtiofs-libvirt/path-{name}.lock: Not a directory; "
+        f"{tmp}/virtiofs-libvirt/path-{name}.lock: Not a directory); "
+        "make one of these directories writable for the user the module runs as (become: true runs it as "
+        "root) or point TMPDIR at a writable directory")
+    uid = str(uuid.uuid4())
+    with pytest.raises(DomainLockError) as err:
+        with domain_lock("test:///default", uid):
+            pytest.fail("ran without the lock")  # pragma: no cover
+    assert str(err.value).startswith(f"cannot take the lock for domain {uid}: no lock directory is usable (")
+
+
+def test_the_temporary_directory_is_the_fallback(tmp_path, monkeypatch):
+    run_lock = tmp_path / "run-lock"
+    run_lock.write_text("")
+    monkeypatch.setattr(_lock, "LOCK_BASES", (str(run_lock),))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with path_lock("/opt/w.sh") as lock:
+        assert os.path.dirname(lock) == str(tmp_path / "virtiofs-libvirt")
