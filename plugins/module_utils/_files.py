@@ -56,10 +56,12 @@ class WriteError(OSError):
     def __init__(self, path: str, exc: OSError) -> None:
         super().__init__(exc.errno, exc.strerror)
         self.path = path
-        reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
-        self.reason = reason  # the cause alone, for callers that word the file's state themselves
+        cause = exc.strerror or str(exc)  # the system's words, said once
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        #: the cause alone, for callers that word the file's state themselves
+        self.reason = f"the disk is full ({cause})" if full else cause
         self.message = (
-            f"cannot write {path}: {reason} ({os.strerror(exc.errno) if exc.errno else exc}); "
+            f"cannot write {path}: {self.reason}; "
             f"{path} was not changed (the old file stays as it was), free space or fix the cause and run again"
         )
 
@@ -108,20 +110,19 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def write_atomic(
+def write_temporary(
     path: str,
     data: t.Union[bytes, str],
-    move: t.Optional[MoveCallable] = None,
     mode: t.Optional[int] = None,
     owner: t.Optional[t.Tuple[int, int]] = None,
-) -> None:
-    """Replace ``path`` with ``data`` atomically.
+) -> str:
+    """Write ``data`` to a new temporary file next to ``path`` and return the temporary file's path.
 
-    ``mode`` and ``owner`` (``(uid, gid)``) are set on the temporary file before the move and
-    again on the result (``atomic_move`` copies an existing destination's attributes); when
-    they are ``None`` an existing file keeps its own (``atomic_move``) and a new file gets the
-    process defaults. Raises :class:`WriteError` (an :class:`OSError`, for example ``ENOSPC``)
-    naming ``path`` and saying that it was left as it was.
+    The first half of :func:`write_atomic`, for callers that check the new file before it replaces
+    ``path`` (:func:`install_temporary`, or :func:`remove_file` when the check fails): the data is
+    flushed to disk and the file has ``mode`` and ``owner``. Its name is the one :func:`remove_leftovers`
+    removes, so a run killed before the install leaves nothing the next run keeps. ``path`` itself is
+    not touched. Raises :class:`WriteError`; no temporary file is left then.
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -141,8 +142,24 @@ def write_atomic(
         if tmp and os.path.lexists(tmp):
             os.unlink(tmp)
         raise WriteError(path, exc) from None
+    return tmp
+
+
+def install_temporary(
+    tmp: str,
+    path: str,
+    move: t.Optional[MoveCallable] = None,
+    mode: t.Optional[int] = None,
+    owner: t.Optional[t.Tuple[int, int]] = None,
+) -> None:
+    """Move ``tmp`` (from :func:`write_temporary`) over ``path`` with one ``rename``; the second half of :func:`write_atomic`.
+
+    When the move fails ``tmp`` is removed and :class:`WriteError` is raised (``path`` is as it was).
+    """
     try:
         (move or os.replace)(tmp, path)
+    except OSError as exc:
+        raise WriteError(path, exc) from None
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
@@ -150,7 +167,25 @@ def write_atomic(
         os.chmod(path, mode)
     if owner is not None:
         os.chown(path, owner[0], owner[1])
-    _fsync_dir(directory)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def write_atomic(
+    path: str,
+    data: t.Union[bytes, str],
+    move: t.Optional[MoveCallable] = None,
+    mode: t.Optional[int] = None,
+    owner: t.Optional[t.Tuple[int, int]] = None,
+) -> None:
+    """Replace ``path`` with ``data`` atomically.
+
+    ``mode`` and ``owner`` (``(uid, gid)``) are set on the temporary file before the move and
+    again on the result (``atomic_move`` copies an existing destination's attributes); when
+    they are ``None`` an existing file keeps its own (``atomic_move``) and a new file gets the
+    process defaults. Raises :class:`WriteError` (an :class:`OSError`, for example ``ENOSPC``)
+    naming ``path`` and saying that it was left as it was.
+    """
+    install_temporary(write_temporary(path, data, mode, owner), path, move, mode, owner)
 
 
 def is_leftover(name: str) -> bool:

@@ -22,7 +22,14 @@ import shlex
 import typing as t
 from dataclasses import dataclass, field
 
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import WriteError, read_bytes, remove_leftovers, write_atomic
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import (
+    WriteError,
+    install_temporary,
+    read_bytes,
+    remove_file,
+    remove_leftovers,
+    write_temporary,
+)
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import LockTimeout, path_lock
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import UntrustedPathError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import check as check_root_only
@@ -259,17 +266,54 @@ def check_absolute(path: str) -> None:
         raise WrapperError(f"path must be an absolute path, got {path!r}")
 
 
+#: the attributes a written wrapper has, in the form of Ansible's ``diff`` (``ansible.builtin.file``)
+WRAPPER_ATTRS: t.Dict[str, t.Any] = {"mode": f"0{WRAPPER_MODE:03o}", "owner": 0, "group": 0}
+
+
+def attrs_of(path: str) -> t.Dict[str, t.Any]:
+    """``mode`` (octal text such as ``0755``), ``owner`` and ``group`` (numeric) of ``path``."""
+    st = os.stat(path)
+    return {"mode": f"0{st.st_mode & 0o7777:03o}", "owner": st.st_uid, "group": st.st_gid}
+
+
 def attrs_differ(path: str) -> bool:
     """True when ``path`` is not ``root:root`` with :data:`WRAPPER_MODE`."""
-    st = os.stat(path)
-    return (st.st_mode & 0o7777) != WRAPPER_MODE or st.st_uid != 0 or st.st_gid != 0
+    return attrs_of(path) != WRAPPER_ATTRS
 
 
-def file_diff(path: str, before: t.Optional[bytes], after: t.Optional[bytes]) -> t.Dict[str, str]:
-    """An Ansible ``diff`` dict for the file ``path``."""
+def _wrong_attrs(attrs: t.Mapping[str, t.Any]) -> t.List[str]:
+    return [key for key in WRAPPER_ATTRS if attrs[key] != WRAPPER_ATTRS[key]]
+
+
+def attrs_diff(path: str, attrs: t.Mapping[str, t.Any]) -> t.Dict[str, t.Dict[str, t.Any]]:
+    """The ``diff`` of fixing only the attributes ``attrs`` (from :func:`attrs_of`) of ``path``.
+
+    The shape ``ansible.builtin.file`` reports: ``{"before": {"path": ..., "mode": "0700"},
+    "after": {"path": ..., "mode": "0755"}}``, with only the keys that change.
+    """
+    keys = _wrong_attrs(attrs)
     return {
-        "before_header": path,
-        "after_header": path,
+        "before": dict({"path": path}, **{key: attrs[key] for key in keys}),
+        "after": dict({"path": path}, **{key: WRAPPER_ATTRS[key] for key in keys}),
+    }
+
+
+def _attrs_text(attrs: t.Mapping[str, t.Any], keys: t.Sequence[str]) -> str:
+    return ", ".join(f"{key} {attrs[key]}" for key in keys)
+
+
+def file_diff(
+    path: str, before: t.Optional[bytes], after: t.Optional[bytes], attrs: t.Optional[t.Mapping[str, t.Any]] = None,
+) -> t.Dict[str, str]:
+    """An Ansible ``diff`` dict for the file ``path``.
+
+    ``attrs`` (from :func:`attrs_of`) are the attributes of the file being replaced: those that the
+    write changes are named in the headers, ``PATH (mode 0700)`` before and ``PATH (mode 0755)`` after.
+    """
+    keys = _wrong_attrs(attrs) if attrs is not None else []
+    return {
+        "before_header": f"{path} ({_attrs_text(attrs, keys)})" if attrs is not None and keys else path,
+        "after_header": f"{path} ({_attrs_text(WRAPPER_ATTRS, keys)})" if keys else path,
         "before": (before or b"").decode("utf-8", "surrogateescape"),
         "after": (after or b"").decode("utf-8", "surrogateescape"),
     }
@@ -317,8 +361,11 @@ def apply_present(
 ) -> None:
     """Write the wrapper for ``binary`` at ``path`` (root-owned, :data:`WRAPPER_MODE`).
 
-    The written file is self-tested the way libvirt runs it; when that fails the previous
-    file is written back with its own mode and owner (or the new file removed) and
+    The new wrapper is written to a temporary file next to ``path`` (root-owned,
+    :data:`WRAPPER_MODE`, the name :func:`_files.remove_leftovers` cleans up) and self-tested
+    there, the way libvirt runs it; only when that passes is it moved over ``path``. When the
+    self-test fails the temporary file is removed, ``path`` is not touched at all (same inode,
+    bytes, mode, mtime and ctime, so :mod:`_restart` reports no restart for it), and
     :class:`WrapperError` is raised with ``result["changed"]`` false.
     """
     # paths first: probing a missing or recursive binary would only give a vague error
@@ -333,14 +380,20 @@ def apply_present(
 
     before = read_bytes(path)
     after = plan.script.encode("utf-8")
+    attrs = attrs_of(path) if before is not None else None
     content_changed = before != after
-    attrs_changed = before is not None and not content_changed and attrs_differ(path)
+    attrs_changed = attrs is not None and attrs != WRAPPER_ATTRS
     result["changed"] = content_changed or attrs_changed
     if diff and content_changed:
-        result["diff"] = file_diff(path, before, after)
+        result["diff"] = file_diff(path, before, after, attrs)
+    elif diff and attrs is not None and attrs_changed:
+        result["diff"] = attrs_diff(path, attrs)
     if content_changed and before is not None and not is_managed_wrapper(before) and backup is None:
         warn(f"{path} was not written by this module and is replaced; use backup: true to keep a copy")
-    if check_mode or not result["changed"]:
+    if check_mode:
+        return
+    remove_leftovers(path)  # temporary files of runs killed mid-write or mid-self-test (the caller holds the lock)
+    if not result["changed"]:
         return
 
     if os.geteuid() != 0:
@@ -351,50 +404,33 @@ def apply_present(
         os.chown(path, 0, 0)
         return
 
-    old_stat = os.stat(path) if before is not None else None
-    if backup is not None and before is not None:
-        result["backup_file"] = backup(path)
-    remove_leftovers(path)  # temporary files of runs killed mid-write (the caller holds the path's lock)
+    result["changed"] = False  # until the new wrapper is in place
     try:
-        write_atomic(path, after, move=move, mode=WRAPPER_MODE, owner=(0, 0))
+        # same directory, owner and mode as the final file: it passes the same path checks and runs the same way
+        tmp = write_temporary(path, after, mode=WRAPPER_MODE, owner=(0, 0))
     except WriteError as exc:
-        result["changed"] = False
         raise WrapperError(str(exc)) from None
     try:
-        self_test(path, plan.daemon, run)
-    except WrapperError as exc:
-        restored = _undo(result, path, before, old_stat, move)
-        raise WrapperError(f"{exc}; {restored}") from None
-
-
-def _undo(
-    result: t.Dict[str, t.Any], path: str, before: t.Optional[bytes], old_stat: t.Optional[os.stat_result],
-    move: t.Optional[MoveCallable],
-) -> str:
-    """Put back what was at ``path`` before a wrapper that failed its self-test; say what ``path`` holds now.
-
-    The restore is the same guarded atomic write: when it fails (disk full) ``path`` still holds the
-    new, failing wrapper whole, ``result["changed"]`` stays true and the text says so.
-    """
-    try:
-        if before is not None and old_stat is not None:
-            write_atomic(path, before, move=move, mode=old_stat.st_mode & 0o7777,
-                         owner=(old_stat.st_uid, old_stat.st_gid))
-            done = "the previous file was restored"
-        else:
-            os.unlink(path)
-            done = "the new file was removed"
-    except OSError as err:
+        try:
+            self_test(tmp, plan.daemon, run)
+        except WrapperError as exc:
+            kept = (f"{path} was not changed" if before is not None else f"no wrapper was written at {path}")
+            raise WrapperError(
+                f"{exc}; {kept}: the new wrapper was tested as a temporary file next to it, "
+                "which is removed, and was not put in place"
+            ) from None
+        if backup is not None and before is not None:
+            result["backup_file"] = backup(path)
+        try:
+            install_temporary(tmp, path, move=move, mode=WRAPPER_MODE, owner=(0, 0))
+        except WriteError as exc:
+            raise WrapperError(str(exc)) from None
         result["changed"] = True
-        reason = getattr(err, "reason", None) or err.strerror or str(err)
-        what = "restoring the previous file" if before is not None else "removing the new file"
-        saved = f" (a copy of the previous file is {result['backup_file']})" if "backup_file" in result else ""
-        return (
-            f"{what} failed too ({reason}): {path} still holds the new wrapper, which failed its self-test, "
-            f"so libvirt would start it{saved}; free space or fix the cause and run the task again"
-        )
-    result["changed"] = False
-    return done
+    finally:
+        try:
+            remove_file(tmp)
+        except OSError:
+            pass  # the next run's remove_leftovers takes it
 
 
 def run_reporting_os_errors(run_command: t.Callable[[t.List[str]], t.Tuple[int, str, str]]) -> RunCallable:

@@ -22,9 +22,11 @@ description:
     reports with C(--version), against the options the daemon lists in C(--help), and by the daemon's own parser
     (C(BINARY --print-capabilities OPTIONS)). An error names the option, the installed version and the version that
     added the option; an existing wrapper is then left byte-identical.
-  - After writing, the module runs C(WRAPPER --version) (must report the daemon's version) and
-    C(WRAPPER --print-capabilities) (must print JSON of type C(fs)); if either fails the previous file is restored
-    byte for byte (or the new file removed) and the module fails.
+  - The new wrapper is first written to a temporary file next to O(path) (root-owned, mode 0755) and tested there;
+    C(WRAPPER --version) must report the daemon's version and C(WRAPPER --print-capabilities) must print JSON of
+    type C(fs). Only then is it moved over O(path). If a test fails the temporary file is removed, the file at
+    O(path) is not touched at all (same bytes, mode, inode and timestamps, so running domains are not reported as
+    needing a restart) and the module fails.
   - Several wrappers with different O(path) values can coexist, for example one per share.
 author:
   - virtiofs.libvirt contributors (@virtiofs-libvirt)
@@ -36,7 +38,11 @@ attributes:
   diff_mode:
     support: full
     details:
-      - The diff shows the wrapper script before and after.
+      - The diff shows the wrapper script before and after; when the old file's mode or owner changes too, the
+        headers name them (C(PATH (mode 0700)) before, C(PATH (mode 0755)) after).
+      - When only the mode or owner of an existing wrapper changes, the diff is that of M(ansible.builtin.file);
+        C(before) and C(after) are dicts with C(path) and the attributes that change (C(mode) as text such as
+        V(0700), C(owner) and C(group) as numbers).
   idempotent:
     support: full
 options:

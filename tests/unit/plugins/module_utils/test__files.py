@@ -15,10 +15,12 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils import _files
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import LockTimeout, path_lock
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import (
     WriteError,
+    install_temporary,
     is_leftover,
     read_bytes,
     remove_leftovers,
     write_atomic,
+    write_temporary,
 )
 
 
@@ -106,6 +108,54 @@ def test_write_error_names_the_file_and_says_it_is_unchanged(tmp_path, monkeypat
     assert "was not changed (the old file stays as it was)" in msg
     assert path.read_text() == "old"
     assert sorted(os.listdir(tmp_path)) == ["dom.xml"]
+
+
+@pytest.mark.parametrize("exc, cause", [
+    (OSError(errno.ENOSPC, "No space left on device"), "the disk is full (No space left on device)"),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"), "the disk is full (Disk quota exceeded)"),
+    (PermissionError(errno.EACCES, "Permission denied"), "Permission denied"),
+    (OSError("no errno at all"), "no errno at all"),
+])
+def test_write_error_says_the_cause_once(exc, cause):
+    err = WriteError("/etc/x.xml", exc)
+    assert str(err) == (
+        f"cannot write /etc/x.xml: {cause}; /etc/x.xml was not changed (the old file stays as it was), "
+        "free space or fix the cause and run again")
+    assert err.reason == cause and err.errno == exc.errno and err.path == "/etc/x.xml"
+    assert str(err).count(exc.strerror or str(exc)) == 1
+
+
+def test_write_temporary_then_install(tmp_path):
+    """The two halves of write_atomic: the temporary file is complete, has its mode, is named as a
+    leftover (so a killed run's is cleaned), and leaves the destination alone until it is installed."""
+    path = tmp_path / "w.sh"
+    path.write_text("old")
+    st = os.stat(path)
+    tmp = write_temporary(str(path), "new", mode=0o750)
+    assert os.path.dirname(tmp) == str(tmp_path) and is_leftover(os.path.basename(tmp))
+    assert open(tmp).read() == "new" and os.stat(tmp).st_mode & 0o7777 == 0o750
+    after = os.stat(path)
+    assert (after.st_ino, after.st_mtime_ns, after.st_ctime_ns) == (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    assert path.read_text() == "old"
+    install_temporary(tmp, str(path), mode=0o750)
+    assert path.read_text() == "new" and os.stat(path).st_mode & 0o7777 == 0o750
+    assert sorted(os.listdir(tmp_path)) == ["w.sh"]
+
+
+def test_install_temporary_failure_is_a_write_error_and_removes_the_temporary(tmp_path):
+    path = tmp_path / "w.sh"
+    path.write_text("old")
+    tmp = write_temporary(str(path), "new")
+
+    def move(src, dest):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    with pytest.raises(WriteError) as err:
+        install_temporary(tmp, str(path), move=move)
+    assert str(err.value) == (
+        f"cannot write {path}: Invalid cross-device link; {path} was not changed (the old file stays as it was), "
+        "free space or fix the cause and run again")
+    assert path.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["w.sh"]
 
 
 def test_remove_leftovers_removes_only_this_files_temporaries(tmp_path):

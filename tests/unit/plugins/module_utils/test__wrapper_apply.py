@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import TMP_PREFIX, TMP_SUFFIX
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import path_lock
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import (
     MARKER,
@@ -60,6 +61,28 @@ def test_check_absolute():
         check_absolute("w.sh")
 
 
+def stat_of(path):
+    """What a rewrite, even a byte- and mode-identical one, would change (``_restart`` reads mtime/ctime)."""
+    st = os.stat(path)
+    return (st.st_ino, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def temporaries(directory):
+    return sorted(n for n in os.listdir(directory) if n.startswith(TMP_PREFIX))
+
+
+def fails_on_temporaries_of(path, stderr="boom"):
+    """A run whose self-test of the new wrapper (a temporary file next to ``path``) fails."""
+    prefix = f"{TMP_PREFIX}{os.path.basename(path)}-"
+
+    def run(argv):
+        if os.path.basename(argv[0]).startswith(prefix):
+            return 1, "", stderr
+        return real_run(argv)
+
+    return run
+
+
 @needs_root
 def test_present_writes_then_is_idempotent_and_fixes_the_mode(tmp_path, daemon):
     path = str(tmp_path / "wrapper.sh")
@@ -67,84 +90,185 @@ def test_present_writes_then_is_idempotent_and_fixes_the_mode(tmp_path, daemon):
     present(result, path, daemon)
     assert result["changed"] is True and result["daemon_version"] == "1.13.2"
     assert result["diff"]["before"] == "" and MARKER in result["diff"]["after"]
+    assert result["diff"]["before_header"] == result["diff"]["after_header"] == path
     st = os.stat(path)
     assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (WRAPPER_MODE, 0, 0)
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     again = {"changed": False}
     present(again, path, daemon)
     assert again["changed"] is False and "diff" not in again
-    os.chmod(path, 0o700)
-    attrs = {"changed": False}
-    present(attrs, path, daemon)
-    assert attrs["changed"] is True and "diff" not in attrs
-    assert os.stat(path).st_mode & 0o7777 == WRAPPER_MODE
 
 
 @needs_root
-def test_failed_self_test_restores_the_previous_file_with_its_mode(tmp_path, daemon):
+def test_mode_only_drift_has_a_diff_that_names_it(tmp_path, daemon):
+    """Right bytes, wrong mode (or owner): changed, and the diff says what changes, as ansible.builtin.file does."""
+    path = str(tmp_path / "wrapper.sh")
+    present({"changed": False}, path, daemon)
+    script = Path(path).read_bytes()
+
+    os.chmod(path, 0o700)
+    checked = {"changed": False}
+    present(checked, path, daemon, check_mode=True)
+    assert checked["changed"] is True
+    assert checked["diff"] == {"before": {"path": path, "mode": "0700"}, "after": {"path": path, "mode": "0755"}}
+    assert os.stat(path).st_mode & 0o7777 == 0o700  # check mode changed nothing
+    attrs = {"changed": False}
+    present(attrs, path, daemon)
+    assert attrs["changed"] is True
+    assert attrs["diff"] == {"before": {"path": path, "mode": "0700"}, "after": {"path": path, "mode": "0755"}}
+    assert os.stat(path).st_mode & 0o7777 == WRAPPER_MODE and Path(path).read_bytes() == script
+
+    os.chown(path, 0, 1001)  # another owner is refused by the path check; another group is not
+    group = {"changed": False}
+    present(group, path, daemon)
+    assert group["changed"] is True
+    assert group["diff"] == {"before": {"path": path, "group": 1001}, "after": {"path": path, "group": 0}}
+    st = os.stat(path)
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (WRAPPER_MODE, 0, 0)
+
+    # bytes and mode both wrong: the text diff, and the headers name the mode change
+    Path(path).write_text("#!/bin/sh\necho mine\n")
+    os.chmod(path, 0o700)
+    both = {"changed": False}
+    present(both, path, daemon, warnings=[])
+    assert both["diff"]["before_header"] == f"{path} (mode 0700)"
+    assert both["diff"]["after_header"] == f"{path} (mode 0755)"
+    assert both["diff"]["before"] == "#!/bin/sh\necho mine\n" and both["diff"]["after"] == script.decode()
+
+
+@needs_root
+def test_failed_self_test_leaves_the_previous_file_untouched(tmp_path, daemon):
+    """The new wrapper is tested as a temporary file: the old one keeps its inode, bytes, mode and
+    timestamps (no false "restart pending"), nothing is left behind, no backup is made."""
     path = str(tmp_path / "wrapper.sh")
     Path(path).write_text("#!/bin/sh\necho mine\n")
     os.chmod(path, 0o640)
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # an old mtime: any rewrite would move it
+    before = stat_of(path)
     warnings: list = []
-
-    def run(argv):
-        return (1, "", "boom") if argv[0] == path else real_run(argv)
+    backups: list = []
 
     result = {"changed": False}
-    with pytest.raises(WrapperError, match="self-test.*boom; the previous file was restored"):
-        present(result, path, daemon, run=run, warnings=warnings)
-    assert result["changed"] is False
+    with pytest.raises(WrapperError) as exc:
+        present(result, path, daemon, run=fails_on_temporaries_of(path), warnings=warnings,
+                backup=lambda p: backups.append(p) or p + ".bak")
+    msg = str(exc.value)
+    assert msg.startswith(f"self-test: {tmp_path}/{TMP_PREFIX}wrapper.sh-"), msg
+    assert msg.endswith(
+        " --version failed with rc 1: boom; "
+        f"{path} was not changed: the new wrapper was tested as a temporary file next to it, "
+        "which is removed, and was not put in place"), msg
+    assert result["changed"] is False and "backup_file" not in result and backups == []
+    assert stat_of(path) == before
     assert Path(path).read_text() == "#!/bin/sh\necho mine\n"
-    assert os.stat(path).st_mode & 0o7777 == 0o640
-    assert any("not written by this module" in w for w in warnings)
+    assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
+    assert warnings == []  # backup was asked for: no "use backup" warning
 
     new = str(tmp_path / "new.sh")
-    with pytest.raises(WrapperError, match="the new file was removed"):
-        present({"changed": False}, new, daemon, run=lambda argv: (1, "", "x") if argv[0] == new else real_run(argv))
+    with pytest.raises(WrapperError) as exc:
+        present({"changed": False}, new, daemon, run=fails_on_temporaries_of(new, "x"))
+    assert str(exc.value).endswith(
+        f" --version failed with rc 1: x; no wrapper was written at {new}: the new wrapper was tested as a "
+        "temporary file next to it, which is removed, and was not put in place"), str(exc.value)
     assert not os.path.lexists(new)
+    assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
 
 
 @needs_root
-def test_restore_after_a_failed_self_test_is_a_guarded_write(tmp_path, daemon, monkeypatch):
-    """Disk full while writing the previous file back: WriteError's cause, and the text says the
-    new (failing) wrapper is what the path holds now, whole; nothing else is left behind."""
-    import errno
-
-    from ansible_collections.virtiofs.libvirt.plugins.module_utils import _wrapper
+def test_a_passing_self_test_runs_the_new_wrapper_as_libvirt_would_then_replaces_the_file(tmp_path, daemon):
+    """The file under test sits next to the wrapper, root-owned 0755, passes the path checks, holds
+    the new script; after the test it is moved over the old file (a new inode) and is gone."""
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import check as check_root_only
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import render_script
 
     path = str(tmp_path / "wrapper.sh")
     Path(path).write_text("#!/bin/sh\necho mine\n")
-    writes: list = []
-    real_write = _wrapper.write_atomic
+    old_inode = os.stat(path).st_ino
+    tested: list = []
+
+    def run(argv):
+        if argv[0] != daemon:
+            st = os.stat(argv[0])
+            assert os.path.dirname(argv[0]) == str(tmp_path)
+            assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (WRAPPER_MODE, 0, 0)
+            assert os.access(argv[0], os.X_OK)
+            check_root_only(argv[0], "wrapper path")
+            assert Path(argv[0]).read_text() == render_script(daemon, [])
+            assert Path(path).read_text() == "#!/bin/sh\necho mine\n"  # not replaced before the test passed
+            tested.append(argv)
+        return real_run(argv)
+
+    backups: list = []
+    result = {"changed": False}
+    present(result, path, daemon, run=run, backup=lambda p: backups.append(Path(p).read_text()) or p + ".bak")
+    assert [a[1:] for a in tested] == [["--version"], ["--print-capabilities"],
+                                       ["--print-capabilities", "--print-capabilities"]]
+    assert len({a[0] for a in tested}) == 1 and not os.path.lexists(tested[0][0])
+    assert result["changed"] is True and result["backup_file"] == path + ".bak"
+    assert backups == ["#!/bin/sh\necho mine\n"]
+    assert Path(path).read_text() == render_script(daemon, [])
+    st = os.stat(path)
+    assert st.st_ino != old_inode and (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (WRAPPER_MODE, 0, 0)
+    assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
+
+
+@needs_root
+def test_a_write_that_fails_leaves_the_previous_file_untouched(tmp_path, daemon, monkeypatch):
+    """Disk full while writing the temporary file, or the final move refused: one message, the old
+    file as it was, no temporary file, changed false."""
+    import errno
+
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils import _files
+
+    path = str(tmp_path / "wrapper.sh")
+    Path(path).write_text("#!/bin/sh\necho mine\n")
+    before = stat_of(path)
     real_fsync = os.fsync
 
-    def write_atomic(target, data, **kw):
-        writes.append(data)
-        if len(writes) != 2:
-            return real_write(target, data, **kw)
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-        def full(fd):  # the restore: the real guarded write, on a full disk
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        monkeypatch.setattr(os, "fsync", full)
-        try:
-            return real_write(target, data, **kw)
-        finally:
-            monkeypatch.setattr(os, "fsync", real_fsync)
-
-    monkeypatch.setattr(_wrapper, "write_atomic", write_atomic)
-    result = {"changed": False, "backup_file": str(tmp_path / "wrapper.sh.bak")}
+    monkeypatch.setattr(_files.os, "fsync", full)
+    result = {"changed": False}
     with pytest.raises(WrapperError) as exc:
-        present(result, path, daemon, run=lambda argv: (1, "", "boom") if argv[0] == path else real_run(argv))
-    assert str(exc.value).endswith(
-        f"boom; restoring the previous file failed too (the disk is full): {path} still holds the new wrapper, "
-        f"which failed its self-test, so libvirt would start it (a copy of the previous file is {tmp_path}/wrapper.sh.bak); "
-        "free space or fix the cause and run the task again"
-    ), str(exc.value)
-    assert writes[1] == b"#!/bin/sh\necho mine\n"  # the restore was attempted with the previous bytes
-    assert result["changed"] is True  # the file is not what it was
-    assert Path(path).read_bytes() == writes[0] and MARKER in Path(path).read_text()
-    assert sorted(os.listdir(tmp_path)) == sorted(["wrapper.sh", "virtiofsd"])  # no temporary file
+        present(result, path, daemon, warnings=[])
+    assert str(exc.value) == (
+        f"cannot write {path}: the disk is full (No space left on device); {path} was not changed "
+        "(the old file stays as it was), free space or fix the cause and run again")
+    assert result["changed"] is False and stat_of(path) == before
+    assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
+    monkeypatch.setattr(_files.os, "fsync", real_fsync)
+
+    def refused(src, dest):
+        raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+
+    result = {"changed": False}
+    with pytest.raises(WrapperError) as exc:
+        apply_present(result, path, daemon, {}, [], real_run, False, False, None, refused, [].append)
+    assert str(exc.value) == (
+        f"cannot write {path}: Device or resource busy; {path} was not changed "
+        "(the old file stays as it was), free space or fix the cause and run again")
+    assert result["changed"] is False and stat_of(path) == before
+    assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
+
+
+@needs_root
+def test_leftovers_of_a_killed_run_are_removed_even_when_nothing_changes(tmp_path, daemon):
+    """A run killed during its self-test leaves its temporary file; the next run (not in check mode)
+    removes it under the lock, also when the wrapper itself needs no change."""
+    path = str(tmp_path / "wrapper.sh")
+    present({"changed": False}, path, daemon)
+    leftover = tmp_path / f"{TMP_PREFIX}wrapper.sh-killed{TMP_SUFFIX}"
+    other = tmp_path / f"{TMP_PREFIX}other.sh-killed{TMP_SUFFIX}"
+    leftover.write_text("#!/bin/sh\n")
+    other.write_text("#!/bin/sh\n")
+    checked = {"changed": False}
+    present(checked, path, daemon, check_mode=True)
+    assert checked["changed"] is False and leftover.exists()  # check mode touches nothing
+    result = {"changed": False}
+    present(result, path, daemon)
+    assert result["changed"] is False
+    assert temporaries(tmp_path) == [other.name]  # another file's temporaries are not this run's to remove
 
 
 def test_check_mode_writes_nothing(tmp_path, daemon):
@@ -229,6 +353,29 @@ def test_apply_reports_a_held_lock_as_nothing_changed(tmp_path, monkeypatch):
             run_apply(result, "absent", path)
     assert str(exc.value) == f"another run holds the lock {lock} for {path} for more than 0 s; {path} was not changed"
     assert result == {"changed": False}
+
+
+def test_without_a_usable_lock_directory_nothing_is_changed(tmp_path, daemon, monkeypatch):
+    """No lock, no run: the module does not go on unlocked (two runs could drop each other's wrapper)."""
+    import tempfile
+
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils import _lock
+
+    for name in ("run-lock", "tmp"):
+        (tmp_path / name).write_text("")
+    monkeypatch.setattr(_lock, "LOCK_BASES", (str(tmp_path / "run-lock"),))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    path = tmp_path / "w.sh"
+    path.write_text("#!/bin/sh\necho mine\n")
+    before = stat_of(path)
+    result = {"changed": False}
+    with pytest.raises(WrapperError) as exc:
+        run_apply(result, "present", str(path), daemon)
+    msg = str(exc.value)
+    assert msg.startswith(f"cannot take the lock for {path}: no lock directory is usable ({tmp_path}/run-lock/"), msg
+    assert msg.endswith(f"or point TMPDIR at a writable directory; {path} was not changed"), msg
+    assert result == {"changed": False} and stat_of(path) == before
+    assert sorted(os.listdir(tmp_path)) == ["run-lock", "tmp", "virtiofsd", "w.sh"]
 
 
 def test_run_reporting_os_errors_turns_an_os_error_into_a_failed_run():
