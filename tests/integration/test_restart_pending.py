@@ -111,9 +111,9 @@ def test_pending_restart_is_reported_until_stop_and_start(run_playbook, write_wr
         # 2b. a rewrite whose self-test fails leaves the wrapper untouched (inode, timestamps): no restart
         flaky = BASE / "flaky"
         flaky.write_text(
-            "#!/bin/sh\n"  # the bare capability probe fails only through the new wrapper under test
-            f"if [ \"$#\" -eq 1 ] && [ \"$1\" = --print-capabilities ] && ls {BASE}/.virtiofs-libvirt-virtiofsd.sh-*.tmp "
-            ">/dev/null 2>&1; then echo 'not json'; exit 0; fi\n"
+            "#!/bin/sh\n"  # the bare capability probe fails once a wrapper with --log-level=warn exists (the new one)
+            f"if [ \"$#\" -eq 1 ] && [ \"$1\" = --print-capabilities ] && grep -qs -- --log-level=warn {WRAPPER} "
+            f"{BASE}/.virtiofs-libvirt-virtiofsd.sh-*.tmp; then echo 'not json'; exit 0; fi\n"
             f"exec {rust_binary} \"$@\"\n")
         flaky.chmod(0o755)
         st = WRAPPER.stat()
@@ -122,15 +122,16 @@ def test_pending_restart_is_reported_until_stop_and_start(run_playbook, write_wr
         result = write_wrapper(WRAPPER, str(flaky), {"log_level": "warn"}, check_rc=False)
         assert result.get("failed") is True and result["changed"] is False, result
         assert "did not print JSON" in result["msg"], result["msg"]
-        assert f"{WRAPPER} was not changed: the new wrapper was tested as a temporary file" in result["msg"], result["msg"]
+        message = result["msg"]
         st = WRAPPER.stat()
-        assert (st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == before
+        assert (st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == before, message
         assert WRAPPER.read_bytes() == wrapper_bytes
         assert sorted(p.name for p in BASE.iterdir() if p.name.startswith(".virtiofs-libvirt-")) == []
         result, info = run_share(run_playbook)
         assert result["restart_required"] is False and result["restart_reasons"] == []
         assert info["restart_required"] is False and info["restart_reasons"] == []
         assert info["shares"][0]["virtiofsd"]["pid"] == new_pid
+        assert f"{WRAPPER} was not changed: the new wrapper was tested as a temporary file" in message, message
 
         # 3. the daemon binary is replaced by a copy of itself (a new inode at the same path)
         tmp = BINARY.with_name("virtiofsd.new")
