@@ -25,8 +25,10 @@ Ownership rules (libvirt's behaviour behind them: docs/reference.md C.1, C.4):
 from __future__ import annotations
 
 import copy
+import os
 import posixpath
 import re
+import stat
 import traceback
 import typing as t
 from dataclasses import dataclass, field
@@ -191,6 +193,7 @@ class ShareSpec:
         tag = params.get("tag")
         values = {name: params.get(name) for name in SPEC_OPTIONS if name != "idmap"}
         values["readonly"] = bool(values["readonly"])
+        values["source"] = normal_source(values["source"])
         values["state"] = params.get("state") or "present"
         return cls(tag="" if tag is None else str(tag), uid_map=ranges("uid"), gid_map=ranges("gid"), **values)
 
@@ -209,6 +212,11 @@ class ShareSpec:
         if not posixpath.isabs(self.source):
             raise DomainXMLError(
                 f"share {self.tag!r}: source {self.source!r} is a relative path: give an absolute host directory"
+            )
+        if ".." in self.source.split("/"):
+            raise DomainXMLError(
+                f"share {self.tag!r}: source {self.source!r} has a '..' component, whose meaning depends on symbolic "
+                "links on the way: write the directory without '..'"
             )
         if self.binary_path is not None and not posixpath.isabs(self.binary_path):
             raise DomainXMLError(
@@ -234,6 +242,10 @@ class ShareSpec:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
                 raise DomainXMLError(f"share {self.tag!r}: {name} must be an integer >= {minimum}, got {value!r}")
+        if self.queue_size is not None:
+            problem = queue_size_error(self.queue_size)
+            if problem:
+                raise DomainXMLError(f"share {self.tag!r}: {problem}")
         for kind, ranges in (("uid", self.uid_map), ("gid", self.gid_map)):
             for r in ranges:
                 if r.start < 0 or r.target < 0 or r.count < 1:
@@ -269,6 +281,36 @@ class ShareSpec:
         return out
 
 
+# QEMU's vhost-user-fs device: "queue-size property must be a power of 2" and at most
+# VIRTQUEUE_MAX_SIZE (hw/virtio/vhost-user-fs.c); libvirt passes <driver queue> through.
+QUEUE_SIZE_MAX = 1024
+
+
+def queue_size_error(value: int) -> t.Optional[str]:
+    """Why ``value`` (an int >= 1) cannot be the queue size of a virtio-fs device, or ``None``."""
+    if value > QUEUE_SIZE_MAX:
+        return (
+            f"queue_size {value} is larger than {QUEUE_SIZE_MAX}, the largest virtqueue QEMU's vhost-user-fs "
+            f"device accepts: use {QUEUE_SIZE_MAX} or less (a power of two)"
+        )
+    if value & (value - 1):
+        lower = 1 << (value.bit_length() - 1)
+        return (
+            f"queue_size {value} is not a power of two, which QEMU's vhost-user-fs device requires: "
+            f"use {lower} or {lower * 2}"
+        )
+    return None
+
+
+def normal_source(path: t.Any) -> t.Any:
+    """``source`` as libvirt means it: repeated slashes, ``.`` and a trailing slash folded
+    (``/srv//x/./`` is ``/srv/x``). ``..`` is left alone (it is refused: its meaning depends on
+    symbolic links). Anything that is not an absolute path string is returned as it is."""
+    if not isinstance(path, str) or not path.startswith("/") or ".." in path.split("/"):
+        return path
+    return _normal_path(path)
+
+
 def tag_error(tag: t.Any, strict: bool = True) -> t.Optional[str]:
     """Why ``tag`` cannot be a virtio-fs mount tag, or ``None`` when it can.
 
@@ -290,6 +332,11 @@ def tag_error(tag: t.Any, strict: bool = True) -> t.Optional[str]:
         )
     if any(ord(c) < 32 or ord(c) == 127 for c in tag):
         return f"tag {tag!r} contains control characters: a tag may only contain {TAG_CHARS}"
+    if tag.startswith("-"):
+        return (
+            f"tag {tag!r} starts with '-', which mount and virtiofsd read as an option: "
+            "rename the share so that it starts with a letter or digit"
+        )
     if not _TAG_RE.fullmatch(tag):
         bad = "".join(sorted({c for c in tag if not _TAG_RE.fullmatch(c)}))
         return (
@@ -593,6 +640,42 @@ def _strip_owned(root: t.Any, tags: t.Optional[t.Collection[str]], empty: t.Call
             root.remove(el)
 
 
+# virsh define reads at most this much (VSH_MAX_XML_FILE); a larger file is no domain definition
+XML_FILE_MAX_BYTES = 10 * 1024 * 1024
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+)
+
+
+def read_xml_file(path: str) -> bytes:
+    """The bytes of the domain XML file ``path``: a regular file of at most
+    :data:`XML_FILE_MAX_BYTES` (checked before it is opened: reading a FIFO would block)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise DomainXMLError(f"cannot read xml_file {path!r}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+        raise DomainXMLError(f"xml_file {path!r} is {what}, not a regular file: give the path of a domain XML file")
+    if st.st_size > XML_FILE_MAX_BYTES:
+        raise DomainXMLError(
+            f"xml_file {path!r} is {st.st_size} bytes, more than the {XML_FILE_MAX_BYTES} bytes (10 MiB) virsh "
+            "define reads: it is not a domain definition; check the path"
+        )
+    try:
+        with open(path, "rb") as f:
+            data = f.read(XML_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        raise DomainXMLError(f"cannot read xml_file {path!r}: {exc.strerror}") from None
+    if len(data) > XML_FILE_MAX_BYTES:  # grew since the stat
+        raise DomainXMLError(
+            f"xml_file {path!r} is more than the {XML_FILE_MAX_BYTES} bytes (10 MiB) virsh define reads: "
+            "it is not a domain definition; check the path"
+        )
+    return data
+
+
 class DomainXML:
     """A parsed domain definition. Mutating methods keep unrelated content untouched."""
 
@@ -627,12 +710,7 @@ class DomainXML:
 
     @classmethod
     def from_file(cls, path: str) -> "DomainXML":
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as exc:
-            raise DomainXMLError(f"cannot read xml_file {path!r}: {exc.strerror}") from None
-        return cls.from_string(data, what=f"xml_file {path!r}")
+        return cls.from_string(read_xml_file(path), what=f"xml_file {path!r}")
 
     def to_bytes(self) -> bytes:
         """The whole document: declaration (when the input had one), DOCTYPE, comments around
@@ -999,7 +1077,8 @@ def _apply_spec(layout: _Layout, fs: t.Any, spec: ShareSpec) -> None:
     for name in list(source.attrib):
         if name != "dir":
             del source.attrib[name]
-    _set_attr(source, "dir", spec.source)
+    if normal_source(source.get("dir")) != spec.source:  # '/srv/x/' already is the share '/srv/x'
+        _set_attr(source, "dir", spec.source)
 
     target = _ensure_child(layout, fs, "target", FILESYSTEM_ORDER)
     _set_attr(target, "dir", spec.tag)
@@ -1008,6 +1087,23 @@ def _apply_spec(layout: _Layout, fs: t.Any, spec: ShareSpec) -> None:
         _ensure_child(layout, fs, "readonly", FILESYSTEM_ORDER)
     else:
         _drop_child(layout, fs, "readonly")
+
+
+# Domain types whose driver runs virtio-fs shares: QEMU's (and libvirt's test driver, which
+# accepts any device and is only used for dry runs)
+VIRTIOFS_DOMAIN_TYPES = ("kvm", "qemu", "test")
+
+
+def check_domain_type(doc: "DomainXML", specs: t.Sequence[ShareSpec], what: str = "the domain") -> None:
+    """Refuse to add or update virtio-fs shares in a domain of another hypervisor (lxc, xen, ...):
+    only QEMU runs the vhost-user-fs device. Removing shares is allowed everywhere."""
+    dtype = doc.root.get("type")
+    if dtype is None or dtype in VIRTIOFS_DOMAIN_TYPES or not any(s.state == "present" for s in specs):
+        return
+    raise DomainXMLError(
+        f"{what} is a <domain type='{dtype}'>, but virtio-fs shares need a QEMU domain (type 'kvm' or 'qemu'): "
+        "libvirt's other drivers have no vhost-user-fs device; use a KVM/QEMU domain or drop the share"
+    )
 
 
 def _check_tag_conflicts(doc: DomainXML, specs: t.Sequence[ShareSpec]) -> None:

@@ -48,8 +48,10 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
     DomainXMLError,
     ShareSpec,
     apply_shares,
+    check_domain_type,
     element_to_string,
     faithful_bytes,
+    read_xml_file,
     share_to_dict,
     validate_specs,
     verify_converged,
@@ -207,6 +209,23 @@ def check_ownership(tag: str, params: t.Mapping[str, t.Any]) -> None:
         )
 
 
+def check_creatable(tag: str, path: str) -> None:
+    """Refuse a missing source directory that cannot be created because a component of the part
+    of its path that exists is not a directory (``/etc/hostname/sub``)."""
+    parts = [part for part in path.split("/") if part]
+    current = "/"
+    for part in parts[:-1]:
+        current = os.path.join(current, part)
+        if not os.path.lexists(current):
+            return  # the rest is created
+        if not os.path.isdir(current):
+            what = "a symbolic link that does not lead to a directory" if os.path.islink(current) else "not a directory"
+            raise ShareError(
+                f"share {tag!r}: source {path!r} cannot be created: {current!r} is {what}; "
+                "choose a source below a directory"
+            )
+
+
 def check_host(
     specs: t.Sequence[ShareSpec],
     sources: t.Mapping[str, t.Mapping[str, t.Any]],
@@ -245,6 +264,7 @@ def check_host(
                     f"share {spec.tag!r}: source directory {spec.source!r} does not exist on this host: "
                     "create it first or set create_source=true"
                 )
+            check_creatable(spec.tag, spec.source)
             check_ownership(spec.tag, params)
             if spec.source not in [path for path, _params in missing]:
                 missing.append((spec.source, params))
@@ -323,7 +343,12 @@ class _Run:
         self.after: t.Optional[DomainXML] = None
         self.patch: t.Any = None
 
-    def record_patch(self, before: DomainXML, after: DomainXML, patch: t.Any, diff: bool) -> None:
+    def record_patch(
+        self, before: DomainXML, after: DomainXML, patch: t.Any, diff: bool,
+        texts: t.Optional[t.Tuple[str, str]] = None,
+    ) -> None:
+        """``texts``: the diff's before and after as they are on disk (an ``xml_file``); the
+        re-serialised trees otherwise (a domain definition is libvirt's text, not bytes)."""
         self.patch_actions = list(patch.actions)
         self.result["memory_backing"] = patch.memory_backing
         self.result["domain"] = {"name": after.name, "uuid": after.uuid}
@@ -332,9 +357,10 @@ class _Run:
             self.result["changed"] = True
         if diff:
             name = after.name or "domain"
+            before_text, after_text = texts if texts is not None else (before.to_string(), after.to_string())
             self.result["diff"] = {
-                "before": before.to_string(),
-                "after": after.to_string(),
+                "before": before_text,
+                "after": after_text,
                 "before_header": f"{name} (inactive definition)",
                 "after_header": f"{name} (inactive definition)",
             }
@@ -355,6 +381,15 @@ class _Run:
 
 # ------------------------------------------------------------------------------------ a file
 
+def _file_text(data: bytes) -> str:
+    """The bytes of a file as diff text: UTF-8 when they are (a BOM and CRLF stay visible),
+    otherwise Latin-1 (one character per byte: every byte shows)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
 def converge_file(path: str, entries: t.Sequence[t.Mapping[str, t.Any]], settings: Settings, host: Host) -> t.Dict[str, t.Any]:
     """Patch a domain XML file in place (replaced atomically; a symlink's target is replaced)."""
     path = os.path.realpath(path)
@@ -369,11 +404,13 @@ def converge_file(path: str, entries: t.Sequence[t.Mapping[str, t.Any]], setting
         with path_lock(path, settings.lock_timeout):
             if not settings.check_mode:
                 remove_leftovers(path)  # temporary files of runs killed mid-write
-            before = DomainXML.from_file(path)
+            on_disk = read_xml_file(path)
+            before = DomainXML.from_string(on_disk, what=f"xml_file {path!r}")
+            check_domain_type(before, specs, what=f"xml_file {path!r}")
             after = before.copy()
             patch = apply_shares(after, specs, exclusive=settings.exclusive, memory_backing=settings.memory_backing)
-            data = faithful_bytes(before, after, what=f"xml_file {path!r}") if patch.changed else b""
-            run.record_patch(before, after, patch, settings.diff)
+            data = faithful_bytes(before, after, what=f"xml_file {path!r}") if patch.changed else on_disk
+            run.record_patch(before, after, patch, settings.diff, texts=(_file_text(on_disk), _file_text(data)))
             dirs.create(missing, run)
             run.result["shares"] = after.shares()
             if patch.changed and not settings.check_mode:
@@ -530,6 +567,7 @@ def _plan(run: _Run, conn: t.Any, version: t.Tuple[int, int, int], settings: Set
 
 def _patch(run: _Run, dom: t.Any, xml: str, version: t.Tuple[int, int, int], settings: Settings) -> None:
     before = DomainXML.from_string(xml, what=f"definition of domain {dom.name!r}")
+    check_domain_type(before, run.specs, what=f"domain {dom.name!r}")
     after = before.copy()
     patch = apply_shares(after, run.specs, exclusive=settings.exclusive, memory_backing=settings.memory_backing)
     check_features(patch.features, version, context=f"domain {dom.name!r}")
