@@ -202,10 +202,33 @@ def check_ownership(tag: str, params: t.Mapping[str, t.Any]) -> None:
                 f"create the {'user' if key == 'owner' else 'group'} first or choose another"
             ) from None
     mode = params.get("mode")
-    if mode is not None and not isinstance(mode, int) and not _MODE_RE.fullmatch(str(mode)):
+    if mode is None:
+        return
+    if isinstance(mode, bool) or (not isinstance(mode, int) and not _MODE_RE.fullmatch(str(mode))):
         raise ShareError(
             f"share {tag!r}: mode {mode!r} of the source directory to create is neither octal (e.g. '0755') "
             "nor symbolic (e.g. 'u=rwx,g=rx,o=')"
+        )
+    if isinstance(mode, int):
+        # like ansible.builtin.file an int is the mode's number: YAML 0755 is 493, but an unquoted 755 is
+        # the decimal number 755 (0o1363); three octal digits above 0o777 can only be that mistake
+        if mode < 0 or mode > 0o7777:
+            raise ShareError(
+                f"share {tag!r}: mode {mode!r} of the source directory to create is outside 0 to 0o7777: "
+                "give the mode as a quoted octal string (e.g. '0755')"
+            )
+        if 0o777 < mode <= 777 and set(str(mode)) <= set("01234567"):
+            raise ShareError(
+                f"share {tag!r}: mode {mode!r} of the source directory to create is the decimal number {mode} "
+                f"(octal {mode:04o}), not the octal mode {mode:04d}: quote it, mode: '0{mode}'"
+            )
+        value: t.Optional[int] = mode
+    else:
+        value = int(str(mode), 8) if str(mode).isdigit() else None  # symbolic modes are applied as given
+    if value is not None and value & 0o4000:
+        raise ShareError(
+            f"share {tag!r}: mode {mode!r} of the source directory to create sets the setuid bit (0o4000), which "
+            "means nothing on a directory: drop it (setgid 0o2000 and sticky 0o1000 are fine)"
         )
 
 
@@ -390,8 +413,19 @@ def _file_text(data: bytes) -> str:
         return data.decode("latin-1")
 
 
+def check_settings(settings: Settings) -> None:
+    """Refuse run-wide options no run can use (before anything is read or changed)."""
+    timeout = settings.lock_timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ShareError(
+            f"lock_timeout must be a number of seconds >= 0 (0: fail at once when another run holds the lock), "
+            f"got {timeout!r}; there is no 'wait forever': give a large number instead"
+        )
+
+
 def converge_file(path: str, entries: t.Sequence[t.Mapping[str, t.Any]], settings: Settings, host: Host) -> t.Dict[str, t.Any]:
     """Patch a domain XML file in place (replaced atomically; a symlink's target is replaced)."""
+    check_settings(settings)
     path = os.path.realpath(path)
     if settings.live != "false":
         raise ShareError("live cannot be used with xml_file: there is no running domain for a file")
@@ -467,6 +501,7 @@ def converge_domains(
     in the outcome's ``errors``. ``name_domains=False`` keeps the messages of a one-domain run
     free of the domain prefix.
     """
+    check_settings(settings)
     outcome = DomainsOutcome()
     problems: t.List[t.Tuple[t.Optional[str], str]] = []
     pending = {os.path.normpath(p) for p in settings.pending_binaries} if settings.check_mode else set()

@@ -13,7 +13,8 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
 # what tag_error accepts (the fstab-safe set); refusals are tested on their own
 TAG_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@+=/-"
 
-tags = st.text(TAG_CHARS, min_size=1, max_size=12)
+# a leading '-' would be read as an option (refused, tested on its own)
+tags = st.text(TAG_CHARS, min_size=1, max_size=12).filter(lambda tag: not tag.startswith("-"))
 _ranges = st.lists(st.builds(IdMapRange, st.integers(0, 1000), st.integers(0, 200000), st.integers(1, 65536)), max_size=2)
 
 
@@ -24,7 +25,9 @@ def share_specs(draw, tag=None):
     opt = st.none() | st.booleans()
     return ShareSpec(
         tag=tag,
-        source="/" + draw(st.text(st.sampled_from("abcxyz/_-."), min_size=1, max_size=20)),
+        # '..' components are refused (tested on their own)
+        source="/" + draw(st.text(st.sampled_from("abcxyz/_-."), min_size=1, max_size=20).filter(
+            lambda path: ".." not in path.split("/"))),
         binary_path=draw(st.none() | st.sampled_from(["/usr/libexec/virtiofsd", "/opt/virtiofsd-rust/virtiofsd.sh"])),
         readonly=draw(st.booleans()),
         cache=draw(st.none() | st.sampled_from(["none", "always"])),

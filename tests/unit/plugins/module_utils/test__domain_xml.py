@@ -25,13 +25,16 @@ from domain_strategies import share_specs, spec_lists
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import (
     DomainXML,
     DomainXMLError,
+    XML_FILE_MAX_BYTES,
     IdMapRange,
     ShareSpec,
     apply_shares,
     build_filesystem,
     canonical,
+    check_domain_type,
     element_to_string,
     memory_status,
+    read_xml_file,
     share_to_dict,
     tag_error,
     verify_converged,
@@ -403,6 +406,14 @@ def test_memory_backing_skip():
         ([ShareSpec(tag="a", source="/x", sandbox="none")], "sandbox must be one of namespace, chroot"),
         ([ShareSpec(tag="a", source="/x", openfiles=0)], "openfiles must be an integer >= 1"),
         ([ShareSpec(tag="a", source="/x", uid_map=[IdMapRange(0, 1, 0)])], "idmap uid range .* is invalid: start and target must be >= 0 and count >= 1"),
+        ([ShareSpec(tag="a", source="/x", queue_size=1000)],
+         "queue_size 1000 is not a power of two, which QEMU's vhost-user-fs device requires: use 512 or 1024"),
+        ([ShareSpec(tag="a", source="/x", queue_size=3)], "queue_size 3 is not a power of two.*: use 2 or 4"),
+        ([ShareSpec(tag="a", source="/x", queue_size=2048)],
+         "queue_size 2048 is larger than 1024, the largest virtqueue QEMU's vhost-user-fs device accepts: use 1024 or less"),
+        ([ShareSpec(tag="-o", source="/x")], "tag '-o' starts with '-', which mount and virtiofsd read as an option"),
+        ([ShareSpec(tag="a", source="/srv/../etc")],
+         r"source '/srv/../etc' has a '\.\.' component, whose meaning depends on symbolic links"),
     ],
 )
 def test_errors_leave_document_unchanged(specs, pattern):
@@ -727,3 +738,85 @@ def test_without_lxml_the_fix_is_named(tmp_path, monkeypatch):
         _domain_xml.DomainXML.from_file(str(path))
     assert str(err.value) == "the Python library lxml is required (install python3-lxml or pip install lxml)"
     assert path.read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# queue_size, source normal form, domain type, reading xml_file
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [1, 2, 64, 128, 256, 512, 1024])
+def test_queue_size_powers_of_two_up_to_1024_are_accepted(value):
+    doc = load("libvirt-9.0-qemu-pc-shares.xml")
+    apply_shares(doc, [ShareSpec(tag="q", source="/x", queue_size=value)])
+    assert doc.find_share("q").find("driver").get("queue") == str(value)
+
+
+@pytest.mark.parametrize("given, normal", [
+    ("/srv/x/", "/srv/x"), ("//srv/x", "/srv/x"), ("/srv//x", "/srv/x"), ("/srv/./x/.", "/srv/x"), ("/", "/"),
+])
+def test_source_is_normalised_and_a_trailing_slash_is_the_same_share(given, normal):
+    spec = ShareSpec.from_params({"tag": "n", "source": given})
+    assert spec.source == normal
+    doc = load("libvirt-9.0-qemu-pc-shares.xml")
+    apply_shares(doc, [spec])
+    assert doc.find_share("n").find("source").get("dir") == normal
+    # a definition that says '/srv/x/' (libvirt keeps it as written) already is the share '/srv/x'
+    doc.find_share("n").find("source").set("dir", given)
+    before = doc.to_bytes()
+    again = apply_shares(doc, [ShareSpec.from_params({"tag": "n", "source": normal})])
+    assert again.changed is False and again.actions == [] and doc.to_bytes() == before
+    # another directory still is a change
+    moved = apply_shares(doc, [ShareSpec.from_params({"tag": "n", "source": "/srv/y"})])
+    assert moved.changed is True and doc.find_share("n").find("source").get("dir") == "/srv/y"
+
+
+def test_source_with_dotdot_is_refused_not_normalised():
+    spec = ShareSpec.from_params({"tag": "n", "source": "/srv/a/../b"})
+    assert spec.source == "/srv/a/../b"  # kept as given, so the refusal names what the user wrote
+    with pytest.raises(DomainXMLError, match=r"source '/srv/a/\.\./b' has a '\.\.' component.*without '\.\.'"):
+        spec.validate()
+
+
+@pytest.mark.parametrize("dtype", ["lxc", "xen", "bhyve"])
+def test_a_non_qemu_domain_is_refused(dtype):
+    doc = DomainXML.from_string(f"<domain type='{dtype}'><name>c</name><devices/></domain>")
+    with pytest.raises(DomainXMLError) as err:
+        check_domain_type(doc, [ShareSpec(tag="a", source="/x")], what="xml_file '/x.xml'")
+    assert str(err.value).startswith(
+        f"xml_file '/x.xml' is a <domain type='{dtype}'>, but virtio-fs shares need a QEMU domain (type 'kvm' or 'qemu')"
+    )
+    # removing shares is fine anywhere, and kvm/qemu/test (libvirt's test driver) and no type pass
+    check_domain_type(doc, [ShareSpec(tag="a", state="absent")])
+    for ok in ("kvm", "qemu", "test"):
+        check_domain_type(DomainXML.from_string(f"<domain type='{ok}'/>"), [ShareSpec(tag="a", source="/x")])
+    check_domain_type(DomainXML.from_string("<domain/>"), [ShareSpec(tag="a", source="/x")])
+
+
+def test_read_xml_file_refuses_what_is_not_a_regular_file_before_opening_it(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.xml"
+    os.mkfifo(fifo)  # opening it for reading would block forever
+    with pytest.raises(DomainXMLError, match=r"xml_file '.*pipe.xml' is a FIFO \(named pipe\), not a regular file: "
+                                             "give the path of a domain XML file"):
+        read_xml_file(str(fifo))
+    with pytest.raises(DomainXMLError, match=r"xml_file '.*' is a directory, not a regular file"):
+        read_xml_file(str(tmp_path))
+    with pytest.raises(DomainXMLError, match=r"xml_file '/dev/null' is a character device, not a regular file"):
+        read_xml_file("/dev/null")
+    with pytest.raises(DomainXMLError, match="cannot read xml_file .*: No such file or directory"):
+        read_xml_file(str(tmp_path / "missing.xml"))
+
+
+def test_read_xml_file_refuses_a_file_larger_than_virsh_reads(tmp_path):
+    big = tmp_path / "big.xml"
+    with open(big, "wb") as f:
+        f.write(b"<domain type='kvm'><name>big</name><description>")
+        f.truncate(XML_FILE_MAX_BYTES + 1)  # sparse: the size is what counts
+    with pytest.raises(DomainXMLError) as err:
+        read_xml_file(str(big))
+    assert f"is {XML_FILE_MAX_BYTES + 1} bytes, more than the 10485760 bytes (10 MiB) virsh define reads" in str(err.value)
+    ok = tmp_path / "ok.xml"
+    ok.write_bytes(b"<domain type='kvm'/>")
+    assert read_xml_file(str(ok)) == b"<domain type='kvm'/>"

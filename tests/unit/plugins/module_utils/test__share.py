@@ -602,3 +602,149 @@ def test_an_xml_file_another_run_is_writing_is_not_changed(host, tmp_path):
     assert msg.endswith(f"; {path} was not changed")
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["d.xml"]
+
+
+# --- validation gaps: each refusal comes before anything is written, in check mode too -----------
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_xml_file_source_below_a_regular_file_fails_the_same_in_check_mode(host, tmp_path, check_mode):
+    path = tmp_path / "vm.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+    before = path.read_bytes()
+    (tmp_path / "plain").write_text("a file")
+    share = {"tag": "t", "source": str(tmp_path / "plain" / "sub" / "deeper"), "create_source": True}
+    with pytest.raises(_share.ShareError) as err:
+        converge_file(str(path), [share], Settings(check_mode=check_mode), host)
+    assert str(err.value) == (
+        f"share 't': source {share['source']!r} cannot be created: {str(tmp_path / 'plain')!r} is not a directory; "
+        "choose a source below a directory"
+    )
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["plain", "vm.xml"]
+    assert host.attrs == []
+
+
+def test_domain_source_below_a_dangling_symlink_is_refused_before_any_define(conn, host, tmp_path):
+    a = conn.add("a")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    share = {"tag": "t", "source": str(tmp_path / "gone" / "sub"), "create_source": True}
+    for check_mode in (True, False):
+        with pytest.raises(ShareValidationError) as err:
+            converge_domains([DomainRequest("a", [share])], Settings(check_mode=check_mode), host)
+        assert "is a symbolic link that does not lead to a directory; choose a source below a directory" in str(err.value)
+    assert a.defines == [] and sorted(os.listdir(tmp_path)) == ["gone"]
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_xml_file_fifo_is_refused_without_blocking(host, tmp_path, check_mode):
+    fifo = tmp_path / "vm.xml"
+    os.mkfifo(fifo)
+    with pytest.raises(_share.DomainXMLError, match=r"is a FIFO \(named pipe\), not a regular file"):
+        converge_file(str(fifo), [{"tag": "t", "source": str(tmp_path)}], Settings(check_mode=check_mode), host)
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_xml_file_of_an_lxc_domain_is_refused_and_unchanged(host, tmp_path, check_mode):
+    path = tmp_path / "ct.xml"
+    path.write_text(domain_xml("ct", str(uuidlib.uuid4())).replace("type='kvm'", "type='lxc'", 1))
+    before = path.read_bytes()
+    with pytest.raises(_share.DomainXMLError) as err:
+        converge_file(str(path), [{"tag": "t", "source": str(tmp_path)}], Settings(check_mode=check_mode), host)
+    assert str(err.value).startswith(
+        f"xml_file {str(path)!r} is a <domain type='lxc'>, but virtio-fs shares need a QEMU domain"
+    )
+    assert path.read_bytes() == before
+
+
+def test_defined_lxc_domain_is_refused_before_any_define(conn, host, tmp_path):
+    a, ct = conn.add("a"), conn.add("ct")
+    ct.xml = ct.xml.replace("type='kvm'", "type='lxc'", 1)
+    requests = [DomainRequest(n, [{"tag": "t", "source": str(tmp_path)}]) for n in ("a", "ct")]
+    with pytest.raises(ShareValidationError) as err:
+        converge_domains(requests, Settings(), host)
+    assert "domain 'ct': domain 'ct' is a <domain type='lxc'>, but virtio-fs shares need a QEMU domain" in str(err.value)
+    assert a.defines == [] and ct.defines == []
+
+
+@pytest.mark.parametrize("timeout", [-1, -0.5])
+def test_negative_lock_timeout_is_refused(conn, host, tmp_path, timeout):
+    path = tmp_path / "vm.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+    before = path.read_bytes()
+    share = [{"tag": "t", "source": str(tmp_path)}]
+    for call in (lambda: converge_file(str(path), share, Settings(lock_timeout=timeout), host),
+                 lambda: converge_domains([DomainRequest("a", share)], Settings(lock_timeout=timeout), host)):
+        with pytest.raises(_share.ShareError) as err:
+            call()
+        assert f"lock_timeout must be a number of seconds >= 0 (0: fail at once when another run holds the lock), " \
+               f"got {timeout!r}; there is no 'wait forever'" in str(err.value)
+    assert path.read_bytes() == before
+    # 0 is valid: one try
+    assert converge_file(str(path), share, Settings(lock_timeout=0), host)["changed"] is True
+
+
+@pytest.mark.parametrize("mode, expected", [
+    (755, "mode 755 of the source directory to create is the decimal number 755 (octal 1363), not the octal mode "
+          "0755: quote it, mode: '0755'"),
+    (644, "is the decimal number 644 (octal 1204), not the octal mode 0644"),
+    (0o10000, "mode 4096 of the source directory to create is outside 0 to 0o7777"),
+    (-1, "mode -1 of the source directory to create is outside 0 to 0o7777"),
+    ("7777", "mode '7777' of the source directory to create sets the setuid bit (0o4000)"),
+    (0o4755, "mode 2541 of the source directory to create sets the setuid bit (0o4000)"),
+    ("17777", "of the source directory to create is neither octal"),
+    (True, "mode True of the source directory to create is neither octal"),
+])
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_invalid_mode_is_refused_before_anything_is_created(host, tmp_path, mode, expected, check_mode):
+    path = tmp_path / "vm.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+    before = path.read_bytes()
+    share = {"tag": "t", "source": str(tmp_path / "new" / "src"), "create_source": True, "mode": mode}
+    with pytest.raises(_share.ShareError) as err:
+        converge_file(str(path), [share], Settings(check_mode=check_mode), host)
+    assert expected in str(err.value)
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["vm.xml"] and host.attrs == []
+
+
+@pytest.mark.parametrize("mode", [0o755, 493, 0o2775, 0o1777, "0755", "2775", "u=rwx,g=rx,o=", 0o700, 400])
+def test_valid_modes_are_passed_on_as_given(host, tmp_path, mode):
+    path = tmp_path / "vm.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+    src = tmp_path / "src"
+    converge_file(str(path), [{"tag": "t", "source": str(src), "create_source": True, "mode": mode}], Settings(), host)
+    assert src.is_dir() and host.attrs == [(str(src), None, None, mode)]
+
+
+def test_source_with_trailing_slash_is_the_same_share_in_a_file(host, tmp_path):
+    path = tmp_path / "vm.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+    first = converge_file(str(path), [{"tag": "t", "source": str(tmp_path) + "/"}], Settings(), host)
+    assert first["changed"] is True and first["shares"][0]["source"] == str(tmp_path)
+    written = path.read_bytes()
+    for again in (str(tmp_path), str(tmp_path) + "/", str(tmp_path) + "/.", "/" + str(tmp_path)):
+        res = converge_file(str(path), [{"tag": "t", "source": again}], Settings(), host)
+        assert res["changed"] is False and res["actions"] == [], again
+    assert path.read_bytes() == written
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_xml_file_diff_is_the_bytes_on_disk_and_the_bytes_written(host, tmp_path, check_mode):
+    path = tmp_path / "vm.xml"
+    text = ('<?xml version="1.0"?>\r\n<!-- kept -->\r\n' + domain_xml("f", str(uuidlib.uuid4()))
+            .replace("<devices>", "\r\n  <devices>").replace("</domain>", "\r\n</domain>") + "\r\n")
+    raw = b"\xef\xbb\xbf" + text.encode()
+    path.write_bytes(raw)
+    res = converge_file(str(path), [{"tag": "t", "source": str(tmp_path)}], Settings(check_mode=check_mode, diff=True), host)
+    assert res["diff"]["before"] == raw.decode("utf-8")  # BOM, CRLF, declaration and quotes as on disk
+    assert res["diff"]["before"].startswith("\ufeff<?xml version=\"1.0\"?>\r\n")
+    after = res["diff"]["after"]
+    # the rewrite of the declaration, BOM and CRLF shows in the diff (the re-serialised tree hid it)
+    assert "<filesystem" in after and after.startswith("<?xml version='1.0' encoding='UTF-8'?>\n<!-- kept -->\n")
+    assert "\r" not in after and "\ufeff" not in after
+    if check_mode:
+        assert path.read_bytes() == raw
+    else:
+        assert path.read_bytes().decode("utf-8") == after  # the diff's after is what was written
+    # nothing to change: after == before, the file's own text
+    if not check_mode:
+        again = converge_file(str(path), [{"tag": "t", "source": str(tmp_path)}], Settings(diff=True), host)
+        assert again["changed"] is False and again["diff"]["before"] == again["diff"]["after"] == after
