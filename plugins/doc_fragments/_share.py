@@ -18,6 +18,9 @@ options:
     description:
     - Absolute path of the host directory to share (C(<source dir>)). Required with O(state=present).
     - It must exist unless O(create_source=true).
+    - 'Written in normal form: repeated slashes, C(.) components and a trailing slash are dropped, so V(/srv/x/)
+      and V(/srv/x) are the same share (a definition that already says V(/srv/x/) is left as it is). A C(..) component
+      is refused, because its meaning depends on symbolic links on the way.'
     type: path
   binary_path:
     description:
@@ -60,7 +63,8 @@ options:
     type: int
   queue_size:
     description:
-    - Virtqueue size (C(<driver queue>)), for example V(1024).
+    - 'Virtqueue size (C(<driver queue>)), for example V(1024): a power of two up to V(1024) (QEMU''s vhost-user-fs
+      device refuses other sizes); other values are refused before anything is changed.'
     type: int
   idmap:
     description:
@@ -133,6 +137,11 @@ options:
     type: str
   mode:
     description:
-    - Mode of source directories created by O(create_source=true), for example V('0755').
+    - 'Mode of source directories created by O(create_source=true), as in M(ansible.builtin.file): a quoted octal
+      string (V(''0755''), V(''2775'')) or a symbolic mode (V(''u=rwx,g=rx,o='')) is recommended; an integer is
+      taken as the mode''s number (YAML V(0755) is 493).'
+    - 'Refused before anything is created: an unquoted three-digit decimal above 0o777 such as V(755) (the number
+      755 is octal 1363; quote it), an integer outside 0 to 0o7777, and the setuid bit (0o4000, meaningless on a
+      directory; setgid and sticky are fine).'
     type: raw
 """

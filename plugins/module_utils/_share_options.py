@@ -83,7 +83,8 @@ TABLE: t.Tuple[ShareOption, ...] = (
         description=(
             "The mount tag (libvirt C(<target dir>)), 1 to 36 bytes of C(A-Z a-z 0-9 . _ : @ + = / -) (the guest "
             "writes it into C(/etc/fstab); the rule is the filter P(virtiofs.libvirt.tag_error#filter)). The guest "
-            "mounts it with C(mount -t virtiofs TAG /mnt).",
+            "mounts it with C(mount -t virtiofs TAG /mnt). It must not start with C(-) (mount and virtiofsd would "
+            "read it as an option).",
             "A share with C(state=absent) may have any tag an older definition carries.",
         ),
         xml="<target dir>", entry_description="Mount tag, see O(tag).",
@@ -98,6 +99,9 @@ TABLE: t.Tuple[ShareOption, ...] = (
         description=(
             "Absolute path of the host directory to share (C(<source dir>)). Required with O(state=present).",
             "It must exist unless O(create_source=true).",
+            "Written in normal form: repeated slashes, C(.) components and a trailing slash are dropped, so "
+            "V(/srv/x/) and V(/srv/x) are the same share (a definition that already says V(/srv/x/) is left as it "
+            "is). A C(..) component is refused, because its meaning depends on symbolic links on the way.",
         ),
         xml="<source dir>", entry_description="Host directory, see O(source).",
     ),
@@ -149,7 +153,10 @@ TABLE: t.Tuple[ShareOption, ...] = (
     ),
     ShareOption(
         "queue_size", "int", feature="queue_size",
-        description=("Virtqueue size (C(<driver queue>)), for example V(1024).",),
+        description=(
+            "Virtqueue size (C(<driver queue>)), for example V(1024): a power of two up to V(1024) (QEMU's "
+            "vhost-user-fs device refuses other sizes); other values are refused before anything is changed.",
+        ),
         xml="<driver queue>",
     ),
     ShareOption(
@@ -201,7 +208,14 @@ TABLE: t.Tuple[ShareOption, ...] = (
     ),
     ShareOption(
         "mode", "raw", kind=SOURCE,
-        description=("Mode of source directories created by O(create_source=true), for example V('0755').",),
+        description=(
+            "Mode of source directories created by O(create_source=true), as in M(ansible.builtin.file): a quoted "
+            "octal string (V('0755'), V('2775')) or a symbolic mode (V('u=rwx,g=rx,o=')) is recommended; an integer "
+            "is taken as the mode's number (YAML V(0755) is 493).",
+            "Refused before anything is created: an unquoted three-digit decimal above 0o777 such as V(755) (the "
+            "number 755 is octal 1363; quote it), an integer outside 0 to 0o7777, and the setuid bit (0o4000, "
+            "meaningless on a directory; setgid and sticky are fine).",
+        ),
         entry_description="Mode of this share's source directory when it is created; defaults to O(mode).",
     ),
 )

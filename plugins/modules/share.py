@@ -74,7 +74,8 @@ attributes:
 options:
   domain:
     description:
-      - Name or UUID of an existing domain to patch (its persistent definition).
+      - Name or UUID of an existing domain to patch (its persistent definition). Shares are added or updated only in
+        a QEMU domain (C(<domain type='kvm'>) or C(qemu)); another type (C(lxc), C(xen), ...) is refused.
       - Exactly one of O(domain), O(domains) and O(xml_file) is required.
     type: str
     aliases: [name]
@@ -88,13 +89,18 @@ options:
       - A domain XML file on the managed host to patch in place instead of a defined domain, for example a
         templated definition before it is defined. The file is replaced atomically and keeps its owner and mode;
         a symbolic link is followed (its target is replaced, the link stays).
+      - It must be a regular file of at most 10 MiB (what C(virsh define) reads); a FIFO, device or directory is
+        refused before it is opened. Its C(<domain type>) must be C(kvm) or C(qemu) (or absent) when a share is added
+        or updated: virtio-fs needs QEMU.
+      - With C(--diff) the diff's before is the file's text as it is on disk and its after the text that is written.
       - No libvirt is needed, and no libvirt version checks are made.
     type: path
   tag:
     description:
       - "The mount tag of a single share (libvirt C(<target dir>)), 1 to 36 bytes of C(A-Z a-z 0-9 . _ : @ + = / -)
         (the guest writes it into C(/etc/fstab); the rule is the filter P(virtiofs.libvirt.tag_error#filter)). The
-        guest mounts it with C(mount -t virtiofs TAG /mnt)."
+        guest mounts it with C(mount -t virtiofs TAG /mnt). It must not start with C(-) (mount and virtiofsd would
+        read it as an option)."
       - A share with O(state=absent) may have any tag an older definition carries.
       - Exactly one of O(tag), O(shares) and O(domains) is required.
     type: str
@@ -398,6 +404,8 @@ options:
       - Seconds to wait for another run of this module that is patching the same domain on this host (runs are
         serialised per domain with a lock file). When it holds the lock longer, that domain fails with a message
         naming the lock; with O(domains) the other domains are still converged.
+      - V(0) tries once and fails at once when another run holds the lock. A negative value is refused (there is no
+        "wait forever"; give a large number instead).
     type: int
     default: 120
   pending_binaries:

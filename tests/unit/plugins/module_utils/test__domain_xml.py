@@ -817,6 +817,7 @@ def test_read_xml_file_refuses_a_file_larger_than_virsh_reads(tmp_path):
     with pytest.raises(DomainXMLError) as err:
         read_xml_file(str(big))
     assert f"is {XML_FILE_MAX_BYTES + 1} bytes, more than the 10485760 bytes (10 MiB) virsh define reads" in str(err.value)
+    assert str(err.value).endswith("it is not a domain definition; check the path")
     ok = tmp_path / "ok.xml"
     ok.write_bytes(b"<domain type='kvm'/>")
     assert read_xml_file(str(ok)) == b"<domain type='kvm'/>"
