@@ -91,7 +91,7 @@ options:
         a symbolic link is followed (its target is replaced, the link stays).
       - It must be a regular file of at most 10 MiB (what C(virsh define) reads); a FIFO, device or directory is
         refused before it is opened. Its C(<domain type>) must be C(kvm) or C(qemu) (or absent) when a share is added
-        or updated: virtio-fs needs QEMU.
+        or updated, because virtio-fs needs QEMU.
       - With C(--diff) the diff's before is the file's text as it is on disk and its after the text that is written.
       - No libvirt is needed, and no libvirt version checks are made.
     type: path
