@@ -16,7 +16,8 @@ description:
     R(virtiofs.libvirt.host,ansible_collections.virtiofs.libvirt.host_role) and
     R(virtiofs.libvirt.guest,ansible_collections.virtiofs.libvirt.guest_role) check before they change anything.
   - "A tag is 1 to 36 bytes (UTF-8) made of C(A-Z a-z 0-9 . _ : @ + = / -); the guest writes it into C(/etc/fstab)
-    and mount options, where whitespace, C(#), a backslash and C(,) would break."
+    and mount options, where whitespace, C(#), a backslash and C(,) would break. It must not start with C(-) (mount
+    and virtiofsd would read it as an option)."
 options:
   _input:
     description: The tag to check.
