@@ -113,13 +113,13 @@ def test_wrapper_problems_are_all_reported_and_fail_first():
 
 def test_wrappers_normalised():
     result = plan(virtiofs_host_wrappers={
-        "default": {"path": "/opt/w/v.sh", "options": {"readonly": True}, "extra_args": ["--x"], "backup": "yes"},
+        "default": {"path": "/opt/w/v.sh", "options": {"readonly": True}, "extra_args": ["--no-readdirplus"], "backup": "yes"},
         "old": {"path": "/opt/w/old.sh", "state": "absent", "options": None},
         "other": {"path": "/srv/o.sh", "state": ""},
     })
     assert result["failure"] is None
     assert result["wrappers"] == [
-        {"name": "default", "path": "/opt/w/v.sh", "state": "present", "options": {"readonly": True}, "extra_args": ["--x"], "backup": True},
+        {"name": "default", "path": "/opt/w/v.sh", "state": "present", "options": {"readonly": True}, "extra_args": ["--no-readdirplus"], "backup": True},
         {"name": "old", "path": "/opt/w/old.sh", "state": "absent", "options": {}, "extra_args": [], "backup": False},
         {"name": "other", "path": "/srv/o.sh", "state": "present", "options": {}, "extra_args": [], "backup": False},
     ]
