@@ -508,6 +508,18 @@ def merge_values(
     extra_origins: t.Mapping[str, str],
 ) -> t.Tuple[t.Dict[str, t.Any], t.Dict[str, str]]:
     """Combine ``options`` (typed) and parsed ``extra_args``; the same key in both is an error."""
+    values, origins, problems = _merge(options, extra, extra_origins)
+    if problems:
+        raise OptionsError(problems)
+    return values, origins
+
+
+def _merge(
+    options: t.Optional[t.Mapping[str, t.Any]],
+    extra: t.Mapping[str, t.Any],
+    extra_origins: t.Mapping[str, str],
+) -> t.Tuple[t.Dict[str, t.Any], t.Dict[str, str], t.List[str]]:
+    """:func:`merge_values` without raising: the values that converted, their origins, the problems."""
     values: t.Dict[str, t.Any] = {}
     origins: t.Dict[str, str] = {}
     problems: t.List[str] = []
@@ -531,9 +543,7 @@ def merge_values(
             continue
         values[key] = value
         origins[key] = extra_origins.get(key, f"extra_args {key}")
-    if problems:
-        raise OptionsError(problems)
-    return values, origins
+    return values, origins, problems
 
 
 def _unset(value: t.Any) -> bool:
@@ -598,10 +608,8 @@ def check_without_daemon(options: t.Any, extra_args: t.Optional[t.Sequence[t.Any
     except OptionsError as exc:
         problems.extend(exc.problems)
         extra, extra_origins = {}, {}
-    try:
-        values, origins = merge_values(options, extra, extra_origins)
-    except OptionsError as exc:
-        return problems + exc.problems
+    values, origins, merge_problems = _merge(options, extra, extra_origins)
+    problems.extend(merge_problems)
     for key, value in values.items():
         problems.extend(_value_problems(OPTIONS[key], key, value, _label(origins, key)))
     return problems + _conflicts(values, origins)
