@@ -24,7 +24,10 @@ options:
     type: dict
     required: true
   role_share_keys:
-    description: Keys of a C(virtiofs_host_shares) entry the role consumes itself; every other key goes to the share module.
+    description:
+      - Keys of a C(virtiofs_host_shares) entry the role consumes itself (with the role's own C(domain), C(wrapper),
+        C(create_source), C(source_*) and the guest playbook's C(mount*) keys); the share module's per-share options go to
+        the share module, and every other key is refused.
     type: list
     elements: str
     default: []

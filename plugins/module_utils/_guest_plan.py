@@ -168,6 +168,13 @@ def mount_failures(failed_result: t.Mapping[str, t.Any], dmesg_before: str, dmes
 SHARE_MOUNT_KEYS = ("options", "owner", "group", "mode", "automount", "nofail", "selinux_context")
 
 
+def host_share_keys() -> t.Tuple[str, ...]:
+    """The keys of a host role share entry that :func:`mounts_from_host_shares` reads for the guest
+    (besides domain, tag and state): mount, mount_path, mount_state and mount_<key> of
+    :data:`SHARE_MOUNT_KEYS`. The host role accepts them in ``virtiofs_host_shares``."""
+    return ("mount", "mount_path", "mount_state") + tuple(f"mount_{key}" for key in SHARE_MOUNT_KEYS)
+
+
 def mounts_from_host_shares(shares: t.Any, domain: str) -> t.List[t.Dict[str, t.Any]]:
     """The guest role's mounts for ``domain`` from a hypervisor's ``virtiofs_host_shares``
     (``playbooks/guest.yml``): every share entry of that domain with a tag and without

@@ -14,6 +14,7 @@ Unit-tested in tests/unit/plugins/module_utils/test__host_plan.py.
 
 from __future__ import annotations
 
+import difflib
 import json
 import posixpath
 import re
@@ -21,9 +22,20 @@ import typing as t
 from collections.abc import Mapping
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import DomainXMLError, ShareSpec, tag_error
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import SOURCE, TABLE as SHARE_OPTIONS
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import (
+    KIND_BOOL, KIND_LIST, OPTIONS as WRAPPER_OPTIONS, check_without_daemon)
 
 # The keys of a wrapper profile (virtiofs_host_wrappers.NAME).
 WRAPPER_KEYS = ("path", "options", "extra_args", "state", "backup")
+
+# The keys of a share entry the role reads itself (the rest goes to the share module or, for the
+# mount keys, to the guest role through playbooks/guest.yml).
+ROLE_SHARE_KEYS = ("domain", "wrapper", "create_source", "source_owner", "source_group", "source_mode")
+
+# The share module's options for a source directory to create, under the names the role gives them
+# (the role sets owner, group and mode of the module from source_owner, ... and its defaults).
+RENAMED_SHARE_KEYS = {o.name: f"source_{o.name}" for o in SHARE_OPTIONS if o.kind == SOURCE and o.name != "create_source"}
 
 _PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -33,6 +45,29 @@ _INT_KEYS = ("thread_pool_size", "openfiles", "queue_size")
 # Ansible's bool filter: these strings (any case) and 0/1/True/False; anything else is value == 1.
 _TRUE = frozenset(("yes", "on", "true", "1"))
 _FALSE = frozenset(("no", "off", "false", "0"))
+
+
+# What Ansible's bool type (a module's argument spec) accepts, strings in lower case.
+_TYPE_TRUE = frozenset(("y", "yes", "on", "1", "true", "t"))
+_TYPE_FALSE = frozenset(("n", "no", "off", "0", "false", "f"))
+
+
+def module_typed_options(options: t.Mapping[t.Any, t.Any]) -> t.Dict[t.Any, t.Any]:
+    """A wrapper profile's ``options`` as the virtiofsd_wrapper module's argument spec hands them to
+    the option table: "yes"/"no" (and 1/0) of a bool option become true/false, a comma-separated
+    string of a list option becomes the list. Other values stay as they are."""
+    out = dict(options)
+    for key, value in options.items():
+        spec = WRAPPER_OPTIONS.get(key)
+        if spec is None or isinstance(value, bool):
+            continue
+        if spec.kind == KIND_BOOL and isinstance(value, (str, int)):
+            check = str(value).strip().lower()
+            if check in _TYPE_TRUE or check in _TYPE_FALSE:
+                out[key] = check in _TYPE_TRUE
+        elif spec.kind == KIND_LIST and isinstance(value, str):
+            out[key] = value.split(",")
+    return out
 
 
 def to_bool(value: t.Any) -> bool:
@@ -86,6 +121,34 @@ def share_error(share: t.Any) -> str:
     return ""
 
 
+def accepted_share_keys(role_share_keys: t.Collection[str] = ()) -> t.List[str]:
+    """The keys a ``virtiofs_host_shares`` entry may have, sorted: the share module's per-share
+    options (``_share_options.TABLE``; owner, group and mode under the role's names source_owner,
+    source_group and source_mode: :data:`RENAMED_SHARE_KEYS`), the keys the role reads itself (:data:`ROLE_SHARE_KEYS` and
+    ``role_share_keys``) and the guest role's mount keys (``_guest_plan.host_share_keys``)."""
+    # imported here: _guest_plan imports this module
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest_plan import host_share_keys
+
+    keys = {o.name for o in SHARE_OPTIONS} | set(ROLE_SHARE_KEYS) | {str(k) for k in role_share_keys} | set(host_share_keys())
+    return sorted(keys - set(RENAMED_SHARE_KEYS))
+
+
+def unknown_key_errors(where: str, keys: t.Iterable[t.Any], accepted: t.Sequence[str]) -> t.List[str]:
+    """One message per key of ``keys`` not in ``accepted``: the close match, else the accepted keys."""
+    errors = []
+    for key in _unique(k for k in keys if k not in accepted):
+        if key in RENAMED_SHARE_KEYS:
+            errors.append(f"{where}: unknown key {quoted(key)}; the host role calls it {RENAMED_SHARE_KEYS[key]}"
+                          " (the owner, group and mode of a source it creates with create_source: true)")
+            continue
+        close = difflib.get_close_matches(str(key), accepted, n=1, cutoff=0.75)
+        if close:
+            errors.append(f"{where}: unknown key {quoted(str(key))}; did you mean {close[0]}?")
+        else:
+            errors.append(f"{where}: unknown key {quoted(str(key))}; a share entry accepts {', '.join(accepted)}")
+    return errors
+
+
 def _unique(values: t.Iterable[t.Any]) -> t.List[t.Any]:
     out: t.List[t.Any] = []
     for value in values:
@@ -126,11 +189,17 @@ def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str,
         if state not in ("present", "absent"):
             errors.append(f"{where}: state {quoted(state)} is not present or absent")
         options = profile.get("options")
-        if options is not None and not isinstance(options, Mapping):
+        options_ok = options is None or isinstance(options, Mapping)
+        if not options_ok:
             errors.append(f"{where}: options must be a dict of virtiofsd options (e.g. {{inode_file_handles: prefer}}), got {options}")
         extra_args = profile.get("extra_args")
-        if extra_args is not None and not is_list(extra_args):
+        extra_ok = extra_args is None or is_list(extra_args)
+        if not extra_ok:
             errors.append(f'{where}: extra_args must be a list of arguments, e.g. ["--no-readdirplus"]')
+        if state == "present":
+            # what the wrapper module's option table finds without the daemon (versions stay with the module)
+            errors.extend(f"{where}: {problem}" for problem in check_without_daemon(
+                module_typed_options(options) if options_ok and options else None, list(extra_args) if extra_ok and extra_args is not None else None))
         unknown = _unique(key for key in profile if key not in WRAPPER_KEYS)
         if unknown:
             keys = ", ".join(str(k) for k in unknown)
@@ -153,6 +222,7 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
     errors: t.List[str] = []
     out: t.List[t.Dict[str, t.Any]] = []
     keys: t.List[t.Tuple[str, str]] = []
+    accepted = accepted_share_keys(role_share_keys)
     for index, share in enumerate(shares):
         where = f"virtiofs_host_shares[{index}]"
         if not isinstance(share, Mapping):
@@ -161,6 +231,7 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
         domain, tag = text(share.get("domain")), text(share.get("tag"))
         where = f"{where} (domain {quoted(domain)}, tag {quoted(tag)})"
         errors_before = len(errors)
+        errors.extend(unknown_key_errors(where, share, accepted))
         state = text(share.get("state"), "present")
         source = text(share.get("source"))
         if domain == "":

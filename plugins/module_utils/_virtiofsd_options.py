@@ -508,12 +508,26 @@ def merge_values(
     extra_origins: t.Mapping[str, str],
 ) -> t.Tuple[t.Dict[str, t.Any], t.Dict[str, str]]:
     """Combine ``options`` (typed) and parsed ``extra_args``; the same key in both is an error."""
+    values, origins, problems = _merge(options, extra, extra_origins)
+    if problems:
+        raise OptionsError(problems)
+    return values, origins
+
+
+def _merge(
+    options: t.Optional[t.Mapping[str, t.Any]],
+    extra: t.Mapping[str, t.Any],
+    extra_origins: t.Mapping[str, str],
+) -> t.Tuple[t.Dict[str, t.Any], t.Dict[str, str], t.List[str]]:
+    """:func:`merge_values` without raising: the values that converted, their origins, the problems."""
     values: t.Dict[str, t.Any] = {}
     origins: t.Dict[str, str] = {}
     problems: t.List[str] = []
     for key, value in (options or {}).items():
         if key not in OPTIONS:
-            problems.append(f"options.{key}: unknown option; known: {', '.join(OPTIONS)}")
+            close = difflib.get_close_matches(str(key), list(OPTIONS), n=1, cutoff=0.75)
+            problems.append(f"options.{key}: unknown option; known: {', '.join(OPTIONS)}"
+                            + (f"; did you mean {close[0]}?" if close else ""))
             continue
         if _unset(value):
             continue
@@ -529,9 +543,7 @@ def merge_values(
             continue
         values[key] = value
         origins[key] = extra_origins.get(key, f"extra_args {key}")
-    if problems:
-        raise OptionsError(problems)
-    return values, origins
+    return values, origins, problems
 
 
 def _unset(value: t.Any) -> bool:
@@ -547,6 +559,60 @@ def _form(spec: OptionSpec, value: bool) -> BoolForm:
     if form is None:  # pragma: no cover - every bool entry of the table defines both forms
         raise OptionsError(f"{spec.key}: the option table has no rendering for {value!r}")
     return form
+
+
+def _value_problems(spec: OptionSpec, key: str, value: t.Any, label: str) -> t.List[str]:
+    """The problems of one converted value that hold for every virtiofsd version: a choice the
+    table does not know, an integer out of range, text or list entries not matching the pattern."""
+    problems: t.List[str] = []
+    if spec.kind == KIND_CHOICE:
+        if spec.choice_added(value) is None:
+            problems.append(f"{label}: {value!r} is not a valid {key}; choose one of {', '.join(spec.choice_names)}")
+    elif spec.kind == KIND_INT:
+        if value < spec.minimum:
+            problems.append(f"{label}: {key} must be >= {spec.minimum}, got {value}")
+        elif value > 2 ** 64 - 1:
+            problems.append(f"{label}: {key} is too large, got {value}")
+    elif spec.kind == KIND_STR:
+        if spec.pattern and not re.fullmatch(spec.pattern, value):
+            problems.append(f"{label}: {value!r} is not a valid {key}; expected {spec.pattern_help}")
+    elif spec.kind == KIND_LIST:
+        for item in value:
+            if spec.pattern and not re.fullmatch(spec.pattern, item):
+                problems.append(f"{label}: {item!r} is not a valid {key} entry; expected {spec.pattern_help}")
+    return problems
+
+
+def _conflicts(values: t.Mapping[str, t.Any], origins: t.Mapping[str, str]) -> t.List[str]:
+    """The pairs of values virtiofsd refuses together (every version)."""
+    problems: t.List[str] = []
+    for key_a, pred_a, key_b, pred_b, why in _CONFLICTS:
+        if key_a in values and key_b in values and not _unset(values[key_a]) and not _unset(values[key_b]):
+            if pred_a(values[key_a]) and pred_b(values[key_b]):
+                problems.append(
+                    f"{_label(origins, key_a)} conflicts with {_label(origins, key_b)}={_show(values[key_b])}: {why}; "
+                    "remove one of them"
+                )
+    return problems
+
+
+def check_without_daemon(options: t.Any, extra_args: t.Optional[t.Sequence[t.Any]] = None) -> t.List[str]:
+    """Every problem of a wrapper's ``options`` and ``extra_args`` that the table finds without the
+    daemon: unknown option names (with a close match), values of the wrong type, unknown choices,
+    integers out of range, text not matching its pattern, refused or malformed extra_args and
+    conflicting pairs. What depends on the installed virtiofsd (the version that added an option or
+    a choice, the daemon's ``--help``) is left to :func:`validate_values`. Returns the problems."""
+    problems: t.List[str] = []
+    try:
+        extra, extra_origins = parse_extra_args(extra_args)
+    except OptionsError as exc:
+        problems.extend(exc.problems)
+        extra, extra_origins = {}, {}
+    values, origins, merge_problems = _merge(options, extra, extra_origins)
+    problems.extend(merge_problems)
+    for key, value in values.items():
+        problems.extend(_value_problems(OPTIONS[key], key, value, _label(origins, key)))
+    return problems + _conflicts(values, origins)
 
 
 def validate_values(
@@ -596,11 +662,10 @@ def validate_values(
                 f"upgrade virtiofsd or remove {key}"
             )
             continue
-        if spec.kind == KIND_CHOICE:
-            added = spec.choice_added(value)
-            if added is None:
-                problems.append(f"{label}: {value!r} is not a valid {key}; choose one of {', '.join(spec.choice_names)}")
-                continue
+        static = _value_problems(spec, key, value, label)
+        problems.extend(static)
+        if spec.kind == KIND_CHOICE and not static:
+            added = t.cast(Version, spec.choice_added(value))
             if version < added:
                 problems.append(
                     f"{label}: {key}={value} ({spec.flag}={value}) was added in virtiofsd {vstr(added)}, "
@@ -609,18 +674,7 @@ def validate_values(
             for name, text in spec.deprecated_choices:
                 if name == value:
                     warnings.append(f"{label}: {text}")
-        elif spec.kind == KIND_INT:
-            if value < spec.minimum:
-                problems.append(f"{label}: {key} must be >= {spec.minimum}, got {value}")
-            elif value > 2 ** 64 - 1:
-                problems.append(f"{label}: {key} is too large, got {value}")
-        elif spec.kind == KIND_STR:
-            if spec.pattern and not re.fullmatch(spec.pattern, value):
-                problems.append(f"{label}: {value!r} is not a valid {key}; expected {spec.pattern_help}")
         elif spec.kind == KIND_LIST:
-            for item in value:
-                if spec.pattern and not re.fullmatch(spec.pattern, item):
-                    problems.append(f"{label}: {item!r} is not a valid {key} entry; expected {spec.pattern_help}")
             if spec.repeatable_since is not None and len(value) > 1 and version < spec.repeatable_since:
                 problems.append(
                     f"{label}: {key} has {len(value)} entries, but {spec.flag} may only be given once before "
@@ -633,13 +687,7 @@ def validate_values(
                 f"as -o, which overrides the wrapper's {spec.flag}); prefer the matching option of the "
                 "virtiofs.libvirt.share module"
             )
-    for key_a, pred_a, key_b, pred_b, why in _CONFLICTS:
-        if key_a in values and key_b in values and not _unset(values[key_a]) and not _unset(values[key_b]):
-            if pred_a(values[key_a]) and pred_b(values[key_b]):
-                problems.append(
-                    f"{_label(origins, key_a)} conflicts with {_label(origins, key_b)}={_show(values[key_b])}: {why}; "
-                    "remove one of them"
-                )
+    problems.extend(_conflicts(values, origins))
     if values.get("readdirplus") is True and values.get("cache") == "never":
         warnings.append("readdirplus=true has no effect with cache=never (virtiofsd turns readdirplus off)")
     if values.get("allow_mmap") is True and values.get("cache") not in (None, "never", "metadata"):

@@ -31,6 +31,21 @@ CASES: t.Dict[str, t.Dict[str, t.Any]] = {  # one role run per case; a case's en
         dict(GOOD, tag="t" * 37),
         dict(GOOD, tag="tp", thread_pool_size=-1),
     ]},
+    "every_key": {"shares": [
+        dict(GOOD, state="present", wrapper="ro", readonly=True, cache="none", sandbox="namespace", xattr=True, thread_pool_size=4,
+             openfiles=1024, queue_size=256, idmap={"uid": [{"start": 0, "target": 100000, "count": 65536}],
+                                                    "gid": [{"start": 0, "target": 100000, "count": 65536}]},
+             ats=False, iommu=False, packed=False, create_source=True, source_owner="root", source_group="root", source_mode="0750",
+             mount=True, mount_path="/mnt/data", mount_options="ro", mount_state="mounted", mount_owner="root", mount_group="root",
+             mount_mode="0755", mount_automount=False, mount_nofail=True, mount_selinux_context="system_u:object_r:nfs_t:s0"),
+        dict(GOOD, tag="bin", binary_path="/usr/libexec/virtiofsd"),
+    ], "wrappers": dict(WRAPPERS, ro={"path": "/opt/virtiofsd-rust/virtiofsd-ro.sh",
+                                      "options": {"readonly": "yes", "cache": "never", "thread_pool_size": "4"},
+                                      "extra_args": ["--no-readdirplus"]})},
+    "unknown_share_keys": {"shares": [dict(GOOD, bogus=1, mount_optoins="ro", owner="qemu")]},
+    "wrapper_options": {"wrappers": dict(WRAPPERS, ro={"path": "/opt/virtiofsd-rust/virtiofsd-ro.sh",
+                                                       "options": {"cahce": "never", "sandbox": "jail"},
+                                                       "extra_args": ["--thread-pool-size=-1"]})},
     "not_a_list": {"shares": {"domain": "vm"}},
     "wrappers": {"wrappers": {
         "default": {"path": "/opt/w.sh"},
@@ -187,3 +202,26 @@ def test_url_without_checksum(outcome):
 def test_source_method_without_a_source(outcome):
     assert ("virtiofs_host_virtiofsd_method=source needs virtiofs_host_virtiofsd_source_dir,"
             in refusal(outcome, "source_without_source"))
+
+
+def test_an_entry_with_every_accepted_key_passes(outcome):
+    assert outcome["every_key"] is None
+
+
+def test_unknown_share_keys(outcome):
+    msg = refusal(outcome, "unknown_share_keys")
+    where = 'virtiofs_host_shares[0] (domain "vm", tag "data")'
+    assert msg.startswith("virtiofs.libvirt.host: bad virtiofs_host_shares:")
+    assert f'{where}: unknown key "bogus"; a share entry accepts ats, binary_path, cache, create_source, domain, ' in msg
+    assert f'{where}: unknown key "mount_optoins"; did you mean mount_options?' in msg
+    assert f'{where}: unknown key "owner"; the host role calls it source_owner' in msg
+
+
+def test_wrapper_options_refused_before_the_daemon_is_installed(outcome):
+    msg = refusal(outcome, "wrapper_options")
+    assert msg.startswith("virtiofs.libvirt.host: bad wrapper profiles:")
+    assert "virtiofs_host_wrappers.ro: options.cahce: unknown option; known: allow_direct_io, " in msg
+    assert ", xattr, xattrmap; did you mean cache?" in msg
+    assert ("virtiofs_host_wrappers.ro: options.sandbox: 'jail' is not a valid sandbox; choose one of namespace, chroot, none"
+            in msg)
+    assert ("virtiofs_host_wrappers.ro: extra_args '--thread-pool-size=-1': thread_pool_size must be >= 0, got -1" in msg)

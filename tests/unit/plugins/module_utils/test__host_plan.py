@@ -113,13 +113,13 @@ def test_wrapper_problems_are_all_reported_and_fail_first():
 
 def test_wrappers_normalised():
     result = plan(virtiofs_host_wrappers={
-        "default": {"path": "/opt/w/v.sh", "options": {"readonly": True}, "extra_args": ["--x"], "backup": "yes"},
+        "default": {"path": "/opt/w/v.sh", "options": {"readonly": True}, "extra_args": ["--no-readdirplus"], "backup": "yes"},
         "old": {"path": "/opt/w/old.sh", "state": "absent", "options": None},
         "other": {"path": "/srv/o.sh", "state": ""},
     })
     assert result["failure"] is None
     assert result["wrappers"] == [
-        {"name": "default", "path": "/opt/w/v.sh", "state": "present", "options": {"readonly": True}, "extra_args": ["--x"], "backup": True},
+        {"name": "default", "path": "/opt/w/v.sh", "state": "present", "options": {"readonly": True}, "extra_args": ["--no-readdirplus"], "backup": True},
         {"name": "old", "path": "/opt/w/old.sh", "state": "absent", "options": {}, "extra_args": [], "backup": False},
         {"name": "other", "path": "/srv/o.sh", "state": "present", "options": {}, "extra_args": [], "backup": False},
     ]
@@ -389,3 +389,122 @@ def test_a_domain_that_does_not_shut_down_in_time():
                          _virtiofs_host_restart_wait={"status": "running"}, virtiofs_host_restart_force="yes", **given)[0]
     assert not role_task("host", "restart_domain.yml", "Give up on a domain that does not shut down",
                          _virtiofs_host_restart_wait={"status": "shutdown"}, virtiofs_host_restart_force=False, **given)[0]
+
+
+# ---------------------------------------------------------------- unknown share keys, wrapper options
+
+
+ARGUMENT_SPEC = yaml.safe_load((ROOT / "roles/host/meta/argument_specs.yml").read_text())
+SPEC_SHARE_KEYS = ARGUMENT_SPEC["argument_specs"]["main"]["options"]["virtiofs_host_shares"]["options"]
+EVERY_KEY = [  # every accepted key once (wrapper and binary_path exclude each other)
+    {"domain": "a", "tag": "t", "source": "/srv/t", "state": "present", "wrapper": "default", "readonly": True,
+     "cache": "none", "sandbox": "namespace", "xattr": True, "thread_pool_size": 4, "openfiles": 1024, "queue_size": 256,
+     "idmap": {"uid": [{"start": 0, "target": 100000, "count": 65536}], "gid": [{"start": 0, "target": 100000, "count": 65536}]},
+     "ats": False, "iommu": False, "packed": False, "create_source": True, "source_owner": "qemu", "source_group": "kvm",
+     "source_mode": "0750", "mount": True, "mount_path": "/mnt/t", "mount_options": "ro", "mount_state": "mounted",
+     "mount_owner": "www-data", "mount_group": "www-data", "mount_mode": "0755", "mount_automount": False, "mount_nofail": True,
+     "mount_selinux_context": "system_u:object_r:httpd_sys_content_t:s0"},
+    {"domain": "a", "tag": "u", "source": "/srv/u", "binary_path": "/usr/libexec/virtiofsd"},
+]
+
+
+def test_the_accepted_share_keys_are_the_module_options_the_role_and_guest_keys():
+    accepted = hp.accepted_share_keys(ROLE_SHARE_KEYS)
+    # the role's argument spec documents exactly these keys; the role's vars list adds no other
+    assert accepted == sorted(SPEC_SHARE_KEYS)
+    assert accepted == hp.accepted_share_keys()
+    assert sorted({k for share in EVERY_KEY for k in share}) == accepted
+    assert {"readonly", "cache", "idmap", "packed", "binary_path", "mount_options", "mount_selinux_context",
+            "mount_path", "mount_state", "source_mode", "wrapper"} <= set(accepted)
+    assert not {"owner", "group", "mode"} & set(accepted)
+
+
+def test_the_role_vars_list_is_the_role_keys_and_the_guest_keys():
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest_plan import host_share_keys
+    assert sorted(ROLE_SHARE_KEYS) == sorted(set(hp.ROLE_SHARE_KEYS) | set(host_share_keys()))
+
+
+def test_an_entry_with_every_accepted_key_passes():
+    result = plan(virtiofs_host_shares=EVERY_KEY)
+    assert result["failure"] is None, result["failure"]
+    assert result["shares"][0]["module"]["owner"] == "qemu" and result["shares"][0]["module"]["mode"] == "0750"
+
+
+def test_unknown_share_keys_are_refused_with_a_close_match_or_the_accepted_keys():
+    accepted = ", ".join(hp.accepted_share_keys(ROLE_SHARE_KEYS))
+    assert share_errors({"domain": "a", "tag": "t", "source": "/s", "bogus": 1, "mount_optoins": "ro", "readonyl": True}) == [
+        f'{W}: unknown key "bogus"; a share entry accepts {accepted}',
+        f'{W}: unknown key "mount_optoins"; did you mean mount_options?',
+        f'{W}: unknown key "readonyl"; did you mean readonly?',
+    ]
+    assert accepted.startswith("ats, binary_path, cache, create_source, domain, idmap, iommu, mount, mount_automount, ")
+
+
+def test_the_share_modules_owner_group_mode_are_source_keys_in_the_role():
+    # the role would overwrite them from source_owner/... and its defaults: refused, naming the role's key
+    assert share_errors({"domain": "a", "tag": "t", "source": "/s", "create_source": True, "owner": "qemu", "mode": "0700"}) == [
+        f'{W}: unknown key "owner"; the host role calls it source_owner (the owner, group and mode of a source it creates'
+        " with create_source: true)",
+        f'{W}: unknown key "mode"; the host role calls it source_mode (the owner, group and mode of a source it creates'
+        " with create_source: true)",
+    ]
+
+
+def test_unknown_keys_come_before_the_share_modules_check_and_fail_the_plan():
+    result = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/s", "queue_size": 0, "bogus": 1}])
+    assert result["failure"][0] == "virtiofs.libvirt.host: bad virtiofs_host_shares:"
+    assert result["failure"][1:] == [f'{W}: unknown key "bogus"; a share entry accepts '
+                                     + ", ".join(hp.accepted_share_keys(ROLE_SHARE_KEYS))]
+
+
+WO = "virtiofs_host_wrappers.default"
+
+
+@pytest.mark.parametrize("profile,expected", [
+    ({"options": {"cahce": "never"}},
+     [f"{WO}: options.cahce: unknown option; known: allow_direct_io, allow_mmap, "]),
+    ({"options": {"cache": "sometimes"}},
+     [f"{WO}: options.cache: 'sometimes' is not a valid cache; choose one of auto, always, never, metadata"]),
+    ({"options": {"thread_pool_size": "many"}}, [f"{WO}: options.thread_pool_size must be an integer, got 'many'"]),
+    ({"options": {"thread_pool_size": -1}}, [f"{WO}: options.thread_pool_size: thread_pool_size must be >= 0, got -1"]),
+    ({"options": {"xattr": "maybe"}}, [f"{WO}: options.xattr must be true or false, got 'maybe'"]),
+    ({"extra_args": ["--cahce=never"]},
+     [f"{WO}: extra_args '--cahce=never': unknown virtiofsd option --cahce (did you mean --cache?)"]),
+    ({"options": {"cache": "never"}, "extra_args": ["--cache=auto"]},
+     [f"{WO}: extra_args '--cache=auto' sets cache, which options.cache already sets; keep one"]),
+    ({"options": {"posix_acl": True, "translate_uid": ["map:0:1000:1"]}},
+     [f"{WO}: options.posix_acl conflicts with options.translate_uid=map:0:1000:1: virtiofsd refuses --posix-acl with "
+      "--translate-uid (translating IDs would break POSIX ACLs); remove one of them"]),
+])
+def test_wrapper_options_the_table_refuses_without_the_daemon(profile, expected):
+    errors = wrapper_errors({"default": dict(profile, path="/opt/w/v.sh")})
+    assert len(errors) == len(expected)
+    for got, want in zip(errors, expected):
+        assert got.startswith(want) if want.endswith(", ") else got == want
+
+
+def test_an_unknown_wrapper_option_gets_the_close_match_and_fails_the_plan():
+    result = plan(virtiofs_host_wrappers={"default": {"path": "/opt/w/v.sh", "options": {"cahce": "never"}}},
+                  virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/s"}])
+    assert result["failure"][0] == "virtiofs.libvirt.host: bad wrapper profiles:"
+    assert result["failure"][1].endswith(", xattr, xattrmap; did you mean cache?")
+
+
+def test_wrapper_options_typed_as_the_modules_argument_spec():
+    # "yes" for a bool and a comma list pass, as the module's argument spec converts them
+    assert wrapper_errors({"default": {"path": "/opt/w/v.sh", "options": {
+        "xattr": "yes", "readdirplus": "off", "announce_submounts": 1, "inode_file_handles": "prefer", "thread_pool_size": "4",
+        "translate_uid": "map:0:1000:1,map:1:2000:1"}}}) == []
+    assert hp.module_typed_options({"xattr": "yes", "readonly": "0", "seccomp": "kill", "uid_map": "a,b", "nope": "yes",
+                                    "syslog": "maybe"}) == {
+        "xattr": True, "readonly": False, "seccomp": "kill", "uid_map": ["a", "b"], "nope": "yes", "syslog": "maybe"}
+
+
+def test_version_dependent_options_stay_with_the_module_and_removed_profiles_are_not_checked():
+    # options a daemon may be too old for are not the plan's business (the module knows the installed version)
+    assert wrapper_errors({"default": {"path": "/opt/w/v.sh", "options": {"translate_uid": ["map:0:1000:1"],
+                                                                          "migration_mode": "file-handles"}}}) == []
+    assert wrapper_errors({"default": {"path": "/opt/w/v.sh"},
+                           "old": {"path": "/opt/w/old.sh", "state": "absent", "options": {"cahce": 1}}}) == []
+    assert plan(virtiofs_host_virtiofsd_state="absent", virtiofs_host_wrappers={
+        "default": {"path": "/opt/w/v.sh", "options": {"cahce": 1}}})["failure"] is None

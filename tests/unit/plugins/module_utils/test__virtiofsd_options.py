@@ -364,6 +364,35 @@ def test_merge_refuses_an_unknown_option_and_names_the_known_ones():
     with pytest.raises(OptionsError) as err:
         merge_values({"cahce": "never"}, {}, {})
     assert err.value.problems[0].startswith("options.cahce: unknown option; known: allow_direct_io, allow_mmap, ")
+    assert err.value.problems[0].endswith(", xattr, xattrmap; did you mean cache?")
+    with pytest.raises(OptionsError) as err:
+        merge_values({"zzz": 1}, {}, {})
+    assert err.value.problems[0].endswith(", xattr, xattrmap")
+
+
+def test_check_without_daemon_reports_every_version_independent_problem():
+    assert vo.check_without_daemon({"cache": "never", "translate_uid": ["map:0:1000:1"]}, ["--no-readdirplus"]) == []
+    assert vo.check_without_daemon(None) == []
+    problems = vo.check_without_daemon(
+        {"cahce": "never", "cache": "sometimes", "thread_pool_size": -2, "xattr": "x", "posix_acl": True,
+         "translate_gid": ["map:0:1000:1"]},
+        ["--bogus", "--modcaps=+chown"])
+    assert problems[0] == "extra_args '--bogus': unknown virtiofsd option --bogus"
+    assert problems[1].startswith("options.cahce: unknown option; known: ") and problems[1].endswith("; did you mean cache?")
+    assert problems[2:] == [
+        "options.xattr must be true or false, got 'x'",
+        "options.cache: 'sometimes' is not a valid cache; choose one of auto, always, never, metadata",
+        "options.thread_pool_size: thread_pool_size must be >= 0, got -2",
+        "options.posix_acl conflicts with options.translate_gid=map:0:1000:1: virtiofsd refuses --posix-acl with --translate-gid"
+        " (translating IDs would break POSIX ACLs); remove one of them",
+    ]
+
+
+def test_check_without_daemon_leaves_the_versions_to_validate_values():
+    # translate_uid needs virtiofsd 1.13.0: fine without a daemon, refused for 1.10.0
+    assert vo.check_without_daemon({"translate_uid": ["map:0:1000:1"]}) == []
+    with pytest.raises(OptionsError, match="was added in virtiofsd 1.13.0"):
+        vo.validate_values({"translate_uid": ["map:0:1000:1"]}, (1, 10, 0))
 
 
 # --- the module's argument spec and documentation agree with the table -------------------------
