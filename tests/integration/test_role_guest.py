@@ -36,6 +36,7 @@ TAG = "itshare"
 MOUNT = "/mnt/itshare"
 MISSING_TAG = "itmissing"
 MISSING_MOUNT = "/mnt/itmissing"
+NEVER_MOUNT = "/mnt/itnever"
 HOST_DIR = Path("/var/tmp/it-guest-role")
 BINARY = Path("/opt/it-guest/virtiofsd")
 NOT_OFFERED = f"tag {MISSING_TAG} not offered to this guest: is the share defined and the domain restarted?"
@@ -321,10 +322,18 @@ def test_mount_share_fstab_line_and_files_both_ways(guest):
     assert "_netdev" not in expected and "dax" not in guest.fstab()
 
 
-def test_second_run_and_check_mode_change_nothing(guest):
-    mounts = [{"tag": TAG, "path": MOUNT}]
+def test_second_run_and_check_mode_change_nothing_and_automount_mounts_on_first_access(guest):
+    # One set of role runs (a TCG guest makes each cost a minute) for a plain mount and an
+    # automount: both are written, the automount mounts on first access; a second run and a
+    # check-mode run change nothing for either; removing the automount stops it.
+    auto = "/mnt/itauto"
+    mounts = [{"tag": TAG, "path": MOUNT}, {"tag": TAG, "path": auto, "automount": True}]
     first = guest.role(mounts)
     assert first.rc == 0, first.explain()
+    assert f"{TAG} {auto} virtiofs defaults,nofail,x-systemd.automount 0 0" in guest.fstab_lines()
+    fstypes = sorted(fs["fstype"] for fs in guest.findmnt(auto))
+    assert fstypes == ["autofs", "virtiofs"], fstypes
+    assert guest.ssh(f"cat {auto}/host-to-guest.txt").startswith("from host ")
     before = guest.fstab()
     again = guest.role(mounts)
     assert again.rc == 0, again.explain()
@@ -334,6 +343,11 @@ def test_second_run_and_check_mode_change_nothing(guest):
     assert check.stats(guest.host)["changed"] == 0, check.explain()
     assert guest.fstab() == before
     assert guest.findmnt(MOUNT) == [{"target": MOUNT, "source": TAG, "fstype": "virtiofs"}]
+    gone = guest.role([{"tag": TAG, "path": auto, "state": "absent"}])
+    assert gone.rc == 0, gone.explain()
+    assert guest.findmnt(auto) == []
+    assert not [ln for ln in guest.fstab_lines() if f" {auto} " in ln]
+    assert guest.ssh("systemctl is-active mnt-itauto.automount", check=False).strip() != "active"
 
 
 def test_check_mode_with_diff_shows_lines_and_changes_nothing(guest):
@@ -363,6 +377,7 @@ def test_reboot_mounts_share_from_fstab_and_missing_tag_boots_multi_user(guest):
     # One reboot (a TCG reboot costs a minute and a half) proves both boot-time promises: the
     # share mounts again from its fstab line, and a line for a tag the domain does not offer
     # (prepared with state=present) lets the boot reach multi-user, never emergency mode.
+    # Then a missing tag with state=mounted leaves fstab and the guest as they were.
     play = guest.role([{"tag": TAG, "path": MOUNT},
                        {"tag": MISSING_TAG, "path": MISSING_MOUNT, "state": "present"}])
     assert play.rc == 0, play.explain()
@@ -381,49 +396,25 @@ def test_reboot_mounts_share_from_fstab_and_missing_tag_boots_multi_user(guest):
         assert guest.findmnt(MOUNT) == [{"target": MOUNT, "source": TAG, "fstype": "virtiofs"}]
         assert guest.ssh("systemctl is-active mnt-itshare.mount").strip() == "active"
         assert guest.ssh(f"cat {MOUNT}/after-reboot.txt") == token
-        # the missing one is not, and mounting it now fails with the translated message;
-        # fstab stays as it was
+        # the missing one is not, and mounting it now fails with the translated message, both at
+        # its fstab line's path and at a new path (one run for both); fstab stays as it was and
+        # the mount point the run created is removed again
         assert guest.ssh("systemctl is-active mnt-itmissing.mount", check=False).strip() != "active"
         assert guest.findmnt(MISSING_MOUNT) == []
-        play = guest.role([{"tag": MISSING_TAG, "path": MISSING_MOUNT}])
+        play = guest.role([{"tag": MISSING_TAG, "path": MISSING_MOUNT}, {"tag": MISSING_TAG, "path": NEVER_MOUNT}])
         assert play.rc != 0, play.explain()
         failed = play.results("Report a tag the guest is not offered", guest.host)
         assert failed and failed[-1].get("failed"), play.explain()
         assert failed[-1]["msg"].startswith(NOT_OFFERED), failed[-1]["msg"]
+        for path in (MISSING_MOUNT, NEVER_MOUNT):
+            assert f"not found\" when mounting it on {path};" in failed[-1]["msg"], failed[-1]["msg"]
         assert guest.fstab() == fstab
         assert guest.findmnt(MISSING_MOUNT) == []
+        assert guest.ssh(f"ls -d {NEVER_MOUNT} 2>/dev/null || true").strip() == ""
     finally:
         cleanup = guest.role([{"tag": MISSING_TAG, "path": MISSING_MOUNT, "state": "absent"}])
         assert cleanup.rc == 0, cleanup.explain()
     assert line not in guest.fstab_lines()
-
-
-def test_missing_tag_with_mounted_state_leaves_fstab_and_guest_as_they_were(guest):
-    before = guest.fstab()
-    play = guest.role([{"tag": MISSING_TAG, "path": "/mnt/itnever"}])
-    assert play.rc != 0, play.explain()
-    failed = play.results("Report a tag the guest is not offered", guest.host)
-    assert failed and failed[-1]["msg"].startswith(
-        f"tag {MISSING_TAG} not offered to this guest: is the share defined and the domain restarted?"), play.explain()
-    assert guest.fstab() == before
-    assert guest.ssh("ls -d /mnt/itnever 2>/dev/null || true").strip() == ""
-
-
-def test_automount_mounts_on_first_access(guest):
-    path = "/mnt/itauto"
-    play = guest.role([{"tag": TAG, "path": path, "automount": True}])
-    assert play.rc == 0, play.explain()
-    assert f"{TAG} {path} virtiofs defaults,nofail,x-systemd.automount 0 0" in guest.fstab_lines()
-    fstypes = sorted(fs["fstype"] for fs in guest.findmnt(path))
-    assert fstypes == ["autofs", "virtiofs"], fstypes
-    assert guest.ssh(f"cat {path}/host-to-guest.txt").startswith("from host ")
-    again = guest.role([{"tag": TAG, "path": path, "automount": True}])
-    assert again.rc == 0 and again.stats(guest.host)["changed"] == 0, again.explain()
-    gone = guest.role([{"tag": TAG, "path": path, "state": "absent"}])
-    assert gone.rc == 0, gone.explain()
-    assert guest.findmnt(path) == []
-    assert not [ln for ln in guest.fstab_lines() if f" {path} " in ln]
-    assert guest.ssh("systemctl is-active mnt-itauto.automount", check=False).strip() != "active"
 
 
 def test_absent_removes_mount_and_line(guest):
