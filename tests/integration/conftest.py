@@ -236,7 +236,10 @@ def run_target(run_playbook, lab):
             extra_vars={"lab_state_file": str(Path(lab["inventory"]).with_name("lab.json")), **(extra_vars or {})},
             timeout=timeout,
         )
-        assert res.rc == 0, res.stdout[-8000:] + res.stderr[-2000:]
+        failed = [f"{task.get('task', {}).get('name')}: {result.get('msg')!r}"
+                  for play in res.data.get("plays", []) for task in play.get("tasks", [])
+                  for result in task.get("hosts", {}).values() if result.get("failed")]
+        assert res.rc == 0, "failed tasks (ignored ones too):\n" + "\n".join(failed) + "\n" + res.stdout[-6000:] + res.stderr[-2000:]
         stats = res.stats[host]
         assert stats["failures"] == 0 and stats["unreachable"] == 0
         return res
