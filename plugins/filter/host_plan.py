@@ -112,12 +112,31 @@ _value:
       type: str
 """
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._host_plan import host_plan
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._plain import plain
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import argument_spec
+
+
+def typed_options(options):
+    """A wrapper profile's options typed by this ansible-core exactly as the virtiofsd_wrapper module's
+    argument spec types them (``4.0`` or ``"4"`` for an int, ``yes`` for a bool, ``a,b`` for a list).
+    A value this core cannot convert, and an unknown key, stay as given: the plan's option check then
+    names it with the fix."""
+    spec = argument_spec()
+    out = dict(options)
+    for key, value in options.items():
+        if key not in spec or value is None:
+            continue
+        result = ArgumentSpecValidator({key: spec[key]}).validate({key: value})
+        if not result.error_messages:
+            out[key] = result.validated_parameters[key]
+    return out
 
 
 def _host_plan(params, role_share_keys=()):
-    return host_plan(plain(params), role_share_keys=plain(list(role_share_keys)))
+    return host_plan(plain(params), role_share_keys=plain(list(role_share_keys)), type_options=typed_options)
 
 
 class FilterModule:

@@ -157,10 +157,16 @@ def _unique(values: t.Iterable[t.Any]) -> t.List[t.Any]:
     return out
 
 
-def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str,
-                  virtiofsd_state: str) -> t.Tuple[t.List[str], t.List[t.Dict[str, t.Any]]]:
+TypeOptions = t.Callable[[t.Mapping[t.Any, t.Any]], t.Dict[t.Any, t.Any]]
+
+
+def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str, virtiofsd_state: str,
+                  type_options: TypeOptions = module_typed_options) -> t.Tuple[t.List[str], t.List[t.Dict[str, t.Any]]]:
     """The problems of ``virtiofs_host_wrappers`` and its profiles, normalised: name, path,
-    state (absent for every profile when the daemon is removed), options, extra_args, backup."""
+    state (absent for every profile when the daemon is removed), options, extra_args, backup.
+    ``type_options`` types a profile's options as the wrapper module's argument spec would before
+    they are checked (the filter passes Ansible's own validator; the default is
+    :func:`module_typed_options`)."""
     if not isinstance(wrappers, Mapping):
         return [f"virtiofs_host_wrappers must be a dict of profile name -> {{path, options}}, got {wrappers}"], []
     daemon = f"{install_dir}/{binary_name}"
@@ -199,7 +205,7 @@ def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str,
         if state == "present":
             # what the wrapper module's option table finds without the daemon (versions stay with the module)
             errors.extend(f"{where}: {problem}" for problem in check_without_daemon(
-                module_typed_options(options) if options_ok and options else None, list(extra_args) if extra_ok and extra_args is not None else None))
+                type_options(options) if options_ok and options else None, list(extra_args) if extra_ok and extra_args is not None else None))
         unknown = _unique(key for key in profile if key not in WRAPPER_KEYS)
         if unknown:
             keys = ", ".join(str(k) for k in unknown)
@@ -320,9 +326,10 @@ def failure(errors: t.Mapping[str, t.Sequence[str]]) -> t.Any:
     return None
 
 
-def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] = ()) -> t.Dict[str, t.Any]:
+def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] = (),
+              type_options: TypeOptions = module_typed_options) -> t.Dict[str, t.Any]:
     """The plan of the host role from its variables (``virtiofs_host_*`` as keys; ``role_share_keys``
-    are the keys of a share entry the role consumes itself). Fields:
+    are the keys of a share entry the role consumes itself; ``type_options``: see :func:`plan_wrappers`). Fields:
 
     failure: the message the role fails with, or None; errors: wrappers, shares and install (lists);
     wrappers (all profiles), wrappers_present, wrappers_absent, wrapper_paths (the paths of the
@@ -335,7 +342,8 @@ def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] 
     method = params.get("virtiofs_host_virtiofsd_method", "package")
     install_dir = str(params.get("virtiofs_host_virtiofsd_install_dir", "/opt/virtiofsd-rust"))
     binary_name = str(params.get("virtiofs_host_virtiofsd_binary_name", "virtiofsd"))
-    wrapper_errors, wrappers = plan_wrappers(params.get("virtiofs_host_wrappers", {}), install_dir, binary_name, state)
+    wrapper_errors, wrappers = plan_wrappers(params.get("virtiofs_host_wrappers", {}), install_dir, binary_name, state,
+                                            type_options)
     share_errors, shares = plan_shares(
         params.get("virtiofs_host_shares", []), wrappers, params.get("virtiofs_host_default_wrapper", "default"),
         role_share_keys, params.get("virtiofs_host_source_owner", "root"), params.get("virtiofs_host_source_group", "root"),

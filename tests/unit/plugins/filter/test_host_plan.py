@@ -49,3 +49,35 @@ def test_documentation_is_yaml():
         doc = yaml.safe_load(module.DOCUMENTATION)
         assert doc["name"] == module.__name__.rsplit(".", 1)[1]
         assert yaml.safe_load(module.EXAMPLES) and "_value" in yaml.safe_load(module.RETURN)
+
+
+def _profile_failure(options):
+    return host_plan_filter({"virtiofs_host_wrappers": {"default": {"path": "/w.sh", "options": options}}})["failure"]
+
+
+def test_profile_options_typed_as_this_core_types_the_module_options():
+    # The module's own argument spec, run through this ansible-core, is the reference.
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import argument_spec
+
+    given = {"thread_pool_size": 4.0, "rlimit_nofile": "4096", "xattr": "yes", "readonly": 0, "uid_map": "a,b",
+             "seccomp": "kill"}
+    module_view = ArgumentSpecValidator(argument_spec()).validate(dict(given))
+    assert module_view.error_messages == []
+    typed = host_plan.typed_options(given)
+    assert typed == {k: module_view.validated_parameters[k] for k in given}
+    assert typed["thread_pool_size"] == 4 and type(typed["thread_pool_size"]) is int
+    assert typed["xattr"] is True and typed["readonly"] is False and typed["uid_map"] == ["a", "b"]
+    # what the module accepts, the role accepts
+    assert _profile_failure({"thread_pool_size": 4.0, "rlimit_nofile": "4096", "xattr": "yes"}) is None
+
+
+def test_profile_options_the_module_would_refuse_are_refused_with_the_option_named():
+    failure = _profile_failure({"thread_pool_size": 4.5})
+    assert failure[0] == "virtiofs.libvirt.host: bad wrapper profiles:"
+    assert len(failure) == 2 and "thread_pool_size" in failure[1] and "4.5" in failure[1]
+    failure = _profile_failure({"inode_file_handles": "sometimes"})
+    assert len(failure) == 2 and "inode_file_handles" in failure[1] and "sometimes" in failure[1]
+    # an unknown key stays as given, so the plan names it with a close match
+    failure = _profile_failure({"thread_pool_sise": 4})
+    assert len(failure) == 2 and "thread_pool_sise" in failure[1] and "thread_pool_size" in failure[1]
