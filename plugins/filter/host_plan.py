@@ -25,9 +25,10 @@ options:
     required: true
   role_share_keys:
     description:
-      - Keys of a C(virtiofs_host_shares) entry the role consumes itself (with the role's own C(domain), C(wrapper),
-        C(create_source), C(source_*) and the guest playbook's C(mount*) keys); the share module's per-share options go to
-        the share module, and every other key is refused.
+      - Further keys of a C(virtiofs_host_shares) entry that the caller consumes itself and that are neither accepted
+        nor handed to the share module otherwise. The host role's own keys (C(domain), C(wrapper), C(create_source),
+        C(source_owner), C(source_group), C(source_mode)) and the guest playbook's C(mount*) keys are always
+        consumed; every other key is a share module option or refused.
     type: list
     elements: str
     default: []
@@ -38,7 +39,7 @@ EXAMPLES = r"""
   ansible.builtin.set_fact:
     plan: >-
       {{ {'virtiofs_host_shares': virtiofs_host_shares, 'virtiofs_host_wrappers': virtiofs_host_wrappers}
-         | virtiofs.libvirt.host_plan(role_share_keys=['domain', 'wrapper']) }}
+         | virtiofs.libvirt.host_plan }}
 
 - name: Fail on bad input
   ansible.builtin.fail:

@@ -121,15 +121,22 @@ def share_error(share: t.Any) -> str:
     return ""
 
 
+def own_share_keys(role_share_keys: t.Collection[str] = ()) -> t.List[str]:
+    """The keys of a ``virtiofs_host_shares`` entry the roles read themselves and never hand to the share
+    module: :data:`ROLE_SHARE_KEYS`, the guest role's mount keys (``_guest_plan.host_share_keys``) and
+    any further ``role_share_keys``."""
+    # imported here: _guest_plan imports this module
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest_plan import host_share_keys
+
+    return _unique(list(ROLE_SHARE_KEYS) + list(host_share_keys()) + [str(k) for k in role_share_keys])
+
+
 def accepted_share_keys(role_share_keys: t.Collection[str] = ()) -> t.List[str]:
     """The keys a ``virtiofs_host_shares`` entry may have, sorted: the share module's per-share
     options (``_share_options.TABLE``; owner, group and mode under the role's names source_owner,
     source_group and source_mode: :data:`RENAMED_SHARE_KEYS`), the keys the role reads itself (:data:`ROLE_SHARE_KEYS` and
     ``role_share_keys``) and the guest role's mount keys (``_guest_plan.host_share_keys``)."""
-    # imported here: _guest_plan imports this module
-    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest_plan import host_share_keys
-
-    keys = {o.name for o in SHARE_OPTIONS} | set(ROLE_SHARE_KEYS) | {str(k) for k in role_share_keys} | set(host_share_keys())
+    keys = {o.name for o in SHARE_OPTIONS} | set(own_share_keys(role_share_keys))
     return sorted(keys - set(RENAMED_SHARE_KEYS))
 
 
@@ -229,6 +236,7 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
     out: t.List[t.Dict[str, t.Any]] = []
     keys: t.List[t.Tuple[str, str]] = []
     accepted = accepted_share_keys(role_share_keys)
+    own = own_share_keys(role_share_keys)
     for index, share in enumerate(shares):
         where = f"virtiofs_host_shares[{index}]"
         if not isinstance(share, Mapping):
@@ -273,7 +281,7 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
         mount_path = share.get("mount_path")
         if mount_path and not str(mount_path).startswith("/"):
             errors.append(f"{where}: mount_path {quoted(mount_path)} must be an absolute path in the guest")
-        module = {key: value for key, value in share.items() if key not in role_share_keys}
+        module = {key: value for key, value in share.items() if key not in own}
         if binary != "":
             module["binary_path"] = binary
         if state == "present" and to_bool(share.get("create_source", False)):

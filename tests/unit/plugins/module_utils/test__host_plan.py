@@ -15,7 +15,7 @@ from role_tasks import facts as role_facts, refusal as role_task
 
 ROOT = Path(__file__).resolve().parents[4]
 DEFAULTS = yaml.safe_load((ROOT / "roles/host/defaults/main.yml").read_text())
-ROLE_SHARE_KEYS = yaml.safe_load((ROOT / "roles/host/vars/main.yml").read_text())["_virtiofs_host_role_share_keys"]
+ROLE_SHARE_KEYS = ()  # the role calls the filter without extra keys (roles/host/tasks/validate.yml)
 DEFAULT_WRAPPERS = {"default": {"path": "/opt/virtiofsd-rust/virtiofsd.sh",
                                 "options": {"inode_file_handles": "prefer", "announce_submounts": True}}}
 
@@ -419,9 +419,19 @@ def test_the_accepted_share_keys_are_the_module_options_the_role_and_guest_keys(
     assert not {"owner", "group", "mode"} & set(accepted)
 
 
-def test_the_role_vars_list_is_the_role_keys_and_the_guest_keys():
+def test_the_role_and_guest_keys_never_reach_the_share_module():
+    # one list: the role's own keys and the guest role's mount keys come from _host_plan/_guest_plan,
+    # not from a copy in the role's vars
     from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest_plan import host_share_keys
-    assert sorted(ROLE_SHARE_KEYS) == sorted(set(hp.ROLE_SHARE_KEYS) | set(host_share_keys()))
+    assert hp.own_share_keys() == list(hp.ROLE_SHARE_KEYS) + list(host_share_keys())
+    assert "_virtiofs_host_role_share_keys" not in (ROOT / "roles/host/vars/main.yml").read_text()
+    entry = {key: "x" for key in host_share_keys()}
+    entry.update(domain="d", tag="t", source="/srv/t", wrapper="default", mount=True, mount_path="/mnt/t",
+                 mount_state="mounted", mount_nofail=True, mount_automount=False)
+    result = plan(virtiofs_host_shares=[entry])
+    assert result["failure"] is None, result["failure"]
+    assert result["shares"][0]["module"] == {"tag": "t", "source": "/srv/t",
+                                             "binary_path": "/opt/virtiofsd-rust/virtiofsd.sh"}
 
 
 def test_an_entry_with_every_accepted_key_passes():

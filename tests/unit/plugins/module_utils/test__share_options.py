@@ -15,6 +15,7 @@ import yaml
 from ansible_collections.virtiofs.libvirt.plugins.module_utils import _share_options as so
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import ShareSpec
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features import FEATURES
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._host_plan import own_share_keys
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -87,7 +88,7 @@ def test_module_documents_entries_from_the_table():
 def test_host_role_share_keys_agree_with_the_table():
     specs = yaml.safe_load((ROOT / "roles/host/meta/argument_specs.yml").read_text())
     role = specs["argument_specs"]["main"]["options"]["virtiofs_host_shares"]["options"]
-    role_only = yaml.safe_load((ROOT / "roles/host/vars/main.yml").read_text())["_virtiofs_host_role_share_keys"]
+    role_only = own_share_keys()
     for option in so.TABLE:
         if option.kind == so.SOURCE and option.name != "create_source":
             continue  # the role calls these source_owner/source_group/source_mode
