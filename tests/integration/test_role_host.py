@@ -167,12 +167,18 @@ def test_role_on_defined_domains(run_playbook, lab):
         for name in ("Allow libvirt to run the wrappers (AppArmor)", "Label the wrappers and the daemon (SELinux)"):
             assert res.result(ROLE + name).get("skipped") is True, name
 
-        # second run: nothing changes, no define
+        # second run: nothing changes, no define; an existing wrapper directory keeps its owner and
+        # mode (here 0711, still safe: only root writes it): the role creates missing ones only
         xml_before = etree.tostring(_inactive("it-host-a"))
+        os.chmod(INSTALL_DIR, 0o711)
         res = run_playbook(_play(_include("apply")))
         _ok(res)
         assert _changed(res) == 0, res.stdout[-6000:]
         assert etree.tostring(_inactive("it-host-a")) == xml_before
+        assert oct(os.stat(INSTALL_DIR).st_mode & 0o7777) == "0o711"
+        mkdirs = res.result(ROLE + "Create the missing wrapper directories")
+        assert [r.get("changed") for r in mkdirs["results"]] == [False], mkdirs
+        os.chmod(INSTALL_DIR, 0o755)
 
         # check mode with a changed share: predicted, not made
         changed_shares = {"rh_shares": [
