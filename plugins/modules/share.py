@@ -92,6 +92,12 @@ options:
       - It must be a regular file of at most 10 MiB (what C(virsh define) reads); a FIFO, device or directory is
         refused before it is opened. Its C(<domain type>) must be C(kvm) or C(qemu) (or absent) when a share is added
         or updated, because virtio-fs needs QEMU.
+      - A patched file is written back in its own style, so that its diff shows only the real change - a UTF-8 byte
+        order mark stays, the XML declaration keeps its exact text (quotes, spelling of the encoding, C(standalone)),
+        a file without one gets none, and the whitespace before and after the root element stays. CR LF line endings
+        are kept when every line break of the file is CR LF; a file that mixes line endings (CR LF with LF or CR
+        alone) is written with LF throughout. lxml writes every attribute in double quotes, and the written bytes are
+        parsed again and compared before the file is replaced.
       - With C(--diff) the diff's before is the file's text as it is on disk and its after the text that is written.
       - No libvirt is needed, and no libvirt version checks are made.
     type: path

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import os
 import uuid as uuidlib
 
@@ -726,20 +727,35 @@ def test_source_with_trailing_slash_is_the_same_share_in_a_file(host, tmp_path):
     assert path.read_bytes() == written
 
 
-@pytest.mark.parametrize("check_mode", [True, False])
-def test_xml_file_diff_is_the_bytes_on_disk_and_the_bytes_written(host, tmp_path, check_mode):
+def _styled_file(tmp_path):
+    """A file with a BOM, CR LF line endings and a double-quoted declaration (written by Windows tools)."""
     path = tmp_path / "vm.xml"
-    text = ('<?xml version="1.0"?>\r\n<!-- kept -->\r\n' + domain_xml("f", str(uuidlib.uuid4()))
-            .replace("<devices>", "\r\n  <devices>").replace("</domain>", "\r\n</domain>") + "\r\n")
+    pretty = (f'<domain type="kvm">\n  <name>f</name>\n  <uuid>{uuidlib.uuid4()}</uuid>\n'
+              '  <memory unit="KiB">524288</memory>\n  <os>\n    <type arch="x86_64" machine="q35">hvm</type>\n'
+              '  </os>\n  <devices>\n    <disk type="file" device="disk">\n'
+              '      <source file="/var/lib/libvirt/images/x.qcow2"/>\n      <target dev="vda" bus="virtio"/>\n'
+              '    </disk>\n  </devices>\n</domain>\n')
+    text = ('<?xml version="1.0" encoding="utf-8"?>\n<!-- kept -->\n' + pretty).replace("\n", "\r\n")
     raw = b"\xef\xbb\xbf" + text.encode()
     path.write_bytes(raw)
+    return path, raw
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_xml_file_diff_is_the_bytes_on_disk_and_the_bytes_written(host, tmp_path, check_mode):
+    path, raw = _styled_file(tmp_path)
     res = converge_file(str(path), [{"tag": "t", "source": str(tmp_path)}], Settings(check_mode=check_mode, diff=True), host)
     assert res["diff"]["before"] == raw.decode("utf-8")  # BOM, CRLF, declaration and quotes as on disk
-    assert res["diff"]["before"].startswith("\ufeff<?xml version=\"1.0\"?>\r\n")
+    assert res["diff"]["before"].startswith("\ufeff<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n")
     after = res["diff"]["after"]
-    # the rewrite of the declaration, BOM and CRLF shows in the diff (the re-serialised tree hid it)
-    assert "<filesystem" in after and after.startswith("<?xml version='1.0' encoding='UTF-8'?>\n<!-- kept -->\n")
-    assert "\r" not in after and "\ufeff" not in after
+    # the file is written back in its own style: the same BOM, declaration text and CR LF line endings
+    assert "<filesystem" in after and after.startswith("\ufeff<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n<!-- kept -->\r\n")
+    assert after.count("\n") == after.count("\r\n") > raw.count(b"\r\n")
+    # so the diff shows the real change only: lines are added, none of the file's lines is rewritten
+    ops = difflib.SequenceMatcher(None, res["diff"]["before"].splitlines(True), after.splitlines(True)).get_opcodes()
+    assert {op for op, *_ in ops} == {"equal", "insert"}
+    added = "".join(line for op, _a, _b, c, d in ops if op == "insert" for line in after.splitlines(True)[c:d])
+    assert "<filesystem" in added and "<memoryBacking>" in added
     if check_mode:
         assert path.read_bytes() == raw
     else:
