@@ -368,10 +368,12 @@ class _Run:
 
     def record_patch(
         self, before: DomainXML, after: DomainXML, patch: t.Any, diff: bool,
-        texts: t.Optional[t.Tuple[str, str]] = None,
+        texts: t.Optional[t.Tuple[str, str]] = None, header: t.Optional[str] = None,
     ) -> None:
         """``texts``: the diff's before and after as they are on disk (an ``xml_file``); the
-        re-serialised trees otherwise (a domain definition is libvirt's text, not bytes)."""
+        re-serialised trees otherwise (a domain definition is libvirt's text, not bytes).
+        ``header``: the diff's before and after header (an ``xml_file``'s path); the domain's
+        name and "(inactive definition)" otherwise."""
         self.patch_actions = list(patch.actions)
         self.result["memory_backing"] = patch.memory_backing
         self.result["domain"] = {"name": after.name, "uuid": after.uuid}
@@ -379,13 +381,14 @@ class _Run:
         if patch.changed:
             self.result["changed"] = True
         if diff:
-            name = after.name or "domain"
+            if header is None:
+                header = f"{after.name or 'domain'} (inactive definition)"
             before_text, after_text = texts if texts is not None else (before.to_string(), after.to_string())
             self.result["diff"] = {
                 "before": before_text,
                 "after": after_text,
-                "before_header": f"{name} (inactive definition)",
-                "after_header": f"{name} (inactive definition)",
+                "before_header": header,
+                "after_header": header,
             }
 
     def finish(self) -> t.Dict[str, t.Any]:
@@ -444,7 +447,9 @@ def converge_file(path: str, entries: t.Sequence[t.Mapping[str, t.Any]], setting
             after = before.copy()
             patch = apply_shares(after, specs, exclusive=settings.exclusive, memory_backing=settings.memory_backing)
             data = faithful_bytes(before, after, what=f"xml_file {path!r}") if patch.changed else on_disk
-            run.record_patch(before, after, patch, settings.diff, texts=(_file_text(on_disk), _file_text(data)))
+            run.record_patch(
+                before, after, patch, settings.diff, texts=(_file_text(on_disk), _file_text(data)), header=path
+            )
             dirs.create(missing, run)
             run.result["shares"] = after.shares()
             if patch.changed and not settings.check_mode:

@@ -764,3 +764,17 @@ def test_xml_file_diff_is_the_bytes_on_disk_and_the_bytes_written(host, tmp_path
     if not check_mode:
         again = converge_file(str(path), [{"tag": "t", "source": str(tmp_path)}], Settings(diff=True), host)
         assert again["changed"] is False and again["diff"]["before"] == again["diff"]["after"] == after
+
+
+def test_xml_file_diff_headers_name_the_file_the_same_in_check_mode(host, tmp_path):
+    """The diff of an xml_file is headed by its path (not "<domain> (inactive definition)"), and
+    check mode returns the very diff the real run then makes."""
+    path, _raw = _styled_file(tmp_path)
+    link = tmp_path / "link.xml"
+    link.symlink_to(path.name)
+    share = [{"tag": "t", "source": str(tmp_path)}]
+    predicted = converge_file(str(link), share, Settings(check_mode=True, diff=True), host)
+    real = converge_file(str(link), share, Settings(diff=True), host)
+    assert predicted["diff"] == real["diff"]
+    assert real["diff"]["before_header"] == real["diff"]["after_header"] == os.path.realpath(path)
+    assert real["diff"]["before"] != real["diff"]["after"]
