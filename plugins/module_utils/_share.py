@@ -234,7 +234,8 @@ def check_ownership(tag: str, params: t.Mapping[str, t.Any]) -> None:
 
 def check_creatable(tag: str, path: str) -> None:
     """Refuse a missing source directory that cannot be created because a component of the part
-    of its path that exists is not a directory (``/etc/hostname/sub``)."""
+    of its path that exists is not a directory (``/etc/hostname/sub``). Checked whether or not
+    ``create_source`` is set: "create it first" cannot work there either."""
     parts = [part for part in path.split("/") if part]
     current = "/"
     for part in parts[:-1]:
@@ -242,10 +243,15 @@ def check_creatable(tag: str, path: str) -> None:
         if not os.path.lexists(current):
             return  # the rest is created
         if not os.path.isdir(current):
-            what = "a symbolic link that does not lead to a directory" if os.path.islink(current) else "not a directory"
+            if os.path.islink(current):
+                what = "a symbolic link that does not lead to a directory"
+            elif os.path.isfile(current):
+                what = "a regular file, not a directory"
+            else:
+                what = "not a directory"
             raise ShareError(
-                f"share {tag!r}: source {path!r} cannot be created: {current!r} is {what}; "
-                "choose a source below a directory"
+                f"share {tag!r}: source {path!r} does not exist and cannot be created: {current!r} is {what}; "
+                f"choose a source below a directory, or replace {current!r} with a directory"
             )
 
 
@@ -282,12 +288,12 @@ def check_host(
                     "virtio-fs shares a directory"
                 )
             params = dict(sources[spec.tag])
+            check_creatable(spec.tag, spec.source)  # before "create it": below a file nothing can be created
             if not params["create_source"]:
                 raise ShareError(
                     f"share {spec.tag!r}: source directory {spec.source!r} does not exist on this host: "
                     "create it first or set create_source=true"
                 )
-            check_creatable(spec.tag, spec.source)
             check_ownership(spec.tag, params)
             if spec.source not in [path for path, _params in missing]:
                 missing.append((spec.source, params))

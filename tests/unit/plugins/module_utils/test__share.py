@@ -616,12 +616,41 @@ def test_xml_file_source_below_a_regular_file_fails_the_same_in_check_mode(host,
     share = {"tag": "t", "source": str(tmp_path / "plain" / "sub" / "deeper"), "create_source": True}
     with pytest.raises(_share.ShareError) as err:
         converge_file(str(path), [share], Settings(check_mode=check_mode), host)
+    plain = str(tmp_path / "plain")
     assert str(err.value) == (
-        f"share 't': source {share['source']!r} cannot be created: {str(tmp_path / 'plain')!r} is not a directory; "
-        "choose a source below a directory"
+        f"share 't': source {share['source']!r} does not exist and cannot be created: {plain!r} is a regular file, "
+        f"not a directory; choose a source below a directory, or replace {plain!r} with a directory"
     )
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["plain", "vm.xml"]
     assert host.attrs == []
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+@pytest.mark.parametrize("below", ["plain", "gone"])
+def test_a_source_below_a_file_without_create_source_names_the_file_not_create_source(host, conn, tmp_path, check_mode, below):
+    """create_source=false: "create it first or set create_source=true" cannot work below a regular
+    file (or a dangling link), so the message is the one of create_source=true: the component and the fix."""
+    path = tmp_path / "vm.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+    before = path.read_bytes()
+    (tmp_path / "plain").write_text("a file")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    component = str(tmp_path / below)
+    share = {"tag": "t", "source": component + "/sub", "create_source": False}
+    what = "a regular file, not a directory" if below == "plain" else "a symbolic link that does not lead to a directory"
+    with pytest.raises(_share.ShareError) as err:
+        converge_file(str(path), [share], Settings(check_mode=check_mode), host)
+    assert str(err.value) == (
+        f"share 't': source {share['source']!r} does not exist and cannot be created: {component!r} is {what}; "
+        f"choose a source below a directory, or replace {component!r} with a directory"
+    )
+    assert "create_source" not in str(err.value)
+    a = conn.add("a")
+    with pytest.raises(ShareValidationError) as err:
+        converge_domains([DomainRequest("a", [share])], Settings(check_mode=check_mode), host)
+    assert f"{component!r} is {what}" in str(err.value) and "create_source" not in str(err.value)
+    assert path.read_bytes() == before and a.defines == [] and host.attrs == []
+    assert sorted(os.listdir(tmp_path)) == ["gone", "plain", "vm.xml"]
 
 
 def test_domain_source_below_a_dangling_symlink_is_refused_before_any_define(conn, host, tmp_path):
