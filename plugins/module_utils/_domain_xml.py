@@ -331,7 +331,7 @@ def tag_error(tag: t.Any, strict: bool = True) -> t.Optional[str]:
             "use a shorter tag"
         )
     if any(ord(c) < 32 or ord(c) == 127 for c in tag):
-        return f"tag {tag!r} contains control characters: a tag may only contain {TAG_CHARS}"
+        return f"tag {tag!r} contains control characters: a tag may only contain {TAG_CHARS}; rename the share"
     if tag.startswith("-"):
         return (
             f"tag {tag!r} starts with '-', which mount and virtiofsd read as an option: "
