@@ -323,7 +323,7 @@ def crlf(text: str) -> bytes:
 def only_lines_added(raw: bytes, new: bytes) -> bool:
     """The line diff from ``raw`` to ``new`` is insertions only: no line of the file was rewritten."""
     ops = difflib.SequenceMatcher(None, raw.splitlines(True), new.splitlines(True), autojunk=False).get_opcodes()
-    return {op for op, *_ in ops} == {"equal", "insert"}
+    return {opcode[0] for opcode in ops} == {"equal", "insert"}
 
 
 @pytest.mark.parametrize("raw", [

@@ -782,7 +782,7 @@ def test_xml_file_diff_is_the_bytes_on_disk_and_the_bytes_written(host, tmp_path
     assert after.count("\n") == after.count("\r\n") > raw.count(b"\r\n")
     # so the diff shows the real change only: lines are added, none of the file's lines is rewritten
     ops = difflib.SequenceMatcher(None, res["diff"]["before"].splitlines(True), after.splitlines(True)).get_opcodes()
-    assert {op for op, *_ in ops} == {"equal", "insert"}
+    assert {opcode[0] for opcode in ops} == {"equal", "insert"}
     added = "".join(line for op, _a, _b, c, d in ops if op == "insert" for line in after.splitlines(True)[c:d])
     assert "<filesystem" in added and "<memoryBacking>" in added
     if check_mode:
