@@ -234,14 +234,20 @@ def check_ownership(tag: str, params: t.Mapping[str, t.Any]) -> None:
 
 def check_creatable(tag: str, path: str) -> None:
     """Refuse a missing source directory that cannot be created because a component of the part
-    of its path that exists is not a directory (``/etc/hostname/sub``). Checked whether or not
-    ``create_source`` is set: "create it first" cannot work there either."""
+    of its path that exists is not a directory (``/etc/hostname/sub``), or because the source
+    itself is a dangling symbolic link. Checked whether or not ``create_source`` is set:
+    "create it first" cannot work there either."""
     parts = [part for part in path.split("/") if part]
     current = "/"
-    for part in parts[:-1]:
+    for part in parts:  # the last one too: a dangling symbolic link (os.makedirs cannot create it either)
         current = os.path.join(current, part)
         if not os.path.lexists(current):
             return  # the rest is created
+        if current == os.path.join("/", *parts):  # the source itself: lexists, not exists
+            raise ShareError(
+                f"share {tag!r}: source {path!r} is a symbolic link that does not lead to a directory: point it at "
+                "a directory, or remove it (create_source=true then creates the directory)"
+            )
         if not os.path.isdir(current):
             if os.path.islink(current):
                 what = "a symbolic link that does not lead to a directory"

@@ -665,6 +665,26 @@ def test_domain_source_below_a_dangling_symlink_is_refused_before_any_define(con
 
 
 @pytest.mark.parametrize("check_mode", [True, False])
+@pytest.mark.parametrize("create_source", [True, False])
+def test_a_source_that_is_a_dangling_symlink_is_refused_naming_the_link(host, tmp_path, check_mode, create_source):
+    """os.makedirs cannot create a directory where a dangling link is: neither "create it first or set
+    create_source=true" nor (in check mode) "create source directory" would be true."""
+    path = tmp_path / "vm.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+    before = path.read_bytes()
+    link = tmp_path / "gone"
+    link.symlink_to(tmp_path / "nowhere")
+    share = {"tag": "t", "source": str(link), "create_source": create_source}
+    with pytest.raises(_share.ShareError) as err:
+        converge_file(str(path), [share], Settings(check_mode=check_mode), host)
+    assert str(err.value) == (
+        f"share 't': source {str(link)!r} is a symbolic link that does not lead to a directory: point it at "
+        "a directory, or remove it (create_source=true then creates the directory)"
+    )
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["gone", "vm.xml"] and host.attrs == []
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
 def test_xml_file_fifo_is_refused_without_blocking(host, tmp_path, check_mode):
     fifo = tmp_path / "vm.xml"
     os.mkfifo(fifo)
