@@ -239,11 +239,13 @@ def check_creatable(tag: str, path: str) -> None:
     "create it first" cannot work there either."""
     parts = [part for part in path.split("/") if part]
     current = "/"
-    for part in parts:  # the last one too: a dangling symbolic link (os.makedirs cannot create it either)
+    for index, part in enumerate(parts):  # the last one too: a dangling link (os.makedirs cannot create it)
         current = os.path.join(current, part)
         if not os.path.lexists(current):
             return  # the rest is created
-        if current == os.path.join("/", *parts):  # the source itself: lexists, not exists
+        if index == len(parts) - 1:
+            if not os.path.islink(current) or os.path.exists(current):
+                return  # not a dangling link: check_host names what it is
             raise ShareError(
                 f"share {tag!r}: source {path!r} is a symbolic link that does not lead to a directory: point it at "
                 "a directory, or remove it (create_source=true then creates the directory)"

@@ -94,7 +94,7 @@ options:
         or updated, because virtio-fs needs QEMU.
       - A patched file is written back in its own style, so that its diff shows only the real change - a UTF-8 byte
         order mark stays, the XML declaration keeps its exact text (quotes, spelling of the encoding, C(standalone)),
-        a file without one gets none, and the whitespace before and after the root element stays. CR LF line endings
+        a file without one gets none, and the blank space at the start and at the end of the file stays. CR LF line endings
         are kept when every line break of the file is CR LF; a file that mixes line endings (CR LF with LF or CR
         alone) is written with LF throughout. lxml writes every attribute in double quotes, and the written bytes are
         parsed again and compared before the file is replaced.
