@@ -331,7 +331,7 @@ def tag_error(tag: t.Any, strict: bool = True) -> t.Optional[str]:
             "use a shorter tag"
         )
     if any(ord(c) < 32 or ord(c) == 127 for c in tag):
-        return f"tag {tag!r} contains control characters: a tag may only contain {TAG_CHARS}"
+        return f"tag {tag!r} contains control characters: a tag may only contain {TAG_CHARS}; rename the share"
     if tag.startswith("-"):
         return (
             f"tag {tag!r} starts with '-', which mount and virtiofsd read as an option: "
@@ -676,15 +676,69 @@ def read_xml_file(path: str) -> bytes:
     return data
 
 
+BOM = b"\xef\xbb\xbf"
+_DECLARATION_RE = re.compile(rb"<\?xml[ \t\r\n][^?]*\?>")  # no '?' inside: version, encoding, standalone
+_LEADING_SPACE_RE = re.compile(rb"[ \t\r\n]*")
+_SPACE = b" \t\r\n"
+
+
+def _lf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+@dataclass(frozen=True)
+class FileStyle:
+    """How a document's bytes are written around its tree, as read from a file, so that a
+    patched file is written back in its own style (its diff shows only the real change).
+
+    * ``bom``: the file starts with a UTF-8 byte order mark;
+    * ``declaration``: the XML declaration's own text (quotes, spelling of the encoding,
+      ``standalone``), or None when the file has none;
+    * ``lead``/``trailing``: the whitespace after the declaration (or at the start) and at the end;
+    * ``crlf``: every line break of the file is CR LF. A file that mixes line endings (CR LF with
+      LF or CR alone) is written with LF throughout: there is no one style to keep.
+
+    The texts are kept with LF line breaks; :meth:`DomainXML.to_bytes` turns them (and the
+    whole document) into CR LF when ``crlf``.
+    """
+
+    bom: bool = False
+    declaration: t.Optional[bytes] = None
+    lead: bytes = b""
+    trailing: bytes = b""
+    crlf: bool = False
+
+    @classmethod
+    def of(cls, data: bytes) -> "FileStyle":
+        bom = data.startswith(BOM)
+        body = data[len(BOM):] if bom else data
+        m = _DECLARATION_RE.match(body)
+        declaration = m.group(0) if m else None
+        start = m.end() if m else 0
+        lead = _LEADING_SPACE_RE.match(body, start)
+        end = max(len(body.rstrip(_SPACE)), lead.end())
+        crlfs = data.count(b"\r\n")
+        return cls(
+            bom=bom,
+            declaration=None if declaration is None else _lf(declaration),
+            lead=_lf(lead.group(0)),
+            trailing=_lf(body[end:]),
+            crlf=crlfs > 0 and data.count(b"\n") == crlfs and data.count(b"\r") == crlfs,
+        )
+
+
 class DomainXML:
     """A parsed domain definition. Mutating methods keep unrelated content untouched."""
 
-    def __init__(self, tree: t.Any, declaration: bool = False, trailing_newline: bool = False) -> None:
+    def __init__(self, tree: t.Any, style: t.Optional[FileStyle] = None) -> None:
         self.tree = tree
         self.root = tree.getroot()
-        self.declaration = declaration
-        self.trailing_newline = trailing_newline
+        self.style = style if style is not None else FileStyle()
         self.layout = _Layout.for_root(self.root)
+
+    @property
+    def declaration(self) -> bool:
+        return self.style.declaration is not None
 
     # -- parsing / serialising ---------------------------------------------------------------
 
@@ -701,24 +755,24 @@ class DomainXML:
             raise DomainXMLError(
                 f"{what} is not a libvirt domain definition: the root element is <{root.tag}>, expected <domain>"
             )
-        stripped = data.lstrip(b"\xef\xbb\xbf \t\r\n")
-        return cls(
-            root.getroottree(),
-            declaration=stripped.startswith(b"<?xml"),
-            trailing_newline=data.endswith(b"\n"),
-        )
+        return cls(root.getroottree(), FileStyle.of(data))
 
     @classmethod
     def from_file(cls, path: str) -> "DomainXML":
         return cls.from_string(read_xml_file(path), what=f"xml_file {path!r}")
 
+    @property
+    def encoding(self) -> str:
+        return (self.tree.docinfo.encoding or "UTF-8") if self.declaration else "UTF-8"
+
     def to_bytes(self) -> bytes:
-        """The whole document: declaration (when the input had one), DOCTYPE, comments around
-        the root element (one per line, as libvirt writes its files), the root element."""
-        encoding = (self.tree.docinfo.encoding or "UTF-8") if self.declaration else "UTF-8"
+        """The whole document in the style it was read in (:class:`FileStyle`: byte order mark,
+        the XML declaration's own text, the whitespace before and after, CR LF or LF), then the
+        DOCTYPE, the comments around the root element (one per line, as libvirt writes its
+        files) and the root element."""
+        encoding = self.encoding
+        style = self.style
         parts = []
-        if self.declaration:
-            parts.append(etree.tostring(self.tree, xml_declaration=True, encoding=encoding).split(b"\n", 1)[0])
         if self.tree.docinfo.doctype:
             parts.append(self.tree.docinfo.doctype.encode(encoding))
         parts.extend(
@@ -729,17 +783,18 @@ class DomainXML:
         parts.extend(
             etree.tostring(node, encoding=encoding, xml_declaration=False) for node in self.root.itersiblings()
         )
-        out = b"\n".join(parts)
-        if self.trailing_newline:
-            out += b"\n"
-        return out
+        # the parser turned every line break into LF and lxml writes a CR of the tree as &#13;:
+        # each LF of the text is a line break, so CR LF output is a replacement
+        out = (style.declaration or b"") + style.lead + b"\n".join(parts) + style.trailing
+        if style.crlf:
+            out = out.replace(b"\n", b"\r\n")
+        return (BOM if style.bom else b"") + out
 
     def to_string(self) -> str:
-        encoding = (self.tree.docinfo.encoding or "UTF-8") if self.declaration else "UTF-8"
-        return self.to_bytes().decode(encoding)
+        return self.to_bytes().decode(self.encoding)
 
     def copy(self) -> "DomainXML":
-        return DomainXML(_copy_tree(self.tree), self.declaration, self.trailing_newline)
+        return DomainXML(_copy_tree(self.tree), self.style)
 
     # -- facts -------------------------------------------------------------------------------
 
@@ -872,7 +927,8 @@ def faithful_bytes(before: DomainXML, after: DomainXML, what: str = "domain XML"
     """The bytes to write for ``after`` (``before`` patched), checked to be faithful.
 
     The output is re-parsed; it must equal ``before`` canonically (C14N 2.0) outside the owned
-    elements, carry the owned elements of ``after`` unchanged, and keep the DOCTYPE. A
+    elements, carry the owned elements of ``after`` unchanged, and keep the DOCTYPE and the
+    file's style (:class:`FileStyle`: byte order mark, XML declaration, line endings). A
     document that cannot be written back so (DTD entities or an internal subset, entity
     references, an encoding the serialiser does not keep) raises
     :class:`DomainXMLError` naming the problem and the fix; nothing has been written then.
@@ -893,6 +949,8 @@ def faithful_bytes(before: DomainXML, after: DomainXML, what: str = "domain XML"
         differs.append("the patched shares")
     if again.tree.docinfo.doctype != before.tree.docinfo.doctype:
         differs.append("the DOCTYPE")
+    if again.style != before.style:
+        differs.append("the byte order mark, the XML declaration or the line endings")
     if differs:
         raise DomainXMLError(
             f"{what} cannot be written back faithfully: re-reading the patched document changes "

@@ -234,18 +234,32 @@ def check_ownership(tag: str, params: t.Mapping[str, t.Any]) -> None:
 
 def check_creatable(tag: str, path: str) -> None:
     """Refuse a missing source directory that cannot be created because a component of the part
-    of its path that exists is not a directory (``/etc/hostname/sub``)."""
+    of its path that exists is not a directory (``/etc/hostname/sub``), or because the source
+    itself is a dangling symbolic link. Checked whether or not ``create_source`` is set:
+    "create it first" cannot work there either."""
     parts = [part for part in path.split("/") if part]
     current = "/"
-    for part in parts[:-1]:
+    for index, part in enumerate(parts):  # the last one too: a dangling link (os.makedirs cannot create it)
         current = os.path.join(current, part)
         if not os.path.lexists(current):
             return  # the rest is created
-        if not os.path.isdir(current):
-            what = "a symbolic link that does not lead to a directory" if os.path.islink(current) else "not a directory"
+        if index == len(parts) - 1:
+            if not os.path.islink(current) or os.path.exists(current):
+                return  # not a dangling link: check_host names what it is
             raise ShareError(
-                f"share {tag!r}: source {path!r} cannot be created: {current!r} is {what}; "
-                "choose a source below a directory"
+                f"share {tag!r}: source {path!r} is a symbolic link that does not lead to a directory: point it at "
+                "a directory, or remove it (create_source=true then creates the directory)"
+            )
+        if not os.path.isdir(current):
+            if os.path.islink(current):
+                what = "a symbolic link that does not lead to a directory"
+            elif os.path.isfile(current):
+                what = "a regular file, not a directory"
+            else:
+                what = "not a directory"
+            raise ShareError(
+                f"share {tag!r}: source {path!r} does not exist and cannot be created: {current!r} is {what}; "
+                f"choose a source below a directory, or replace {current!r} with a directory"
             )
 
 
@@ -282,12 +296,12 @@ def check_host(
                     "virtio-fs shares a directory"
                 )
             params = dict(sources[spec.tag])
+            check_creatable(spec.tag, spec.source)  # before "create it": below a file nothing can be created
             if not params["create_source"]:
                 raise ShareError(
                     f"share {spec.tag!r}: source directory {spec.source!r} does not exist on this host: "
                     "create it first or set create_source=true"
                 )
-            check_creatable(spec.tag, spec.source)
             check_ownership(spec.tag, params)
             if spec.source not in [path for path, _params in missing]:
                 missing.append((spec.source, params))
@@ -368,10 +382,12 @@ class _Run:
 
     def record_patch(
         self, before: DomainXML, after: DomainXML, patch: t.Any, diff: bool,
-        texts: t.Optional[t.Tuple[str, str]] = None,
+        texts: t.Optional[t.Tuple[str, str]] = None, header: t.Optional[str] = None,
     ) -> None:
         """``texts``: the diff's before and after as they are on disk (an ``xml_file``); the
-        re-serialised trees otherwise (a domain definition is libvirt's text, not bytes)."""
+        re-serialised trees otherwise (a domain definition is libvirt's text, not bytes).
+        ``header``: the diff's before and after header (an ``xml_file``'s path); the domain's
+        name and "(inactive definition)" otherwise."""
         self.patch_actions = list(patch.actions)
         self.result["memory_backing"] = patch.memory_backing
         self.result["domain"] = {"name": after.name, "uuid": after.uuid}
@@ -379,13 +395,14 @@ class _Run:
         if patch.changed:
             self.result["changed"] = True
         if diff:
-            name = after.name or "domain"
+            if header is None:
+                header = f"{after.name or 'domain'} (inactive definition)"
             before_text, after_text = texts if texts is not None else (before.to_string(), after.to_string())
             self.result["diff"] = {
                 "before": before_text,
                 "after": after_text,
-                "before_header": f"{name} (inactive definition)",
-                "after_header": f"{name} (inactive definition)",
+                "before_header": header,
+                "after_header": header,
             }
 
     def finish(self) -> t.Dict[str, t.Any]:
@@ -444,7 +461,9 @@ def converge_file(path: str, entries: t.Sequence[t.Mapping[str, t.Any]], setting
             after = before.copy()
             patch = apply_shares(after, specs, exclusive=settings.exclusive, memory_backing=settings.memory_backing)
             data = faithful_bytes(before, after, what=f"xml_file {path!r}") if patch.changed else on_disk
-            run.record_patch(before, after, patch, settings.diff, texts=(_file_text(on_disk), _file_text(data)))
+            run.record_patch(
+                before, after, patch, settings.diff, texts=(_file_text(on_disk), _file_text(data)), header=path
+            )
             dirs.create(missing, run)
             run.result["shares"] = after.shares()
             if patch.changed and not settings.check_mode:

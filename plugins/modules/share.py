@@ -92,7 +92,14 @@ options:
       - It must be a regular file of at most 10 MiB (what C(virsh define) reads); a FIFO, device or directory is
         refused before it is opened. Its C(<domain type>) must be C(kvm) or C(qemu) (or absent) when a share is added
         or updated, because virtio-fs needs QEMU.
-      - With C(--diff) the diff's before is the file's text as it is on disk and its after the text that is written.
+      - A patched file is written back in its own style, so that its diff shows only the real change - a UTF-8 byte
+        order mark stays, the XML declaration keeps its exact text (quotes, spelling of the encoding, C(standalone)),
+        a file without one gets none, and the blank space at the start and at the end of the file stays. CR LF line endings
+        are kept when every line break of the file is CR LF; a file that mixes line endings (CR LF with LF or CR
+        alone) is written with LF throughout. lxml writes every attribute in double quotes, and the written bytes are
+        parsed again and compared before the file is replaced.
+      - With C(--diff) the diff's before is the file's text as it is on disk and its after the text that is written;
+        both headers are the file's path (a symbolic link resolved). Check mode returns the same diff.
       - No libvirt is needed, and no libvirt version checks are made.
     type: path
   tag:
@@ -510,6 +517,7 @@ diff:
     - The inactive definition before and after (a dict with C(before), C(after) and their headers), shown as a
       unified diff in diff mode.
     - With O(domains) a list of such dicts, one per domain (the headers name the domain).
+    - With O(xml_file) the file's text on disk and the text written; the headers are the file's path.
   returned: when diff mode is on
   type: raw
 actions:

@@ -395,7 +395,9 @@ def test_memory_backing_skip():
         ([ShareSpec(tag="web data", source="/x")], r"tag 'web data' contains ' ': a tag may only contain A-Z a-z 0-9"),
         ([ShareSpec(tag="a,b#c", source="/x")], r"tag 'a,b#c' contains '#,'"),
         ([ShareSpec(tag="caf\u00e9", source="/x")], "contains '\u00e9'.*rename the share"),
-        ([ShareSpec(tag="a\tb", source="/x")], "contains control characters"),
+        ([ShareSpec(tag="a\tb", source="/x")], "contains control characters: a tag may only contain .*; rename the share$"),
+        ([ShareSpec(tag="a\nb", source="/x")], r"^tag 'a\\nb' contains control characters: .*; rename the share$"),
+        ([ShareSpec(tag="a\x00b", source="/x")], r"^tag 'a\\x00b' contains control characters: .*; rename the share$"),
         ([ShareSpec(tag="a", source="/x"), ShareSpec(tag="a", state="absent")], "tag 'a' is given more than once"),
         ([ShareSpec(tag="ninep", source="/x")], r"tag 'ninep' is already used by a 9p filesystem .*choose another tag"),
         ([ShareSpec(tag="a", source="relative/dir")], "source 'relative/dir' is a relative path"),
@@ -485,7 +487,7 @@ def test_xml_declaration_and_trailing_newline_kept():
     doc = DomainXML.from_string(text)
     apply_shares(doc, [ShareSpec(tag="x", source="/x")])
     out = doc.to_string()
-    assert out.startswith("<?xml version='1.0' encoding='UTF-8'?>\n<domain>")
+    assert out.startswith('<?xml version="1.0" encoding="UTF-8"?>\n<domain>')  # its own text, not lxml's
     assert out.endswith("</domain>\n")
     assert DomainXML.from_string(out).find_share("x") is not None
 
@@ -499,7 +501,7 @@ def test_encoding_doctype_and_comments_around_root_kept():
     apply_shares(doc, [ShareSpec(tag="x", source="/x")])
     out = doc.to_bytes()
     assert out.startswith(
-        b"<?xml version='1.0' encoding='ISO-8859-1'?>\n<!DOCTYPE domain>\n<!-- one -->\n<!-- two -->\n<domain>"
+        b'<?xml version="1.0" encoding="ISO-8859-1"?>\n<!DOCTYPE domain>\n<!-- one -->\n<!-- two -->\n<domain>'
     )
     assert out.endswith(b"</domain>\n<!-- after -->\n")
     assert b"<name>caf\xe9</name>" in out

@@ -11,6 +11,7 @@ canonical form here is computed independently of the module (XPath + lxml's C14N
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 
 import pytest
@@ -303,6 +304,87 @@ def test_whitespace_and_text_outside_the_shares_are_kept_byte_for_byte(tmp_path,
     assert new.startswith(prefix)  # everything before the (added) memoryBacking is as it was
     assert etree.fromstring(new).findtext("description") == "  two  spaces\n\tand a tab  "
     assert new.endswith(b"</devices>\n</domain>\n")
+
+
+# ------------------------------------------------------------------------- the file's own style
+
+# double-quoted attributes: lxml writes every attribute so (the lines would differ in that only)
+PRETTY = (f'<domain type="kvm">\n  <name>adv</name>\n  <uuid>{UUID}</uuid>\n  <memory unit="KiB">524288</memory>\n'
+          '  <os>\n    <type arch="x86_64" machine="q35">hvm</type>\n  </os>\n  <devices>\n'
+          '    <disk type="file" device="disk">\n      <source file="/var/lib/libvirt/images/a.qcow2"/>\n'
+          '      <target dev="vda" bus="virtio"/>\n    </disk>\n  </devices>\n</domain>\n')
+BOM = b"\xef\xbb\xbf"
+
+
+def crlf(text: str) -> bytes:
+    return text.replace("\n", "\r\n").encode("utf-8")
+
+
+def only_lines_added(raw: bytes, new: bytes) -> bool:
+    """The line diff from ``raw`` to ``new`` is insertions only: no line of the file was rewritten."""
+    ops = difflib.SequenceMatcher(None, raw.splitlines(True), new.splitlines(True), autojunk=False).get_opcodes()
+    return {opcode[0] for opcode in ops} == {"equal", "insert"}
+
+
+@pytest.mark.parametrize("raw", [
+    pytest.param(crlf(PRETTY), id="crlf"),
+    pytest.param(BOM + crlf('<?xml version="1.0" encoding="utf-8" standalone="yes"?>\n' + PRETTY), id="bom-crlf-declaration"),
+    pytest.param(BOM + PRETTY.encode(), id="bom-lf-no-declaration"),
+    pytest.param(("<?xml version='1.0'?>\n\n" + PRETTY + "\n\n").encode(), id="single-quotes-blank-lines"),
+    pytest.param(('<?xml version="1.0" encoding="UTF-8"?>' + PRETTY).encode(), id="declaration-on-the-root-line"),
+    pytest.param(("<?xml version = '1.0'\n  encoding = 'iso-8859-1' ?>\n" + PRETTY.replace("adv</name>", "caf\u00e9</name>"))
+                 .replace("\n", "\r\n").encode("latin-1"), id="latin1-spelled-lowercase-crlf"),
+    pytest.param(PRETTY.rstrip("\n").encode(), id="no-final-newline"),
+])
+def test_a_patched_file_keeps_its_line_endings_bom_and_declaration(tmp_path, host, raw):
+    out, raw, new = run(tmp_path, host, raw)
+    kept(out, raw, new)
+    body = raw[len(BOM):] if raw.startswith(BOM) else raw
+    assert new.startswith(BOM) is raw.startswith(BOM)
+    if body.startswith(b"<?xml"):
+        declaration = body[:body.index(b"?>") + 2]
+        assert new[len(BOM) if raw.startswith(BOM) else 0:].startswith(declaration)  # byte for byte
+    else:
+        assert b"<?xml" not in new  # none added
+    if b"\r\n" in raw:
+        assert new.count(b"\n") == new.count(b"\r\n") == new.count(b"\r") > raw.count(b"\r\n")
+    else:
+        assert b"\r" not in new
+    assert new.endswith(b"</domain>" + body[len(body.rstrip()):])  # the whitespace at the end too
+    assert only_lines_added(raw, new)  # the diff shows the real change only
+
+
+@pytest.mark.parametrize("raw", [
+    pytest.param(crlf(PRETTY).replace(b"  <os>\r\n", b"  <os>\n"), id="crlf-and-one-lf"),
+    pytest.param(crlf(PRETTY).replace(b"  <os>\r\n", b"  <os>\r"), id="crlf-and-one-cr"),
+    pytest.param(PRETTY.replace("\n", "\r").encode(), id="cr-only"),
+])
+def test_a_file_with_mixed_line_endings_is_written_with_lf(tmp_path, host, raw):
+    """The documented rule: CR LF is kept only when every line break of the file is CR LF."""
+    out, raw, new = run(tmp_path, host, raw)
+    kept(out, raw, new)
+    assert b"\r" not in new and new.endswith(b"</domain>\n")
+    assert only_lines_added(raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n"), new)
+
+
+def test_a_file_whose_style_needs_no_change_is_not_rewritten(tmp_path, host):
+    raw = BOM + crlf('<?xml version="1.0"?>\n' + PRETTY)
+    first, _raw, written = run(tmp_path, host, raw)
+    second, _raw, again = run(tmp_path, host, written)
+    assert second["changed"] is False and again == written
+
+
+@pytest.mark.parametrize("lose, raw", [
+    pytest.param(lambda b: b[len(BOM):], BOM + PRETTY.encode(), id="bom"),
+    pytest.param(lambda b: b.replace(b"\r\n", b"\n"), crlf(PRETTY), id="crlf"),
+    pytest.param(lambda b: b.replace(b'"1.0"', b"'1.0'"), ('<?xml version="1.0"?>\n' + PRETTY).encode(), id="declaration"),
+])
+def test_a_serialisation_that_changes_the_file_style_is_refused(monkeypatch, tmp_path, host, lose, raw):
+    """The re-parse of the bytes to write checks the style too: a writer that lost it is refused."""
+    real = DomainXML.to_bytes
+    monkeypatch.setattr(DomainXML, "to_bytes", lambda self: lose(real(self)))
+    out, raw, new = run(tmp_path, host, raw)
+    refused(out, raw, new, "changes the byte order mark, the XML declaration or the line endings")
 
 
 # --------------------------------------------------------------------- the check itself can fail

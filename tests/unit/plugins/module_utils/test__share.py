@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import os
 import uuid as uuidlib
 
@@ -615,12 +616,41 @@ def test_xml_file_source_below_a_regular_file_fails_the_same_in_check_mode(host,
     share = {"tag": "t", "source": str(tmp_path / "plain" / "sub" / "deeper"), "create_source": True}
     with pytest.raises(_share.ShareError) as err:
         converge_file(str(path), [share], Settings(check_mode=check_mode), host)
+    plain = str(tmp_path / "plain")
     assert str(err.value) == (
-        f"share 't': source {share['source']!r} cannot be created: {str(tmp_path / 'plain')!r} is not a directory; "
-        "choose a source below a directory"
+        f"share 't': source {share['source']!r} does not exist and cannot be created: {plain!r} is a regular file, "
+        f"not a directory; choose a source below a directory, or replace {plain!r} with a directory"
     )
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["plain", "vm.xml"]
     assert host.attrs == []
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+@pytest.mark.parametrize("below", ["plain", "gone"])
+def test_a_source_below_a_file_without_create_source_names_the_file_not_create_source(host, conn, tmp_path, check_mode, below):
+    """create_source=false: "create it first or set create_source=true" cannot work below a regular
+    file (or a dangling link), so the message is the one of create_source=true: the component and the fix."""
+    path = tmp_path / "vm.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+    before = path.read_bytes()
+    (tmp_path / "plain").write_text("a file")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    component = str(tmp_path / below)
+    share = {"tag": "t", "source": component + "/sub", "create_source": False}
+    what = "a regular file, not a directory" if below == "plain" else "a symbolic link that does not lead to a directory"
+    with pytest.raises(_share.ShareError) as err:
+        converge_file(str(path), [share], Settings(check_mode=check_mode), host)
+    assert str(err.value) == (
+        f"share 't': source {share['source']!r} does not exist and cannot be created: {component!r} is {what}; "
+        f"choose a source below a directory, or replace {component!r} with a directory"
+    )
+    assert "create_source" not in str(err.value)
+    a = conn.add("a")
+    with pytest.raises(ShareValidationError) as err:
+        converge_domains([DomainRequest("a", [share])], Settings(check_mode=check_mode), host)
+    assert f"{component!r} is {what}" in str(err.value) and "create_source" not in str(err.value)
+    assert path.read_bytes() == before and a.defines == [] and host.attrs == []
+    assert sorted(os.listdir(tmp_path)) == ["gone", "plain", "vm.xml"]
 
 
 def test_domain_source_below_a_dangling_symlink_is_refused_before_any_define(conn, host, tmp_path):
@@ -632,6 +662,26 @@ def test_domain_source_below_a_dangling_symlink_is_refused_before_any_define(con
             converge_domains([DomainRequest("a", [share])], Settings(check_mode=check_mode), host)
         assert "is a symbolic link that does not lead to a directory; choose a source below a directory" in str(err.value)
     assert a.defines == [] and sorted(os.listdir(tmp_path)) == ["gone"]
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+@pytest.mark.parametrize("create_source", [True, False])
+def test_a_source_that_is_a_dangling_symlink_is_refused_naming_the_link(host, tmp_path, check_mode, create_source):
+    """os.makedirs cannot create a directory where a dangling link is: neither "create it first or set
+    create_source=true" nor (in check mode) "create source directory" would be true."""
+    path = tmp_path / "vm.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+    before = path.read_bytes()
+    link = tmp_path / "gone"
+    link.symlink_to(tmp_path / "nowhere")
+    share = {"tag": "t", "source": str(link), "create_source": create_source}
+    with pytest.raises(_share.ShareError) as err:
+        converge_file(str(path), [share], Settings(check_mode=check_mode), host)
+    assert str(err.value) == (
+        f"share 't': source {str(link)!r} is a symbolic link that does not lead to a directory: point it at "
+        "a directory, or remove it (create_source=true then creates the directory)"
+    )
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["gone", "vm.xml"] and host.attrs == []
 
 
 @pytest.mark.parametrize("check_mode", [True, False])
@@ -726,20 +776,35 @@ def test_source_with_trailing_slash_is_the_same_share_in_a_file(host, tmp_path):
     assert path.read_bytes() == written
 
 
-@pytest.mark.parametrize("check_mode", [True, False])
-def test_xml_file_diff_is_the_bytes_on_disk_and_the_bytes_written(host, tmp_path, check_mode):
+def _styled_file(tmp_path):
+    """A file with a BOM, CR LF line endings and a double-quoted declaration (written by Windows tools)."""
     path = tmp_path / "vm.xml"
-    text = ('<?xml version="1.0"?>\r\n<!-- kept -->\r\n' + domain_xml("f", str(uuidlib.uuid4()))
-            .replace("<devices>", "\r\n  <devices>").replace("</domain>", "\r\n</domain>") + "\r\n")
+    pretty = (f'<domain type="kvm">\n  <name>f</name>\n  <uuid>{uuidlib.uuid4()}</uuid>\n'
+              '  <memory unit="KiB">524288</memory>\n  <os>\n    <type arch="x86_64" machine="q35">hvm</type>\n'
+              '  </os>\n  <devices>\n    <disk type="file" device="disk">\n'
+              '      <source file="/var/lib/libvirt/images/x.qcow2"/>\n      <target dev="vda" bus="virtio"/>\n'
+              '    </disk>\n  </devices>\n</domain>\n')
+    text = ('<?xml version="1.0" encoding="utf-8"?>\n<!-- kept -->\n' + pretty).replace("\n", "\r\n")
     raw = b"\xef\xbb\xbf" + text.encode()
     path.write_bytes(raw)
+    return path, raw
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_xml_file_diff_is_the_bytes_on_disk_and_the_bytes_written(host, tmp_path, check_mode):
+    path, raw = _styled_file(tmp_path)
     res = converge_file(str(path), [{"tag": "t", "source": str(tmp_path)}], Settings(check_mode=check_mode, diff=True), host)
     assert res["diff"]["before"] == raw.decode("utf-8")  # BOM, CRLF, declaration and quotes as on disk
-    assert res["diff"]["before"].startswith("\ufeff<?xml version=\"1.0\"?>\r\n")
+    assert res["diff"]["before"].startswith("\ufeff<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n")
     after = res["diff"]["after"]
-    # the rewrite of the declaration, BOM and CRLF shows in the diff (the re-serialised tree hid it)
-    assert "<filesystem" in after and after.startswith("<?xml version='1.0' encoding='UTF-8'?>\n<!-- kept -->\n")
-    assert "\r" not in after and "\ufeff" not in after
+    # the file is written back in its own style: the same BOM, declaration text and CR LF line endings
+    assert "<filesystem" in after and after.startswith("\ufeff<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n<!-- kept -->\r\n")
+    assert after.count("\n") == after.count("\r\n") > raw.count(b"\r\n")
+    # so the diff shows the real change only: lines are added, none of the file's lines is rewritten
+    ops = difflib.SequenceMatcher(None, res["diff"]["before"].splitlines(True), after.splitlines(True)).get_opcodes()
+    assert {opcode[0] for opcode in ops} == {"equal", "insert"}
+    added = "".join(line for op, _a, _b, c, d in ops if op == "insert" for line in after.splitlines(True)[c:d])
+    assert "<filesystem" in added and "<memoryBacking>" in added
     if check_mode:
         assert path.read_bytes() == raw
     else:
@@ -748,3 +813,17 @@ def test_xml_file_diff_is_the_bytes_on_disk_and_the_bytes_written(host, tmp_path
     if not check_mode:
         again = converge_file(str(path), [{"tag": "t", "source": str(tmp_path)}], Settings(diff=True), host)
         assert again["changed"] is False and again["diff"]["before"] == again["diff"]["after"] == after
+
+
+def test_xml_file_diff_headers_name_the_file_the_same_in_check_mode(host, tmp_path):
+    """The diff of an xml_file is headed by its path (not "<domain> (inactive definition)"), and
+    check mode returns the very diff the real run then makes."""
+    path, _raw = _styled_file(tmp_path)
+    link = tmp_path / "link.xml"
+    link.symlink_to(path.name)
+    share = [{"tag": "t", "source": str(tmp_path)}]
+    predicted = converge_file(str(link), share, Settings(check_mode=True, diff=True), host)
+    real = converge_file(str(link), share, Settings(diff=True), host)
+    assert predicted["diff"] == real["diff"]
+    assert real["diff"]["before_header"] == real["diff"]["after_header"] == os.path.realpath(path)
+    assert real["diff"]["before"] != real["diff"]["after"]
