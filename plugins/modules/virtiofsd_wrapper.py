@@ -40,6 +40,8 @@ attributes:
     details:
       - The diff shows the wrapper script before and after; when the old file's mode or owner changes too, the
         headers name them (C(PATH (mode 0700)) before, C(PATH (mode 0755)) after).
+      - A symbolic link at O(path) is shown as what it is, C(PATH (symlink -> TARGET)) with no content before,
+        not as its target's script.
       - When only the mode or owner of an existing wrapper changes, the diff is that of M(ansible.builtin.file);
         C(before) and C(after) are dicts with C(path) and the attributes that change (C(mode) as text such as
         V(0700), C(owner) and C(group) as numbers).
@@ -51,6 +53,10 @@ options:
       - Absolute path of the wrapper script; use it as C(<binary path='...'/>) in the domain XML.
       - Its directory must exist. On Debian/Ubuntu a confined libvirtd needs an AppArmor rule that allows executing
         it (C(PATH PUx,) in C(/etc/apparmor.d/local/usr.sbin.libvirtd)).
+      - When O(path) is a symbolic link, the link itself is replaced by the wrapper, a regular file (also when its
+        target already holds the same script); the target is left unchanged (not written, not chmod-ed, not backed
+        up). A warning says so (in check mode too), and the diff shows the link as before
+        (C(PATH (symlink -> TARGET)), no content).
     type: path
     default: /opt/virtiofsd-rust/virtiofsd.sh
   binary:

@@ -137,6 +137,76 @@ def test_mode_only_drift_has_a_diff_that_names_it(tmp_path, daemon):
 
 
 @needs_root
+@pytest.mark.parametrize("same_script", [False, True], ids=["other-script", "same-script"])
+def test_a_symlink_at_path_is_replaced_by_a_regular_file_and_its_target_is_left_alone(tmp_path, daemon, same_script):
+    """The diff shows the link (not its target's bytes) as before, a warning names the target in check
+    mode and in the real run, and only the link is replaced: the target keeps its bytes, mode and inode."""
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import render_script
+
+    (tmp_path / "old").mkdir()
+    target = tmp_path / "old" / "wrapper-v1.sh"
+    target.write_text(render_script(daemon, []) if same_script else "#!/bin/sh\necho v1\n")
+    os.chmod(target, 0o755)
+    target_before = (stat_of(target), target.read_bytes())
+    path = tmp_path / "wrapper.sh"
+    path.symlink_to("old/wrapper-v1.sh")
+    expected_warning = (f"{path} is a symlink to {target}; it is replaced by a regular file, "
+                        f"{target} is left unchanged")
+
+    warnings: list = []
+    checked = {"changed": False}
+    present(checked, str(path), daemon, check_mode=True, warnings=warnings)
+    assert checked["changed"] is True and warnings == [expected_warning]
+    assert checked["diff"] == {
+        "before_header": f"{path} (symlink -> old/wrapper-v1.sh)", "after_header": str(path),
+        "before": "", "after": render_script(daemon, [])}
+    assert os.readlink(path) == "old/wrapper-v1.sh"  # check mode changed nothing
+
+    warnings = []
+    backups: list = []
+    result = {"changed": False}
+    present(result, str(path), daemon, warnings=warnings, backup=lambda p: backups.append(p) or p + ".bak")
+    assert result["changed"] is True and warnings == [expected_warning]
+    assert result["diff"] == checked["diff"]
+    assert not path.is_symlink() and path.read_text() == render_script(daemon, [])
+    st = os.lstat(path)
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (WRAPPER_MODE, 0, 0)
+    assert (stat_of(target), target.read_bytes()) == target_before  # not written, not chmod-ed
+    assert backups == [] and "backup_file" not in result  # nothing of the link's target is lost
+
+    again: dict = {"changed": False}
+    warnings = []
+    present(again, str(path), daemon, warnings=warnings)
+    assert again["changed"] is False and warnings == []
+
+
+@needs_root
+def test_a_dangling_symlink_at_path_is_named_and_replaced(tmp_path, daemon):
+    path = tmp_path / "wrapper.sh"
+    path.symlink_to("/nonexistent/wrapper.sh")
+    warnings: list = []
+    result = {"changed": False}
+    present(result, str(path), daemon, warnings=warnings)
+    assert warnings == [f"{path} is a symlink to /nonexistent/wrapper.sh; it is replaced by a regular file, "
+                        "/nonexistent/wrapper.sh is left unchanged"]
+    assert result["diff"]["before_header"] == f"{path} (symlink -> /nonexistent/wrapper.sh)"
+    assert result["diff"]["before"] == ""
+    assert not path.is_symlink() and MARKER in path.read_text()
+
+
+@needs_root
+def test_a_failed_self_test_leaves_a_symlink_at_path_alone(tmp_path, daemon):
+    target = tmp_path / "wrapper-v1.sh"
+    target.write_text("#!/bin/sh\necho v1\n")
+    path = tmp_path / "wrapper.sh"
+    path.symlink_to(target)
+    with pytest.raises(WrapperError) as exc:
+        present({"changed": False}, str(path), daemon, run=fails_on_temporaries_of(str(path)), warnings=[])
+    assert f"; {path} was not changed: the new wrapper was tested as a temporary file" in str(exc.value)
+    assert os.readlink(path) == str(target) and target.read_text() == "#!/bin/sh\necho v1\n"
+
+
+@needs_root
 def test_failed_self_test_leaves_the_previous_file_untouched(tmp_path, daemon):
     """The new wrapper is tested as a temporary file: the old one keeps its inode, bytes, mode and
     timestamps (no false "restart pending"), nothing is left behind, no backup is made."""
