@@ -23,11 +23,14 @@ import typing as t
 from dataclasses import dataclass, field
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import (
+    AttributesError,
     WriteError,
+    describe_attrs,
     install_temporary,
     read_bytes,
     remove_file,
     remove_leftovers,
+    set_attributes,
     write_temporary,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import LockTimeout, path_lock
@@ -432,15 +435,19 @@ def apply_present(
         raise WrapperError("writing a root-owned wrapper needs root; run the task with become: true")
 
     if not content_changed:
-        os.chmod(path, WRAPPER_MODE)
-        os.chown(path, 0, 0)
+        try:
+            set_attributes(path, WRAPPER_MODE, (0, 0), changed=False, state=lambda: (
+                f"the content of {path} was not changed; it now has {describe_attrs(path)}"))
+        except AttributesError as exc:
+            result["changed"] = attrs_of(path) != attrs  # a chmod that worked before the chown failed
+            raise WrapperError(str(exc)) from None
         return
 
     result["changed"] = False  # until the new wrapper is in place
     try:
         # same directory, owner and mode as the final file: it passes the same path checks and runs the same way
         tmp = write_temporary(path, after, mode=WRAPPER_MODE, owner=(0, 0))
-    except WriteError as exc:
+    except (WriteError, AttributesError) as exc:
         raise WrapperError(str(exc)) from None
     try:
         try:
@@ -457,6 +464,9 @@ def apply_present(
         try:
             install_temporary(tmp, path, move=move, mode=WRAPPER_MODE, owner=(0, 0))
         except WriteError as exc:
+            raise WrapperError(str(exc)) from None
+        except AttributesError as exc:  # after the move: the new wrapper is in place, its mode or owner not yet
+            result["changed"] = True
             raise WrapperError(str(exc)) from None
         result["changed"] = True
     finally:

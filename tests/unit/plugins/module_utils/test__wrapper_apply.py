@@ -322,6 +322,82 @@ def test_a_write_that_fails_leaves_the_previous_file_untouched(tmp_path, daemon,
     assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
 
 
+FIX = ("Fix: let root change the mode and owner of files there (the file not immutable: lsattr, chattr -i; the file "
+       "system not read-only and not an NFS export with root_squash), then run again")
+
+
+def refuse(monkeypatch, name, when):
+    """Make ``os.NAME`` (chmod or chown) fail with EPERM for the paths ``when`` accepts."""
+    import errno
+
+    real = getattr(os, name)
+
+    def fake(path, *args, **kwargs):
+        if when(str(path)):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, name, fake)
+
+
+@needs_root
+def test_a_chmod_of_the_temporary_file_that_fails_is_the_modules_error_and_changes_nothing(tmp_path, daemon,
+                                                                                          monkeypatch):
+    path = str(tmp_path / "wrapper.sh")
+    Path(path).write_text("#!/bin/sh\necho mine\n")
+    before = stat_of(path)
+    refuse(monkeypatch, "chmod", lambda p: os.path.basename(p).startswith(TMP_PREFIX))
+    result = {"changed": False}
+    with pytest.raises(WrapperError) as exc:
+        present(result, path, daemon, warnings=[])
+    msg = str(exc.value)
+    assert msg.startswith(f"cannot chmod 0755 the temporary file {tmp_path}/{TMP_PREFIX}wrapper.sh-"), msg
+    assert msg.endswith(
+        f"{TMP_SUFFIX} (the new {path}): Operation not permitted; {path} was not changed (the old file stays as it "
+        f"was; the temporary file is removed). {FIX}"), msg
+    assert result["changed"] is False and stat_of(path) == before
+    assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
+
+
+@needs_root
+def test_a_chown_that_fails_after_the_move_is_the_modules_error_and_names_what_is_in_place(tmp_path, daemon,
+                                                                                          monkeypatch):
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import render_script
+
+    path = str(tmp_path / "wrapper.sh")
+    Path(path).write_text("#!/bin/sh\necho mine\n")
+    refuse(monkeypatch, "chown", lambda p: p == path)
+    result = {"changed": False}
+    with pytest.raises(WrapperError) as exc:
+        present(result, path, daemon, warnings=[])
+    assert str(exc.value) == (
+        f"cannot chown 0:0 {path}: Operation not permitted; {path} already holds the new content (it was moved "
+        f"into place), with mode 0755, owner 0, group 0. {FIX}")
+    assert result["changed"] is True  # the new wrapper is in place
+    assert Path(path).read_text() == render_script(daemon, [])
+    assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
+
+
+@needs_root
+@pytest.mark.parametrize("failing, changed, now", [("chmod", False, "0700"), ("chown", True, "0755")])
+def test_a_mode_repair_that_fails_is_the_modules_error_and_names_the_mode_left(tmp_path, daemon, monkeypatch,
+                                                                              failing, changed, now):
+    path = str(tmp_path / "wrapper.sh")
+    present({"changed": False}, path, daemon)
+    script = Path(path).read_bytes()
+    os.chmod(path, 0o700)
+    refuse(monkeypatch, failing, lambda p: p == path)
+    result = {"changed": False}
+    with pytest.raises(WrapperError) as exc:
+        present(result, path, daemon)
+    operation = "chmod 0755" if failing == "chmod" else "chown 0:0"
+    assert str(exc.value) == (
+        f"cannot {operation} {path}: Operation not permitted; the content of {path} was not changed; it now has "
+        f"mode {now}, owner 0, group 0. {FIX}")
+    assert result["changed"] is changed
+    assert Path(path).read_bytes() == script and os.stat(path).st_mode & 0o7777 == int(now, 8)
+
+
 @needs_root
 def test_leftovers_of_a_killed_run_are_removed_even_when_nothing_changes(tmp_path, daemon):
     """A run killed during its self-test leaves its temporary file; the next run (not in check mode)
