@@ -36,6 +36,10 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import (
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import LockTimeout, path_lock
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import UntrustedPathError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import check as check_root_only
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._restart import (
+    forget_attribute_repair,
+    record_attribute_repair,
+)
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import check_daemon as check_rust_daemon
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
@@ -367,6 +371,7 @@ def apply_absent(
         if backup is not None and before is not None:
             result["backup_file"] = backup(path)
         os.unlink(path)
+        forget_attribute_repair(path)
 
 
 def apply_present(
@@ -435,12 +440,16 @@ def apply_present(
         raise WrapperError("writing a root-owned wrapper needs root; run the task with become: true")
 
     if not content_changed:
+        # a mode/owner repair moves ctime: it is recorded, so that running daemons are not reported as
+        # needing a restart for it (the bytes they run did not change; _restart's module doc)
+        unrepaired = os.stat(path)
         try:
             set_attributes(path, WRAPPER_MODE, (0, 0), changed=False, state=lambda: (
                 f"the content of {path} was not changed; it now has {describe_attrs(path)}"))
         except AttributesError as exc:
             result["changed"] = attrs_of(path) != attrs  # a chmod that worked before the chown failed
             raise WrapperError(str(exc)) from None
+        record_attribute_repair(path, unrepaired, after)
         return
 
     result["changed"] = False  # until the new wrapper is in place
@@ -469,6 +478,7 @@ def apply_present(
             result["changed"] = True
             raise WrapperError(str(exc)) from None
         result["changed"] = True
+        forget_attribute_repair(path)  # new bytes, a new inode: an older repair record no longer applies
     finally:
         try:
             remove_file(tmp)

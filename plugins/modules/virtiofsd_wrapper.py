@@ -283,6 +283,11 @@ options:
         type: str
 notes:
   - The module needs root (the wrapper is written owned by root with mode 0755).
+  - A mode or owner repair (right bytes, wrong mode or group) moves the wrapper's ctime. The module records the repair
+    (device, inode, ctime, SHA-256 of the bytes and the change time before it) in
+    C(/run/virtiofs-libvirt/attribute-repairs/), so that M(virtiofs.libvirt.share) and M(virtiofs.libvirt.share_info)
+    do not report running domains as needing a restart for it while the wrapper keeps that inode, ctime and bytes.
+    A mode drift made after a domain started is still reported (the module cannot tell it from a rewrite).
   - libvirt starts the daemon only when the domain starts; running domains keep the daemon they have until they are
     shut off and started again.
 seealso:

@@ -207,6 +207,48 @@ def test_a_failed_self_test_leaves_a_symlink_at_path_alone(tmp_path, daemon):
 
 
 @needs_root
+def test_a_mode_repair_is_recorded_so_that_it_is_not_a_change_of_what_daemons_run(tmp_path, daemon):
+    """_restart reads the wrapper's change time as the one before the repair; new bytes or a removal drop
+    the record (the file's own times count again)."""
+    import time
+
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils import _restart
+
+    path = str(tmp_path / "wrapper.sh")
+    present({"changed": False}, path, daemon)
+    record = _restart._record_path(path)
+    os.chmod(path, 0o700)
+    drifted = os.stat(path)
+    time.sleep(0.02)
+    result = {"changed": False}
+    present(result, path, daemon)
+    assert result["changed"] is True and os.stat(path).st_ctime_ns > drifted.st_ctime_ns
+    assert os.path.isfile(record)
+    assert _restart.changed_at(path) == max(drifted.st_mtime_ns, drifted.st_ctime_ns) / 1e9
+    assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]  # the record is not next to the wrapper
+
+    checked = {"changed": False}  # check mode records nothing and drops nothing
+    os.chmod(path, 0o700)
+    os.unlink(record)
+    present(checked, path, daemon, check_mode=True)
+    assert checked["changed"] is True and not os.path.lexists(record)
+    present({"changed": False}, path, daemon)
+    assert os.path.isfile(record)
+
+    apply_present({"changed": False}, path, daemon, {"log_level": "debug"}, [], real_run, False, False, None, None,
+                  [].append)
+    assert not os.path.lexists(record) and _restart.changed_at(path) == os.stat(path).st_ctime
+
+    os.chmod(path, 0o700)
+    present({"changed": False}, path, daemon)  # the debug wrapper's bytes differ from the plain one: rewritten
+    os.chmod(path, 0o700)
+    present({"changed": False}, path, daemon)
+    assert os.path.isfile(record)
+    apply_absent({"changed": False}, path, False, False, None)
+    assert not os.path.lexists(path) and not os.path.lexists(record)
+
+
+@needs_root
 def test_failed_self_test_leaves_the_previous_file_untouched(tmp_path, daemon):
     """The new wrapper is tested as a temporary file: the old one keeps its inode, bytes, mode and
     timestamps (no false "restart pending"), nothing is left behind, no backup is made."""
