@@ -383,8 +383,8 @@ def refuse(monkeypatch, name, when):
 
 
 @needs_root
-def test_a_chmod_of_the_temporary_file_that_fails_is_the_modules_error_and_changes_nothing(tmp_path, daemon,
-                                                                                          monkeypatch):
+def test_a_chmod_of_the_temporary_file_that_fails_is_the_modules_error_and_changes_nothing(
+        tmp_path, daemon, monkeypatch):
     path = str(tmp_path / "wrapper.sh")
     Path(path).write_text("#!/bin/sh\necho mine\n")
     before = stat_of(path)
@@ -402,8 +402,8 @@ def test_a_chmod_of_the_temporary_file_that_fails_is_the_modules_error_and_chang
 
 
 @needs_root
-def test_a_chown_that_fails_after_the_move_is_the_modules_error_and_names_what_is_in_place(tmp_path, daemon,
-                                                                                          monkeypatch):
+def test_a_chown_that_fails_after_the_move_is_the_modules_error_and_names_what_is_in_place(
+        tmp_path, daemon, monkeypatch):
     from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import render_script
 
     path = str(tmp_path / "wrapper.sh")
@@ -422,8 +422,8 @@ def test_a_chown_that_fails_after_the_move_is_the_modules_error_and_names_what_i
 
 @needs_root
 @pytest.mark.parametrize("failing, changed, now", [("chmod", False, "0700"), ("chown", True, "0755")])
-def test_a_mode_repair_that_fails_is_the_modules_error_and_names_the_mode_left(tmp_path, daemon, monkeypatch,
-                                                                              failing, changed, now):
+def test_a_mode_repair_that_fails_is_the_modules_error_and_names_the_mode_left(
+        tmp_path, daemon, monkeypatch, failing, changed, now):
     path = str(tmp_path / "wrapper.sh")
     present({"changed": False}, path, daemon)
     script = Path(path).read_bytes()
