@@ -424,6 +424,7 @@ def apply_present(
     content_changed = link is not None or before != after
     attrs_changed = attrs is not None and attrs != WRAPPER_ATTRS
     result["changed"] = content_changed or attrs_changed
+    result["content_changed"] = content_changed  # what a running daemon could care about (not a mode repair)
     if diff and content_changed:
         result["diff"] = file_diff(path, before, after, attrs, link)
     elif diff and attrs is not None and attrs_changed:
@@ -452,7 +453,7 @@ def apply_present(
         record_attribute_repair(path, unrepaired, after)
         return
 
-    result["changed"] = False  # until the new wrapper is in place
+    result["changed"] = result["content_changed"] = False  # until the new wrapper is in place
     try:
         # same directory, owner and mode as the final file: it passes the same path checks and runs the same way
         tmp = write_temporary(path, after, mode=WRAPPER_MODE, owner=(0, 0))
@@ -475,9 +476,9 @@ def apply_present(
         except WriteError as exc:
             raise WrapperError(str(exc)) from None
         except AttributesError as exc:  # after the move: the new wrapper is in place, its mode or owner not yet
-            result["changed"] = True
+            result["changed"] = result["content_changed"] = True
             raise WrapperError(str(exc)) from None
-        result["changed"] = True
+        result["changed"] = result["content_changed"] = True
         forget_attribute_repair(path)  # new bytes, a new inode: an older repair record no longer applies
     finally:
         try:

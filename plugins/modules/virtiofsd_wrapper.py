@@ -348,6 +348,17 @@ argv:
   type: list
   elements: str
   sample: ["--cache=metadata", "--inode-file-handles=prefer", "--log-level=warn"]
+content_changed:
+  description:
+    - Whether the bytes at O(path) were replaced (in check mode, would be) - a new wrapper, other options, or a
+      symbolic link replaced by the wrapper. V(false) when only the mode or owner was repaired, which running
+      daemons do not care about.
+    - The role R(virtiofs.libvirt.host,ansible_collections.virtiofs.libvirt.host_role) passes only these wrappers
+      to M(virtiofs.libvirt.share) as O(virtiofs.libvirt.share#module:changed_binaries), so a mode repair does not
+      make running domains restart pending.
+  returned: when O(state=present)
+  type: bool
+  sample: true
 daemon_version:
   description: Version the daemon reports with C(--version).
   returned: when O(state=present)

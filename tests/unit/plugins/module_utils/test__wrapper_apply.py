@@ -89,6 +89,7 @@ def test_present_writes_then_is_idempotent_and_fixes_the_mode(tmp_path, daemon):
     result = {"changed": False}
     present(result, path, daemon)
     assert result["changed"] is True and result["daemon_version"] == "1.13.2"
+    assert result["content_changed"] is True
     assert result["diff"]["before"] == "" and MARKER in result["diff"]["after"]
     assert result["diff"]["before_header"] == result["diff"]["after_header"] == path
     st = os.stat(path)
@@ -96,7 +97,7 @@ def test_present_writes_then_is_idempotent_and_fixes_the_mode(tmp_path, daemon):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     again = {"changed": False}
     present(again, path, daemon)
-    assert again["changed"] is False and "diff" not in again
+    assert again["changed"] is False and "diff" not in again and again["content_changed"] is False
 
 
 @needs_root
@@ -109,12 +110,12 @@ def test_mode_only_drift_has_a_diff_that_names_it(tmp_path, daemon):
     os.chmod(path, 0o700)
     checked = {"changed": False}
     present(checked, path, daemon, check_mode=True)
-    assert checked["changed"] is True
+    assert checked["changed"] is True and checked["content_changed"] is False  # no daemon cares about a mode repair
     assert checked["diff"] == {"before": {"path": path, "mode": "0700"}, "after": {"path": path, "mode": "0755"}}
     assert os.stat(path).st_mode & 0o7777 == 0o700  # check mode changed nothing
     attrs = {"changed": False}
     present(attrs, path, daemon)
-    assert attrs["changed"] is True
+    assert attrs["changed"] is True and attrs["content_changed"] is False
     assert attrs["diff"] == {"before": {"path": path, "mode": "0700"}, "after": {"path": path, "mode": "0755"}}
     assert os.stat(path).st_mode & 0o7777 == WRAPPER_MODE and Path(path).read_bytes() == script
 
@@ -167,6 +168,7 @@ def test_a_symlink_at_path_is_replaced_by_a_regular_file_and_its_target_is_left_
     result = {"changed": False}
     present(result, str(path), daemon, warnings=warnings, backup=lambda p: backups.append(p) or p + ".bak")
     assert result["changed"] is True and warnings == [expected_warning]
+    assert result["content_changed"] is checked["content_changed"] is True
     assert result["diff"] == checked["diff"]
     assert not path.is_symlink() and path.read_text() == render_script(daemon, [])
     st = os.lstat(path)
@@ -271,6 +273,7 @@ def test_failed_self_test_leaves_the_previous_file_untouched(tmp_path, daemon):
         f"{path} was not changed: the new wrapper was tested as a temporary file next to it, "
         "which is removed, and was not put in place"), msg
     assert result["changed"] is False and "backup_file" not in result and backups == []
+    assert result["content_changed"] is False
     assert stat_of(path) == before
     assert Path(path).read_text() == "#!/bin/sh\necho mine\n"
     assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
@@ -415,7 +418,7 @@ def test_a_chown_that_fails_after_the_move_is_the_modules_error_and_names_what_i
     assert str(exc.value) == (
         f"cannot chown 0:0 {path}: Operation not permitted; {path} already holds the new content (it was moved "
         f"into place), with mode 0755, owner 0, group 0. {FIX}")
-    assert result["changed"] is True  # the new wrapper is in place
+    assert result["changed"] is True and result["content_changed"] is True  # the new wrapper is in place
     assert Path(path).read_text() == render_script(daemon, [])
     assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
 
