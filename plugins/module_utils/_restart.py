@@ -22,8 +22,8 @@ less than :data:`CLOCK_SLACK` seconds after the daemon started is not told apart
 written just before it.
 
 Why ``ctime`` and not ``mtime`` alone: ``cp -p``, ``install -p`` or ``rsync -t`` put other bytes
-in place with an old ``mtime``; only ``ctime`` (which no ``utime`` call sets) and the inode tell
-them. But a ``chmod``/``chown`` moves ``ctime`` too, and from the file alone a mode change cannot
+in place with an old ``mtime``; only ``ctime`` (set by the kernel to the time of any change;
+``utime`` cannot set it back) and the inode tell them. But a ``chmod``/``chown`` moves ``ctime`` too, and from the file alone a mode change cannot
 be told from an in-place rewrite that restored the old ``mtime``. So the module records its own
 mode-only repairs (:func:`record_attribute_repair`): the file's device, inode and ``ctime``
 right after the repair, the SHA-256 of its bytes, and its change time before the repair. While
@@ -32,7 +32,11 @@ before the repair (:func:`changed_at`); any later change (a write, a rename over
 another ``chmod``) moves ``ctime`` or the bytes, and the file's own times count again. The
 records are in :data:`REPAIR_DIR` (tmpfs: they go with the boot, as every daemon they are
 about), one root-only JSON file per wrapper; a record that is missing, unreadable, not
-root-only or not matching is ignored, which reports the restart (the safe side).
+root-only or not matching is ignored, which reports the restart (the safe side). What is not
+covered: another writer that changes the bytes and puts the same bytes back within the
+microseconds between the module's ``stat`` and its ``chmod`` (the path lock only orders runs of
+this collection); and a drift made by someone else after the daemon started, which is a
+``ctime`` change like any rewrite and stays reported.
 """
 
 from __future__ import annotations
