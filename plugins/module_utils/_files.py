@@ -69,6 +69,61 @@ class WriteError(OSError):
         return self.message
 
 
+class AttributesError(OSError):
+    """A ``chmod`` or ``chown`` failed; :attr:`message` names the file, the operation, the system's
+    words, the state the file is left in (``state``) and the fix. ``changed`` tells whether the
+    destination was changed before the failure (``state`` says how)."""
+
+    def __init__(self, path: str, operation: str, exc: OSError, state: str, changed: bool) -> None:
+        super().__init__(exc.errno, exc.strerror)
+        self.path = path
+        self.operation = operation
+        self.changed = changed
+        self.reason = exc.strerror or str(exc)
+        self.message = (
+            f"cannot {operation}: {self.reason}; {state}. Fix: let root change the mode and owner of files there "
+            f"(the file not immutable: lsattr, chattr -i; the file system not read-only and not an NFS export "
+            f"with root_squash), then run again"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def describe_attrs(path: str) -> str:
+    """``mode 0700, owner 0, group 0`` of ``path`` (not following a link), or why it cannot be read."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"attributes unreadable ({exc.strerror or exc})"
+    return f"mode {st.st_mode & 0o7777:04o}, owner {st.st_uid}, group {st.st_gid}"
+
+
+def set_attributes(
+    path: str,
+    mode: t.Optional[int],
+    owner: t.Optional[t.Tuple[int, int]],
+    state: t.Callable[[], str],
+    changed: bool,
+    what: t.Optional[str] = None,
+) -> None:
+    """``chmod`` then ``chown`` ``path``; :class:`AttributesError` when one fails.
+
+    ``state()`` describes ``path`` after the failure (called then, so that it can read the file);
+    ``what`` names the file in the message (default ``path``); ``changed`` is passed on.
+    """
+    steps: t.List[t.Tuple[str, t.Callable[[], None]]] = []
+    if mode is not None:
+        steps.append((f"chmod {mode:04o}", lambda: os.chmod(path, mode)))
+    if owner is not None:
+        steps.append((f"chown {owner[0]}:{owner[1]}", lambda: os.chown(path, owner[0], owner[1])))
+    for operation, step in steps:
+        try:
+            step()
+        except OSError as exc:
+            raise AttributesError(path, f"{operation} {what or path}", exc, state(), changed) from None
+
+
 def _tmp_prefix(path: str) -> str:
     return f"{TMP_PREFIX}{os.path.basename(path)}-"
 
@@ -134,13 +189,13 @@ def write_temporary(
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        if owner is not None:
-            os.chown(tmp, owner[0], owner[1])
+        set_attributes(tmp, mode, owner, changed=False, what=f"the temporary file {tmp} (the new {path})",
+                       state=lambda: f"{path} was not changed (the old file stays as it was; the temporary file is removed)")
     except OSError as exc:
         if tmp and os.path.lexists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, AttributesError):
+            raise
         raise WriteError(path, exc) from None
     return tmp
 
@@ -155,6 +210,8 @@ def install_temporary(
     """Move ``tmp`` (from :func:`write_temporary`) over ``path`` with one ``rename``; the second half of :func:`write_atomic`.
 
     When the move fails ``tmp`` is removed and :class:`WriteError` is raised (``path`` is as it was).
+    When setting ``mode`` or ``owner`` after the move fails, :class:`AttributesError` is raised with
+    ``changed`` true: ``path`` already holds the new data, with the attributes its message names.
     """
     try:
         (move or os.replace)(tmp, path)
@@ -163,10 +220,8 @@ def install_temporary(
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
-    if mode is not None:
-        os.chmod(path, mode)
-    if owner is not None:
-        os.chown(path, owner[0], owner[1])
+    set_attributes(path, mode, owner, changed=True, state=lambda: (
+        f"{path} already holds the new content (it was moved into place), with {describe_attrs(path)}"))
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
@@ -183,7 +238,8 @@ def write_atomic(
     again on the result (``atomic_move`` copies an existing destination's attributes); when
     they are ``None`` an existing file keeps its own (``atomic_move``) and a new file gets the
     process defaults. Raises :class:`WriteError` (an :class:`OSError`, for example ``ENOSPC``)
-    naming ``path`` and saying that it was left as it was.
+    naming ``path`` and saying that it was left as it was, or :class:`AttributesError` when a
+    ``chmod``/``chown`` fails (its ``changed`` and message say whether ``path`` was replaced).
     """
     install_temporary(write_temporary(path, data, mode, owner), path, move, mode, owner)
 

@@ -23,16 +23,23 @@ import typing as t
 from dataclasses import dataclass, field
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import (
+    AttributesError,
     WriteError,
+    describe_attrs,
     install_temporary,
     read_bytes,
     remove_file,
     remove_leftovers,
+    set_attributes,
     write_temporary,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import LockTimeout, path_lock
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import UntrustedPathError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import check as check_root_only
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._restart import (
+    forget_attribute_repair,
+    record_attribute_repair,
+)
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import check_daemon as check_rust_daemon
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import (
@@ -304,19 +311,39 @@ def _attrs_text(attrs: t.Mapping[str, t.Any], keys: t.Sequence[str]) -> str:
 
 def file_diff(
     path: str, before: t.Optional[bytes], after: t.Optional[bytes], attrs: t.Optional[t.Mapping[str, t.Any]] = None,
+    link: t.Optional[str] = None,
 ) -> t.Dict[str, str]:
     """An Ansible ``diff`` dict for the file ``path``.
 
     ``attrs`` (from :func:`attrs_of`) are the attributes of the file being replaced: those that the
     write changes are named in the headers, ``PATH (mode 0700)`` before and ``PATH (mode 0755)`` after.
+    ``link`` is the text of the symbolic link being replaced (``before`` is then empty: the link
+    has no content of its own); the before header says ``PATH (symlink -> LINK)``.
     """
     keys = _wrong_attrs(attrs) if attrs is not None else []
+    if link is not None:
+        before_header = f"{path} (symlink -> {link})"
+    else:
+        before_header = f"{path} ({_attrs_text(attrs, keys)})" if attrs is not None and keys else path
     return {
-        "before_header": f"{path} ({_attrs_text(attrs, keys)})" if attrs is not None and keys else path,
+        "before_header": before_header,
         "after_header": f"{path} ({_attrs_text(WRAPPER_ATTRS, keys)})" if keys else path,
         "before": (before or b"").decode("utf-8", "surrogateescape"),
         "after": (after or b"").decode("utf-8", "surrogateescape"),
     }
+
+
+def symlink_at(path: str) -> t.Optional[str]:
+    """The text of the symbolic link ``path`` (``os.readlink``), ``None`` when ``path`` is not a link."""
+    try:
+        return os.readlink(path)
+    except OSError:  # EINVAL: not a link; ENOENT: nothing there
+        return None
+
+
+def link_target(path: str, link: str) -> str:
+    """The absolute path the link ``path`` (with the text ``link``) names, not resolved any further."""
+    return os.path.normpath(os.path.join(os.path.dirname(path), link))
 
 
 def apply_absent(
@@ -344,6 +371,7 @@ def apply_absent(
         if backup is not None and before is not None:
             result["backup_file"] = backup(path)
         os.unlink(path)
+        forget_attribute_repair(path)
 
 
 def apply_present(
@@ -367,6 +395,10 @@ def apply_present(
     self-test fails the temporary file is removed, ``path`` is not touched at all (same inode,
     bytes, mode, mtime and ctime, so :mod:`_restart` reports no restart for it), and
     :class:`WrapperError` is raised with ``result["changed"]`` false.
+
+    A symbolic link at ``path`` is replaced by the regular file (the move renames over the link), its
+    target is left as it is: the diff shows the link (``PATH (symlink -> TARGET)``, no content) as
+    before, and a warning (in check mode too) names the target.
     """
     # paths first: probing a missing or recursive binary would only give a vague error
     check_paths(path, binary)
@@ -378,14 +410,23 @@ def apply_present(
         warn(warning)
     result.update(argv=plan.argv, daemon_version=plan.daemon_version)
 
-    before = read_bytes(path)
     after = plan.script.encode("utf-8")
-    attrs = attrs_of(path) if before is not None else None
-    content_changed = before != after
+    link = symlink_at(path)
+    if link is not None:
+        # the move replaces the link itself (rename(2) does not follow it): its target is not written,
+        # not chmod-ed and not backed up; the diff and the warning say so
+        target = link_target(path, link)
+        warn(f"{path} is a symlink to {target}; it is replaced by a regular file, {target} is left unchanged")
+        before, attrs = None, None
+    else:
+        before = read_bytes(path)
+        attrs = attrs_of(path) if before is not None else None
+    content_changed = link is not None or before != after
     attrs_changed = attrs is not None and attrs != WRAPPER_ATTRS
     result["changed"] = content_changed or attrs_changed
+    result["content_changed"] = content_changed  # what a running daemon could care about (not a mode repair)
     if diff and content_changed:
-        result["diff"] = file_diff(path, before, after, attrs)
+        result["diff"] = file_diff(path, before, after, attrs, link)
     elif diff and attrs is not None and attrs_changed:
         result["diff"] = attrs_diff(path, attrs)
     if content_changed and before is not None and not is_managed_wrapper(before) and backup is None:
@@ -400,21 +441,30 @@ def apply_present(
         raise WrapperError("writing a root-owned wrapper needs root; run the task with become: true")
 
     if not content_changed:
-        os.chmod(path, WRAPPER_MODE)
-        os.chown(path, 0, 0)
+        # a mode/owner repair moves ctime: it is recorded, so that running daemons are not reported as
+        # needing a restart for it (the bytes they run did not change; _restart's module doc)
+        unrepaired = os.stat(path)
+        try:
+            set_attributes(path, WRAPPER_MODE, (0, 0), changed=False, state=lambda: (
+                f"the content of {path} was not changed; it now has {describe_attrs(path)}"))
+        except AttributesError as exc:
+            result["changed"] = attrs_of(path) != attrs  # a chmod that worked before the chown failed
+            raise WrapperError(str(exc)) from None
+        record_attribute_repair(path, unrepaired, after)
         return
 
-    result["changed"] = False  # until the new wrapper is in place
+    result["changed"] = result["content_changed"] = False  # until the new wrapper is in place
     try:
         # same directory, owner and mode as the final file: it passes the same path checks and runs the same way
         tmp = write_temporary(path, after, mode=WRAPPER_MODE, owner=(0, 0))
-    except WriteError as exc:
+    except (WriteError, AttributesError) as exc:
         raise WrapperError(str(exc)) from None
     try:
         try:
             self_test(tmp, plan.daemon, run)
         except WrapperError as exc:
-            kept = (f"{path} was not changed" if before is not None else f"no wrapper was written at {path}")
+            kept = (f"{path} was not changed" if before is not None or link is not None
+                    else f"no wrapper was written at {path}")
             raise WrapperError(
                 f"{exc}; {kept}: the new wrapper was tested as a temporary file next to it, "
                 "which is removed, and was not put in place"
@@ -425,7 +475,11 @@ def apply_present(
             install_temporary(tmp, path, move=move, mode=WRAPPER_MODE, owner=(0, 0))
         except WriteError as exc:
             raise WrapperError(str(exc)) from None
-        result["changed"] = True
+        except AttributesError as exc:  # after the move: the new wrapper is in place, its mode or owner not yet
+            result["changed"] = result["content_changed"] = True
+            raise WrapperError(str(exc)) from None
+        result["changed"] = result["content_changed"] = True
+        forget_attribute_repair(path)  # new bytes, a new inode: an older repair record no longer applies
     finally:
         try:
             remove_file(tmp)

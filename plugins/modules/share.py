@@ -536,6 +536,11 @@ restart_required:
       file since it started, or the O(shares[].binary_path) wrapper was written or its mode changed (mtime/ctime)
       after the daemon started (a change within one second of the start is not told apart). It stays V(true)
       until the domain has been shut down and started.
+    - A mode or owner repair of the wrapper by M(virtiofs.libvirt.virtiofsd_wrapper) (same bytes) is not counted; the
+      module records it, and the wrapper's change time before the repair counts while the wrapper keeps the
+      recorded inode, ctime and bytes. A C(chmod)/C(chown) by anything else is counted (V(true)); from the file
+      alone it cannot be told from C(cp -p) or C(install -p) putting other bytes in place with an old mtime, so
+      this errs on the safe side.
   returned: always
   type: bool
   sample: true

@@ -147,6 +147,9 @@ domains:
           domain has been shut down and started) - its executable was deleted or replaced by a new file since it
           started, or its C(<binary path>) wrapper was written or its mode changed after the daemon started. The
           line names the share, the path and the daemon's pid.
+        - A mode or owner repair of the wrapper by M(virtiofs.libvirt.virtiofsd_wrapper) (same bytes) is not counted (the
+          module records it); a C(chmod)/C(chown) by anything else is, because from the file alone it cannot be told
+          from C(cp -p) or C(install -p) putting other bytes in place with an old mtime (the safe side).
       type: list
       elements: str
       sample: ["share 'data' is defined but not attached to the running domain",

@@ -40,6 +40,8 @@ attributes:
     details:
       - The diff shows the wrapper script before and after; when the old file's mode or owner changes too, the
         headers name them (C(PATH (mode 0700)) before, C(PATH (mode 0755)) after).
+      - A symbolic link at O(path) is shown as what it is, C(PATH (symlink -> TARGET)) with no content before,
+        not as its target's script.
       - When only the mode or owner of an existing wrapper changes, the diff is that of M(ansible.builtin.file);
         C(before) and C(after) are dicts with C(path) and the attributes that change (C(mode) as text such as
         V(0700), C(owner) and C(group) as numbers).
@@ -51,6 +53,10 @@ options:
       - Absolute path of the wrapper script; use it as C(<binary path='...'/>) in the domain XML.
       - Its directory must exist. On Debian/Ubuntu a confined libvirtd needs an AppArmor rule that allows executing
         it (C(PATH PUx,) in C(/etc/apparmor.d/local/usr.sbin.libvirtd)).
+      - When O(path) is a symbolic link, the link itself is replaced by the wrapper, a regular file (also when its
+        target already holds the same script); the target is left unchanged (not written, not chmod-ed, not backed
+        up). A warning says so (in check mode too), and the diff shows the link as before
+        (C(PATH (symlink -> TARGET)), no content).
     type: path
     default: /opt/virtiofsd-rust/virtiofsd.sh
   binary:
@@ -277,6 +283,11 @@ options:
         type: str
 notes:
   - The module needs root (the wrapper is written owned by root with mode 0755).
+  - A mode or owner repair (right bytes, wrong mode or group) moves the wrapper's ctime. The module records the repair
+    (device, inode, ctime, SHA-256 of the bytes and the change time before it) in
+    C(/run/virtiofs-libvirt/attribute-repairs/), so that M(virtiofs.libvirt.share) and M(virtiofs.libvirt.share_info)
+    do not report running domains as needing a restart for it while the wrapper keeps that inode, ctime and bytes.
+    A mode drift made after a domain started is still reported (the module cannot tell it from a rewrite).
   - libvirt starts the daemon only when the domain starts; running domains keep the daemon they have until they are
     shut off and started again.
 seealso:
@@ -337,6 +348,17 @@ argv:
   type: list
   elements: str
   sample: ["--cache=metadata", "--inode-file-handles=prefer", "--log-level=warn"]
+content_changed:
+  description:
+    - Whether the bytes at O(path) were replaced (in check mode, would be) - a new wrapper, other options, or a
+      symbolic link replaced by the wrapper. V(false) when only the mode or owner was repaired, which running
+      daemons do not care about.
+    - The role R(virtiofs.libvirt.host,ansible_collections.virtiofs.libvirt.host_role) passes only these wrappers
+      to M(virtiofs.libvirt.share) as O(virtiofs.libvirt.share#module:changed_binaries), so a mode repair does not
+      make running domains restart pending.
+  returned: when O(state=present)
+  type: bool
+  sample: true
 daemon_version:
   description: Version the daemon reports with C(--version).
   returned: when O(state=present)

@@ -8,17 +8,21 @@ A running TCG domain with one share whose ``<binary path>`` is a wrapper written
 * the wrapper is written again with another option: the next ``share`` run (which changes
   nothing in the definition and is not told about the wrapper) and a second run after it both
   report ``restart_required`` with a reason naming the wrapper, and so does ``share_info``;
-* after a full stop and start of the domain both report no restart;
+* after a full stop and start of the domain both report no restart; the wrapper's mode drifted
+  (0750) before that start, and the module's repair of it (same bytes, a new ctime) is not
+  reported as a restart either;
 * a rewrite of the wrapper whose self-test fails leaves it untouched (inode, mtime, ctime), so
   both still report no restart;
 * the daemon binary is replaced by a copy (new inode): both report it, naming the binary,
-  until the next stop and start.
+  until the next stop and start;
+* other bytes written into the wrapper with its old mtime restored (``cp -p``): reported.
 
 Skips (with the reason) when the lab is not up. Domain ``it-restart-pending``, SSH port 2270;
 everything is removed afterwards.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -100,13 +104,27 @@ def test_pending_restart_is_reported_until_stop_and_start(run_playbook, write_wr
             assert info["restart_required"] is True
             assert info["restart_reasons"] == result["restart_reasons"]
 
-        # 2. stop and start: the new daemon is younger than the wrapper
+        # 2. stop and start: the new daemon is younger than the wrapper (whose mode drifted before the start)
+        WRAPPER.chmod(0o750)
         stop_and_start(lab["uri"])
         result, info = run_share(run_playbook)
         assert result["restart_required"] is False and result["restart_reasons"] == []
         assert info["restart_required"] is False and info["restart_reasons"] == []
         new_pid = info["shares"][0]["virtiofsd"]["pid"]
         assert new_pid > 0 and new_pid != pid
+
+        # 2a. the module repairs the mode (same bytes; ctime moves): recorded, so no restart is reported for it
+        wrapper_bytes = WRAPPER.read_bytes()
+        ctime_before_repair = WRAPPER.stat().st_ctime_ns
+        result = write_wrapper(WRAPPER, rust_binary, {"log_level": "debug"})
+        assert result["changed"] is True and result["argv"] == ["--log-level=debug"]
+        st = WRAPPER.stat()
+        assert st.st_mode & 0o7777 == 0o755 and st.st_ctime_ns > ctime_before_repair
+        assert WRAPPER.read_bytes() == wrapper_bytes
+        result, info = run_share(run_playbook)
+        assert result["restart_required"] is False and result["restart_reasons"] == []
+        assert info["restart_required"] is False and info["restart_reasons"] == []
+        assert info["shares"][0]["virtiofsd"]["pid"] == new_pid
 
         # 2b. a rewrite whose self-test fails leaves the wrapper untouched (inode, timestamps): no restart
         flaky = BASE / "flaky"
@@ -149,6 +167,19 @@ def test_pending_restart_is_reported_until_stop_and_start(run_playbook, write_wr
         result, info = run_share(run_playbook)
         assert result["restart_required"] is False and result["restart_reasons"] == []
         assert info["restart_required"] is False and info["restart_reasons"] == []
+        last_pid = info["shares"][0]["virtiofsd"]["pid"]
+
+        # 4. other bytes put in place with the old mtime (cp -p): ctime tells, reported until stop and start
+        st = WRAPPER.stat()
+        WRAPPER.write_bytes(WRAPPER.read_bytes().replace(b"--log-level=debug", b"--log-level=error"))
+        os.utime(WRAPPER, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert WRAPPER.stat().st_mtime_ns == st.st_mtime_ns
+        result, info = run_share(run_playbook)
+        assert result["restart_required"] is True
+        assert result["restart_reasons"] == [
+            f"share '{TAG}': {WRAPPER} changed after its virtiofsd (pid {last_pid}) started: the daemon keeps the "
+            "old program and options until the domain is shut down and started"]
+        assert info["restart_reasons"] == result["restart_reasons"]
     finally:
         labctl.destroy_guest(DOMAIN)
         shutil.rmtree(SRC, ignore_errors=True)

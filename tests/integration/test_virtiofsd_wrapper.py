@@ -62,6 +62,12 @@ def test_target(run_target, lab):
     for item in refused["results"]:
         assert item["item"]["msg"] in item["msg"], item["item"]["name"]
         assert item["changed"] is False and "argv" not in item
+    # a symlink at path: the warning names the target that is left unchanged, in check mode and in the real run
+    target = "/opt/it-wrapper/target/old-wrapper.sh"
+    warning = (f"/opt/it-wrapper/target/wrappers/linked.sh is a symlink to {target}; it is replaced by a regular "
+               f"file, {target} is left unchanged")
+    for name in ("Wrapper at a symlink (check mode)", "Wrapper at a symlink"):
+        assert any(warning in str(w) for w in res.result(name).get("warnings", [])), res.result(name)
 
 
 def _daemon_pids(domain: str) -> list[int]:

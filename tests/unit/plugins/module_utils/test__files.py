@@ -192,3 +192,31 @@ def test_path_lock_excludes_another_process_and_times_out(tmp_path):
         proc.join(10)
     with path_lock(target, timeout=1) as lock:
         assert lock.endswith(".lock") and "/path-" in lock
+
+
+def test_a_chmod_that_fails_after_the_move_is_an_attributes_error_naming_what_is_in_place(tmp_path, monkeypatch):
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import AttributesError
+
+    path = tmp_path / "w.xml"
+    path.write_text("old")
+    os.chmod(path, 0o644)
+    real_chmod = os.chmod
+    calls = []
+
+    def chmod(p, mode, *a, **kw):
+        calls.append(str(p))
+        if str(p) == str(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_chmod(p, mode, *a, **kw)
+
+    monkeypatch.setattr(os, "chmod", chmod)
+    with pytest.raises(AttributesError) as err:
+        write_atomic(str(path), "new", mode=0o600)
+    assert err.value.changed is True and err.value.errno == errno.EROFS
+    assert str(err.value).startswith(
+        f"cannot chmod 0600 {path}: Read-only file system; {path} already holds the new content (it was moved "
+        "into place), with mode 0600, owner ")  # the temporary file's mode, set before the move
+    assert str(err.value).endswith("Fix: let root change the mode and owner of files there (the file not immutable: "
+                                   "lsattr, chattr -i; the file system not read-only and not an NFS export with "
+                                   "root_squash), then run again")
+    assert path.read_text() == "new" and sorted(os.listdir(tmp_path)) == ["w.xml"] and calls[-1] == str(path)

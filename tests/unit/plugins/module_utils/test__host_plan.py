@@ -518,3 +518,24 @@ def test_version_dependent_options_stay_with_the_module_and_removed_profiles_are
                            "old": {"path": "/opt/w/old.sh", "state": "absent", "options": {"cahce": 1}}}) == []
     assert plan(virtiofs_host_virtiofsd_state="absent", virtiofs_host_wrappers={
         "default": {"path": "/opt/w/v.sh", "options": {"cahce": 1}}})["failure"] is None
+
+
+def test_only_wrappers_whose_bytes_changed_count_as_changed_binaries():
+    """A mode or owner repair (changed, but not content_changed) does not make the share module report running
+    domains as restart pending; a rewrite does, and a new daemon counts every wrapper."""
+    results = {"results": [
+        {"changed": True, "content_changed": False, "item": {"path": "/opt/v/repaired.sh"}},
+        {"changed": True, "content_changed": True, "item": {"path": "/opt/v/rewritten.sh"}},
+        {"changed": False, "content_changed": False, "item": {"path": "/opt/v/same.sh"}},
+        {"skipped": True, "changed": False, "item": {"path": "/opt/v/skipped.sh"}},
+    ]}
+    plan_ = {"wrapper_paths": ["/opt/v/repaired.sh", "/opt/v/rewritten.sh", "/opt/v/same.sh"]}
+    name = "Work out which daemons and wrappers are new or changed in this run"
+    changed = role_facts("host", "shares.yml", name, _virtiofs_host_plan=plan_, _virtiofs_host_wrapper_results=results,
+                         virtiofs_host_virtiofsd_path="/opt/v/virtiofsd",
+                         _virtiofs_host_virtiofsd={"binary_changed": False})["_virtiofs_host_changed_binaries"]
+    assert changed == ["/opt/v/rewritten.sh"]
+    changed = role_facts("host", "shares.yml", name, _virtiofs_host_plan=plan_, _virtiofs_host_wrapper_results=results,
+                         virtiofs_host_virtiofsd_path="/opt/v/virtiofsd",
+                         _virtiofs_host_virtiofsd={"binary_changed": True})["_virtiofs_host_changed_binaries"]
+    assert changed == plan_["wrapper_paths"] + ["/opt/v/virtiofsd"]

@@ -134,3 +134,127 @@ def test_domain_reasons_skips_sockets_and_missing_daemons(tmp_path, daemon):
     reasons = _restart.domain_reasons(shares, find, proc, ticks=HZ)
     assert asked == ["a", "c"]
     assert len(reasons) == 1 and reasons[0].startswith("share 'a'")
+
+
+# ------------------------------------------------------------------ mode-only repairs recorded by the wrapper module
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="a repair record is trusted only when root-only")
+NS = 10**9  # clock ticks per second of the fake /proc below: start times to the nanosecond
+
+
+def proc_started_at(tmp_path, daemon, when):
+    """A fake /proc with virtiofsd pid 9 started at ``when`` (seconds since the epoch)."""
+    return make_proc(tmp_path, 9, str(daemon), int(round((when - BTIME) * NS)))
+
+
+def repaired_wrapper(tmp_path, daemon, monkeypatch):
+    """A wrapper whose mode drifted (0700), a daemon started after that, then the module's repair (recorded).
+
+    Returns (wrapper, proc, the drifted file's stat)."""
+    monkeypatch.setattr(_restart, "CLOCK_SLACK", 0.0)
+    wrapper = tmp_path / "wrapper"
+    content = b"#!/bin/sh\nexec /x/virtiofsd \"$@\"\n"
+    wrapper.write_bytes(content)
+    os.chmod(wrapper, 0o700)
+    drifted = os.stat(wrapper)
+    start = drifted.st_ctime_ns / NS + 0.02
+    time.sleep(0.05)
+    os.chmod(wrapper, 0o755)  # the repair: after the daemon started
+    assert os.stat(wrapper).st_ctime > start
+    assert _restart.record_attribute_repair(str(wrapper), drifted, content) is True
+    return wrapper, proc_started_at(tmp_path, daemon, start), drifted
+
+
+@needs_root
+def test_a_recorded_mode_repair_is_not_a_change_of_the_wrapper(tmp_path, daemon, monkeypatch):
+    wrapper, proc, drifted = repaired_wrapper(tmp_path, daemon, monkeypatch)
+    assert _restart.changed_at(str(wrapper)) == max(drifted.st_mtime_ns, drifted.st_ctime_ns) / NS
+    assert _restart.daemon_reasons("data", 9, str(wrapper), proc, ticks=NS) == []
+    record = _restart._record_path(str(wrapper))
+    assert os.path.dirname(record) == _restart.REPAIR_DIR
+    st = os.lstat(record)
+    assert (st.st_mode & 0o7777, st.st_uid) == (0o600, 0)
+
+    _restart.forget_attribute_repair(str(wrapper))  # without the record: the ctime of the repair counts
+    assert not os.path.lexists(record)
+    assert _restart.changed_at(str(wrapper)) == os.stat(wrapper).st_ctime
+    assert len(_restart.daemon_reasons("data", 9, str(wrapper), proc, ticks=NS)) == 1
+
+
+def rewrite_in_place_keeping_mtime(wrapper):
+    """``cp -p``: other bytes (same size) into the same inode, the old mtime restored."""
+    st = os.stat(wrapper)
+    data = wrapper.read_bytes()
+    wrapper.write_bytes(data.replace(b"/x/", b"/y/"))
+    os.utime(wrapper, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def replace_keeping_mtime(wrapper):
+    """``install -p``: a new inode renamed over the wrapper, with the old mtime."""
+    st = os.stat(wrapper)
+    new = wrapper.with_name("new")
+    new.write_bytes(b"#!/bin/sh\nexec /y/virtiofsd \"$@\"\n")
+    os.chmod(new, 0o755)
+    os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+    new.replace(wrapper)
+
+
+def chmod_again(wrapper):
+    os.chmod(wrapper, 0o750)
+
+
+@needs_root
+@pytest.mark.parametrize("change", [rewrite_in_place_keeping_mtime, replace_keeping_mtime, chmod_again],
+                         ids=["cp-p", "install-p", "chmod"])
+def test_any_change_after_the_repair_is_reported_again(tmp_path, daemon, monkeypatch, change):
+    wrapper, proc, _drifted = repaired_wrapper(tmp_path, daemon, monkeypatch)
+    time.sleep(0.02)
+    change(wrapper)
+    assert _restart.changed_at(str(wrapper)) == os.stat(wrapper).st_ctime
+    reasons = _restart.daemon_reasons("data", 9, str(wrapper), proc, ticks=NS)
+    assert reasons == [f"share 'data': {wrapper} changed after its virtiofsd (pid 9) started: the daemon keeps the old "
+                       "program and options until the domain is shut down and started"]
+
+
+@needs_root
+def test_other_bytes_with_the_recorded_ctime_are_reported(tmp_path, daemon, monkeypatch):
+    """A rewrite within the same clock tick as the repair keeps the ctime: the bytes' hash tells it."""
+    import json
+
+    wrapper, proc, _drifted = repaired_wrapper(tmp_path, daemon, monkeypatch)
+    rewrite_in_place_keeping_mtime(wrapper)
+    record = _restart._record_path(str(wrapper))
+    with open(record) as fh:
+        data = json.load(fh)
+    data["ctime_ns"] = os.stat(wrapper).st_ctime_ns  # as if the write had got the repair's ctime
+    with open(record, "w") as fh:
+        json.dump(data, fh)
+    assert _restart.changed_at(str(wrapper)) == os.stat(wrapper).st_ctime
+    assert len(_restart.daemon_reasons("data", 9, str(wrapper), proc, ticks=NS)) == 1
+
+
+@needs_root
+def test_a_record_that_others_could_write_is_ignored(tmp_path, daemon, monkeypatch):
+    wrapper, proc, _drifted = repaired_wrapper(tmp_path, daemon, monkeypatch)
+    record = _restart._record_path(str(wrapper))
+    os.chmod(record, 0o666)
+    assert len(_restart.daemon_reasons("data", 9, str(wrapper), proc, ticks=NS)) == 1
+    os.chmod(record, 0o600)
+    os.chmod(os.path.dirname(record), 0o777)
+    assert len(_restart.daemon_reasons("data", 9, str(wrapper), proc, ticks=NS)) == 1
+    os.chmod(os.path.dirname(record), 0o700)
+    assert _restart.daemon_reasons("data", 9, str(wrapper), proc, ticks=NS) == []
+    with open(record, "w") as fh:
+        fh.write("not json")
+    assert len(_restart.daemon_reasons("data", 9, str(wrapper), proc, ticks=NS)) == 1
+
+
+def test_nothing_is_recorded_when_the_bytes_or_the_file_differ(tmp_path):
+    wrapper = tmp_path / "wrapper"
+    wrapper.write_bytes(b"#!/bin/sh\n")
+    before = os.stat(wrapper)
+    assert _restart.record_attribute_repair(str(wrapper), before, b"#!/bin/sh\nother\n") is False
+    other = tmp_path / "other"
+    other.write_bytes(b"#!/bin/sh\n")
+    other.replace(wrapper)  # another inode than the one stat-ed before the repair
+    assert _restart.record_attribute_repair(str(wrapper), before, b"#!/bin/sh\n") is False
+    assert not os.path.lexists(_restart._record_path(str(wrapper)))

@@ -89,6 +89,7 @@ def test_present_writes_then_is_idempotent_and_fixes_the_mode(tmp_path, daemon):
     result = {"changed": False}
     present(result, path, daemon)
     assert result["changed"] is True and result["daemon_version"] == "1.13.2"
+    assert result["content_changed"] is True
     assert result["diff"]["before"] == "" and MARKER in result["diff"]["after"]
     assert result["diff"]["before_header"] == result["diff"]["after_header"] == path
     st = os.stat(path)
@@ -96,7 +97,7 @@ def test_present_writes_then_is_idempotent_and_fixes_the_mode(tmp_path, daemon):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     again = {"changed": False}
     present(again, path, daemon)
-    assert again["changed"] is False and "diff" not in again
+    assert again["changed"] is False and "diff" not in again and again["content_changed"] is False
 
 
 @needs_root
@@ -109,12 +110,12 @@ def test_mode_only_drift_has_a_diff_that_names_it(tmp_path, daemon):
     os.chmod(path, 0o700)
     checked = {"changed": False}
     present(checked, path, daemon, check_mode=True)
-    assert checked["changed"] is True
+    assert checked["changed"] is True and checked["content_changed"] is False  # no daemon cares about a mode repair
     assert checked["diff"] == {"before": {"path": path, "mode": "0700"}, "after": {"path": path, "mode": "0755"}}
     assert os.stat(path).st_mode & 0o7777 == 0o700  # check mode changed nothing
     attrs = {"changed": False}
     present(attrs, path, daemon)
-    assert attrs["changed"] is True
+    assert attrs["changed"] is True and attrs["content_changed"] is False
     assert attrs["diff"] == {"before": {"path": path, "mode": "0700"}, "after": {"path": path, "mode": "0755"}}
     assert os.stat(path).st_mode & 0o7777 == WRAPPER_MODE and Path(path).read_bytes() == script
 
@@ -134,6 +135,119 @@ def test_mode_only_drift_has_a_diff_that_names_it(tmp_path, daemon):
     assert both["diff"]["before_header"] == f"{path} (mode 0700)"
     assert both["diff"]["after_header"] == f"{path} (mode 0755)"
     assert both["diff"]["before"] == "#!/bin/sh\necho mine\n" and both["diff"]["after"] == script.decode()
+
+
+@needs_root
+@pytest.mark.parametrize("same_script", [False, True], ids=["other-script", "same-script"])
+def test_a_symlink_at_path_is_replaced_by_a_regular_file_and_its_target_is_left_alone(tmp_path, daemon, same_script):
+    """The diff shows the link (not its target's bytes) as before, a warning names the target in check
+    mode and in the real run, and only the link is replaced: the target keeps its bytes, mode and inode."""
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import render_script
+
+    (tmp_path / "old").mkdir()
+    target = tmp_path / "old" / "wrapper-v1.sh"
+    target.write_text(render_script(daemon, []) if same_script else "#!/bin/sh\necho v1\n")
+    os.chmod(target, 0o755)
+    target_before = (stat_of(target), target.read_bytes())
+    path = tmp_path / "wrapper.sh"
+    path.symlink_to("old/wrapper-v1.sh")
+    expected_warning = (f"{path} is a symlink to {target}; it is replaced by a regular file, "
+                        f"{target} is left unchanged")
+
+    warnings: list = []
+    checked = {"changed": False}
+    present(checked, str(path), daemon, check_mode=True, warnings=warnings)
+    assert checked["changed"] is True and warnings == [expected_warning]
+    assert checked["diff"] == {
+        "before_header": f"{path} (symlink -> old/wrapper-v1.sh)", "after_header": str(path),
+        "before": "", "after": render_script(daemon, [])}
+    assert os.readlink(path) == "old/wrapper-v1.sh"  # check mode changed nothing
+
+    warnings = []
+    backups: list = []
+    result = {"changed": False}
+    present(result, str(path), daemon, warnings=warnings, backup=lambda p: backups.append(p) or p + ".bak")
+    assert result["changed"] is True and warnings == [expected_warning]
+    assert result["content_changed"] is checked["content_changed"] is True
+    assert result["diff"] == checked["diff"]
+    assert not path.is_symlink() and path.read_text() == render_script(daemon, [])
+    st = os.lstat(path)
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (WRAPPER_MODE, 0, 0)
+    assert (stat_of(target), target.read_bytes()) == target_before  # not written, not chmod-ed
+    assert backups == [] and "backup_file" not in result  # nothing of the link's target is lost
+
+    again: dict = {"changed": False}
+    warnings = []
+    present(again, str(path), daemon, warnings=warnings)
+    assert again["changed"] is False and warnings == []
+
+
+@needs_root
+def test_a_dangling_symlink_at_path_is_named_and_replaced(tmp_path, daemon):
+    path = tmp_path / "wrapper.sh"
+    path.symlink_to("/nonexistent/wrapper.sh")
+    warnings: list = []
+    result = {"changed": False}
+    present(result, str(path), daemon, warnings=warnings)
+    assert warnings == [f"{path} is a symlink to /nonexistent/wrapper.sh; it is replaced by a regular file, "
+                        "/nonexistent/wrapper.sh is left unchanged"]
+    assert result["diff"]["before_header"] == f"{path} (symlink -> /nonexistent/wrapper.sh)"
+    assert result["diff"]["before"] == ""
+    assert not path.is_symlink() and MARKER in path.read_text()
+
+
+@needs_root
+def test_a_failed_self_test_leaves_a_symlink_at_path_alone(tmp_path, daemon):
+    target = tmp_path / "wrapper-v1.sh"
+    target.write_text("#!/bin/sh\necho v1\n")
+    path = tmp_path / "wrapper.sh"
+    path.symlink_to(target)
+    with pytest.raises(WrapperError) as exc:
+        present({"changed": False}, str(path), daemon, run=fails_on_temporaries_of(str(path)), warnings=[])
+    assert f"; {path} was not changed: the new wrapper was tested as a temporary file" in str(exc.value)
+    assert os.readlink(path) == str(target) and target.read_text() == "#!/bin/sh\necho v1\n"
+
+
+@needs_root
+def test_a_mode_repair_is_recorded_so_that_it_is_not_a_change_of_what_daemons_run(tmp_path, daemon):
+    """_restart reads the wrapper's change time as the one before the repair; new bytes or a removal drop
+    the record (the file's own times count again)."""
+    import time
+
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils import _restart
+
+    path = str(tmp_path / "wrapper.sh")
+    present({"changed": False}, path, daemon)
+    record = _restart._record_path(path)
+    os.chmod(path, 0o700)
+    drifted = os.stat(path)
+    time.sleep(0.02)
+    result = {"changed": False}
+    present(result, path, daemon)
+    assert result["changed"] is True and os.stat(path).st_ctime_ns > drifted.st_ctime_ns
+    assert os.path.isfile(record)
+    assert _restart.changed_at(path) == max(drifted.st_mtime_ns, drifted.st_ctime_ns) / 1e9
+    assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]  # the record is not next to the wrapper
+
+    checked = {"changed": False}  # check mode records nothing and drops nothing
+    os.chmod(path, 0o700)
+    os.unlink(record)
+    present(checked, path, daemon, check_mode=True)
+    assert checked["changed"] is True and not os.path.lexists(record)
+    present({"changed": False}, path, daemon)
+    assert os.path.isfile(record)
+
+    apply_present({"changed": False}, path, daemon, {"log_level": "debug"}, [], real_run, False, False, None, None,
+                  [].append)
+    assert not os.path.lexists(record) and _restart.changed_at(path) == os.stat(path).st_ctime
+
+    os.chmod(path, 0o700)
+    present({"changed": False}, path, daemon)  # the debug wrapper's bytes differ from the plain one: rewritten
+    os.chmod(path, 0o700)
+    present({"changed": False}, path, daemon)
+    assert os.path.isfile(record)
+    apply_absent({"changed": False}, path, False, False, None)
+    assert not os.path.lexists(path) and not os.path.lexists(record)
 
 
 @needs_root
@@ -159,6 +273,7 @@ def test_failed_self_test_leaves_the_previous_file_untouched(tmp_path, daemon):
         f"{path} was not changed: the new wrapper was tested as a temporary file next to it, "
         "which is removed, and was not put in place"), msg
     assert result["changed"] is False and "backup_file" not in result and backups == []
+    assert result["content_changed"] is False
     assert stat_of(path) == before
     assert Path(path).read_text() == "#!/bin/sh\necho mine\n"
     assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
@@ -250,6 +365,82 @@ def test_a_write_that_fails_leaves_the_previous_file_untouched(tmp_path, daemon,
         "(the old file stays as it was), free space or fix the cause and run again")
     assert result["changed"] is False and stat_of(path) == before
     assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
+
+
+FIX = ("Fix: let root change the mode and owner of files there (the file not immutable: lsattr, chattr -i; the file "
+       "system not read-only and not an NFS export with root_squash), then run again")
+
+
+def refuse(monkeypatch, name, when):
+    """Make ``os.NAME`` (chmod or chown) fail with EPERM for the paths ``when`` accepts."""
+    import errno
+
+    real = getattr(os, name)
+
+    def fake(path, *args, **kwargs):
+        if when(str(path)):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, name, fake)
+
+
+@needs_root
+def test_a_chmod_of_the_temporary_file_that_fails_is_the_modules_error_and_changes_nothing(
+        tmp_path, daemon, monkeypatch):
+    path = str(tmp_path / "wrapper.sh")
+    Path(path).write_text("#!/bin/sh\necho mine\n")
+    before = stat_of(path)
+    refuse(monkeypatch, "chmod", lambda p: os.path.basename(p).startswith(TMP_PREFIX))
+    result = {"changed": False}
+    with pytest.raises(WrapperError) as exc:
+        present(result, path, daemon, warnings=[])
+    msg = str(exc.value)
+    assert msg.startswith(f"cannot chmod 0755 the temporary file {tmp_path}/{TMP_PREFIX}wrapper.sh-"), msg
+    assert msg.endswith(
+        f"{TMP_SUFFIX} (the new {path}): Operation not permitted; {path} was not changed (the old file stays as it "
+        f"was; the temporary file is removed). {FIX}"), msg
+    assert result["changed"] is False and stat_of(path) == before
+    assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
+
+
+@needs_root
+def test_a_chown_that_fails_after_the_move_is_the_modules_error_and_names_what_is_in_place(
+        tmp_path, daemon, monkeypatch):
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import render_script
+
+    path = str(tmp_path / "wrapper.sh")
+    Path(path).write_text("#!/bin/sh\necho mine\n")
+    refuse(monkeypatch, "chown", lambda p: p == path)
+    result = {"changed": False}
+    with pytest.raises(WrapperError) as exc:
+        present(result, path, daemon, warnings=[])
+    assert str(exc.value) == (
+        f"cannot chown 0:0 {path}: Operation not permitted; {path} already holds the new content (it was moved "
+        f"into place), with mode 0755, owner 0, group 0. {FIX}")
+    assert result["changed"] is True and result["content_changed"] is True  # the new wrapper is in place
+    assert Path(path).read_text() == render_script(daemon, [])
+    assert sorted(os.listdir(tmp_path)) == ["virtiofsd", "wrapper.sh"]
+
+
+@needs_root
+@pytest.mark.parametrize("failing, changed, now", [("chmod", False, "0700"), ("chown", True, "0755")])
+def test_a_mode_repair_that_fails_is_the_modules_error_and_names_the_mode_left(
+        tmp_path, daemon, monkeypatch, failing, changed, now):
+    path = str(tmp_path / "wrapper.sh")
+    present({"changed": False}, path, daemon)
+    script = Path(path).read_bytes()
+    os.chmod(path, 0o700)
+    refuse(monkeypatch, failing, lambda p: p == path)
+    result = {"changed": False}
+    with pytest.raises(WrapperError) as exc:
+        present(result, path, daemon)
+    operation = "chmod 0755" if failing == "chmod" else "chown 0:0"
+    assert str(exc.value) == (
+        f"cannot {operation} {path}: Operation not permitted; the content of {path} was not changed; it now has "
+        f"mode {now}, owner 0, group 0. {FIX}")
+    assert result["changed"] is changed
+    assert Path(path).read_bytes() == script and os.stat(path).st_mode & 0o7777 == int(now, 8)
 
 
 @needs_root

@@ -66,3 +66,47 @@ def test_a_held_lock_fails_with_one_message_and_changes_nothing(run_module, tmp_
     assert res["failed"] is True and res["changed"] is False and res["path"] == str(path)
     assert res["msg"] == f"another run holds the lock {lock} for {path} for more than 0 s; {path} was not changed"
     assert path.read_text() == script
+
+
+def test_a_symlink_at_path_is_replaced_through_atomic_move_and_the_warning_names_its_target(run_module, tmp_path,
+                                                                                            monkeypatch):
+    """module.atomic_move renames over the link (it does not write through it); the warning is module.warn's."""
+    import os
+    from pathlib import Path
+
+    from ansible.module_utils import basic
+
+    warned: list = []
+    original = basic.AnsibleModule.warn
+    # recorded here: where the warning goes (the result, or the controller's display) depends on ansible-core's state
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg, *a, **kw: warned.append(msg) or original(
+        self, msg, *a, **kw))
+
+    fixtures = Path(__file__).parents[1] / "module_utils" / "fixtures"
+    daemon = tmp_path / "virtiofsd"
+    daemon.write_text(
+        "#!/usr/bin/python3\nimport sys\n"
+        f"d = {str(fixtures)!r} + '/virtiofsd-rust-1.13.2-'\n"
+        "a = sys.argv[1:]\n"
+        "name = 'version.txt' if '--version' in a else 'help.txt' if '--help' in a else 'capabilities.json'\n"
+        "sys.stdout.write(open(d + name).read())\n")
+    daemon.chmod(0o755)
+    target = tmp_path / "v1.sh"
+    target.write_text("#!/bin/sh\necho v1\n")
+    target.chmod(0o700)
+    path = tmp_path / "w.sh"
+    path.symlink_to(target)
+    warning = f"{path} is a symlink to {target}; it is replaced by a regular file, {target} is left unchanged"
+    args = {"path": str(path), "binary": str(daemon), "_ansible_diff": True}
+
+    res = run_module("virtiofsd_wrapper", dict(args, _ansible_check_mode=True))
+    assert res["changed"] is True and warned == [warning], res
+    assert res["diff"]["before_header"] == f"{path} (symlink -> {target})" and res["diff"]["before"] == ""
+    assert path.is_symlink()
+    if os.geteuid() != 0:
+        return
+    res = run_module("virtiofsd_wrapper", args)
+    assert res["changed"] is True and warned == [warning, warning], res
+    assert not path.is_symlink() and path.read_text() == render_script(str(daemon), [])
+    assert os.stat(path).st_mode & 0o7777 == 0o755
+    assert target.read_text() == "#!/bin/sh\necho v1\n" and target.stat().st_mode & 0o7777 == 0o700
