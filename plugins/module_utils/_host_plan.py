@@ -350,8 +350,8 @@ def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] 
     method = params.get("virtiofs_host_virtiofsd_method", "package")
     install_dir = str(params.get("virtiofs_host_virtiofsd_install_dir", "/opt/virtiofsd-rust"))
     binary_name = str(params.get("virtiofs_host_virtiofsd_binary_name", "virtiofsd"))
-    wrapper_errors, wrappers = plan_wrappers(params.get("virtiofs_host_wrappers", {}), install_dir, binary_name, state,
-                                            type_options)
+    wrapper_errors, wrappers = plan_wrappers(
+        params.get("virtiofs_host_wrappers", {}), install_dir, binary_name, state, type_options)
     share_errors, shares = plan_shares(
         params.get("virtiofs_host_shares", []), wrappers, params.get("virtiofs_host_default_wrapper", "default"),
         role_share_keys, params.get("virtiofs_host_source_owner", "root"), params.get("virtiofs_host_source_group", "root"),
