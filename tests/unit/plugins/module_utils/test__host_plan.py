@@ -351,12 +351,13 @@ def test_selinux_rules_daemon_type_from_option_reference_or_bin_t():
 
 
 def test_a_number_as_tag_is_text_to_the_role():
-    # the plan makes text of the tag (the share module's argument spec does the same with tag: str), so the
-    # host role never says "tag must be a string"; tag: 0 is empty text, so it is missing
-    result = plan(virtiofs_host_shares=[{"domain": "a", "tag": 12, "source": "/s"}])
-    assert result["failure"] is None and result["shares"][0]["tag"] == "12"
+    # a tag that is not text is refused with the guest role's wording (tag_error, guest-06); tag: 0 is not "missing"
+    assert share_errors({"domain": "a", "tag": 12, "source": "/s"}) == [
+        'virtiofs_host_shares[0] (domain "a", tag "12"): tag must be a string, got int 12: quote it in YAML']
     assert share_errors({"domain": "a", "tag": 0, "source": "/s"}) == [
-        'virtiofs_host_shares[0] (domain "a", tag ""): tag is missing; set the mount tag the guest uses (1-36 bytes)']
+        'virtiofs_host_shares[0] (domain "a", tag "0"): tag must be a string, got int 0: quote it in YAML']
+    assert share_errors({"domain": "a", "tag": True, "source": "/s"}) == [
+        'virtiofs_host_shares[0] (domain "a", tag "True"): tag must be a string, got bool True: quote it in YAML']
 
 
 # ---------------------------------------------------------------- the role's YAML messages, rendered as the role does
