@@ -50,6 +50,7 @@ def install_dir_error(install_dir: str) -> t.Optional[str]:
                 f" (e.g. {posixpath.normpath('/' + install_dir.lstrip('/'))})")
     return None
 
+
 # Integer options of a share: the share module's argument spec converts "4" to 4, so does share_error.
 _INT_KEYS = ("thread_pool_size", "openfiles", "queue_size")
 
@@ -438,7 +439,7 @@ def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] 
     install_dir = str(params.get("virtiofs_host_virtiofsd_install_dir", "/opt/virtiofsd-rust"))
     binary_name = str(params.get("virtiofs_host_virtiofsd_binary_name", "virtiofsd"))
     wrapper_errors, wrappers = plan_wrappers(params.get("virtiofs_host_wrappers", {}), install_dir, binary_name, state,
-                                            type_options)
+                                             type_options)
     share_errors, shares = plan_shares(
         params.get("virtiofs_host_shares", []), wrappers, params.get("virtiofs_host_default_wrapper", "default"),
         role_share_keys, params.get("virtiofs_host_source_owner", "root"), params.get("virtiofs_host_source_group", "root"),

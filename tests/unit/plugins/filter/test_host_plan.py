@@ -66,7 +66,7 @@ def test_profile_options_typed_as_this_core_types_the_module_options():
     assert module_view.error_messages == []
     typed = host_plan.typed_options(given)
     assert typed == {k: module_view.validated_parameters[k] for k in given}
-    assert typed["thread_pool_size"] == 4 and type(typed["thread_pool_size"]) is int
+    assert typed["thread_pool_size"] == 4 and typed["thread_pool_size"].__class__ is int
     assert typed["xattr"] is True and typed["readonly"] is False and typed["uid_map"] == ["a", "b"]
     # what the module accepts, the role accepts
     assert _profile_failure({"thread_pool_size": 4.0, "rlimit_nofile": "4096", "xattr": "yes"}) is None
