@@ -198,61 +198,74 @@ class ShareSpec:
         return cls(tag="" if tag is None else str(tag), uid_map=ranges("uid"), gid_map=ranges("gid"), **values)
 
     def validate(self) -> None:
-        """Check the spec on its own (no domain, no host); raise :class:`DomainXMLError`."""
+        """Check the spec on its own (no domain, no host); raise :class:`DomainXMLError` with the
+        first problem of :meth:`problems`."""
+        problems = self.problems()
+        if problems:
+            raise DomainXMLError(problems[0])
+
+    def problems(self) -> t.List[str]:
+        """Every problem of the spec on its own (no domain, no host), in the order :meth:`validate`
+        reports them; an empty list when it is fine."""
+        out: t.List[str] = []
         # a share that is being removed may carry any tag an old definition has
         problem = tag_error(self.tag, strict=self.state != "absent")
         if problem:
-            raise DomainXMLError(problem)
+            out.append(problem)
         if self.state not in STATES:
-            raise DomainXMLError(f"share {self.tag!r}: state must be one of {', '.join(STATES)}, got {self.state!r}")
+            return out + [f"share {self.tag!r}: state must be one of {', '.join(STATES)}, got {self.state!r}"]
         if self.state == "absent":
-            return
+            return out
         if not self.source:
-            raise DomainXMLError(f"share {self.tag!r}: source is required with state=present (an absolute host directory)")
-        if not posixpath.isabs(self.source):
-            raise DomainXMLError(
-                f"share {self.tag!r}: source {self.source!r} is a relative path: give an absolute host directory"
-            )
-        if ".." in self.source.split("/"):
-            raise DomainXMLError(
+            out.append(f"share {self.tag!r}: source is required with state=present (an absolute host directory)")
+        elif not posixpath.isabs(self.source):
+            out.append(f"share {self.tag!r}: source {self.source!r} is a relative path: give an absolute host directory")
+        elif ".." in self.source.split("/"):
+            out.append(
                 f"share {self.tag!r}: source {self.source!r} has a '..' component, whose meaning depends on symbolic "
                 "links on the way: write the directory without '..'"
             )
         if self.binary_path is not None and not posixpath.isabs(self.binary_path):
-            raise DomainXMLError(
+            out.append(
                 f"share {self.tag!r}: binary_path {self.binary_path!r} is not absolute: give the absolute path "
                 "of the virtiofsd binary or wrapper"
             )
         # libvirt stores <binary path> in normal form (seen on 9.0: '/a//b' is kept as '/a/b'); a
         # spec that is not in that form would never compare equal to what libvirt keeps.
-        if self.binary_path is not None and _normal_path(self.binary_path) != self.binary_path:
-            raise DomainXMLError(
+        elif self.binary_path is not None and _normal_path(self.binary_path) != self.binary_path:
+            out.append(
                 f"share {self.tag!r}: binary_path {self.binary_path!r} is not in normal form (libvirt would "
                 f"store {_normal_path(self.binary_path)!r}): write it as {_normal_path(self.binary_path)!r}"
             )
         if self.cache is not None and self.cache not in CACHE_MODES:
-            raise DomainXMLError(
+            out.append(
                 f"share {self.tag!r}: cache must be one of {', '.join(CACHE_MODES)} (libvirt's values), got {self.cache!r}"
             )
         if self.sandbox is not None and self.sandbox not in SANDBOX_MODES:
-            raise DomainXMLError(
-                f"share {self.tag!r}: sandbox must be one of {', '.join(SANDBOX_MODES)}, got {self.sandbox!r}"
-            )
+            out.append(f"share {self.tag!r}: sandbox must be one of {', '.join(SANDBOX_MODES)}, got {self.sandbox!r}")
         for name, minimum in (("thread_pool_size", 0), ("openfiles", 1), ("queue_size", 1)):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
-                raise DomainXMLError(f"share {self.tag!r}: {name} must be an integer >= {minimum}, got {value!r}")
-        if self.queue_size is not None:
-            problem = queue_size_error(self.queue_size)
-            if problem:
-                raise DomainXMLError(f"share {self.tag!r}: {problem}")
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                out.append(f"share {self.tag!r}: {name} must be an integer >= {minimum}, got {value!r}")
+            elif name in INT_MAXIMA and value > INT_MAXIMA[name][0]:
+                out.append(
+                    f"share {self.tag!r}: {name} {value} is larger than {INT_MAXIMA[name][0]}, the largest value "
+                    f"{INT_MAXIMA[name][1]}: use a smaller number"
+                )
+            elif name == "queue_size":
+                problem = queue_size_error(value)
+                if problem:
+                    out.append(f"share {self.tag!r}: {problem}")
         for kind, ranges in (("uid", self.uid_map), ("gid", self.gid_map)):
             for r in ranges:
                 if r.start < 0 or r.target < 0 or r.count < 1:
-                    raise DomainXMLError(
+                    out.append(
                         f"share {self.tag!r}: idmap {kind} range {r.to_dict()} is invalid: "
                         "start and target must be >= 0 and count >= 1"
                     )
+        return out
 
     def features(self) -> t.List[str]:
         """Names of :mod:`_libvirt_features` entries this share needs (from the option table)."""
@@ -280,6 +293,14 @@ class ShareSpec:
         out["lock"] = None
         return out
 
+
+# The largest values libvirt stores (docs/reference.md): <thread_pool size> is parsed into a C int,
+# <openfiles max> into an unsigned long long; a larger number is refused by libvirt's parser only
+# when the domain is defined, after the daemon, the wrappers and AppArmor were changed.
+INT_MAXIMA = {
+    "thread_pool_size": (2 ** 31 - 1, "libvirt stores in <thread_pool size> (a C int)"),
+    "openfiles": (2 ** 64 - 1, "libvirt stores in <openfiles max> (an unsigned long long)"),
+}
 
 # QEMU's vhost-user-fs device: "queue-size property must be a power of 2" and at most
 # VIRTQUEUE_MAX_SIZE (hw/virtio/vhost-user-fs.c); libvirt passes <driver queue> through.

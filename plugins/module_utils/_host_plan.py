@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import DomainXMLError, ShareSpec, tag_error
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import SOURCE, TABLE as SHARE_OPTIONS
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import (
-    KIND_BOOL, KIND_LIST, OPTIONS as WRAPPER_OPTIONS, check_without_daemon)
+    KIND_BOOL, KIND_LIST, OPTIONS as WRAPPER_OPTIONS, check_without_daemon, profile_values)
 
 # The keys of a wrapper profile (virtiofs_host_wrappers.NAME).
 WRAPPER_KEYS = ("path", "options", "extra_args", "state", "backup")
@@ -38,6 +38,19 @@ ROLE_SHARE_KEYS = ("domain", "wrapper", "create_source", "source_owner", "source
 RENAMED_SHARE_KEYS = {o.name: f"source_{o.name}" for o in SHARE_OPTIONS if o.kind == SOURCE and o.name != "create_source"}
 
 _PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+# The role's default virtiofs_host_virtiofsd_binary_name.
+DEFAULT_BINARY_NAME = "virtiofsd"
+
+
+def install_dir_error(install_dir: str) -> t.Optional[str]:
+    """Why virtiofs_host_virtiofsd_install_dir is not an absolute, normalised path, or None."""
+    if not install_dir.startswith("/") or install_dir != posixpath.normpath(install_dir) or install_dir.startswith("//"):
+        return (f"virtiofs_host_virtiofsd_install_dir {quoted(install_dir)} "
+                "must be an absolute, normalised path (e.g."
+                f" {posixpath.normpath('/' + install_dir.lstrip('/'))})")
+    return None
+
 
 # Integer options of a share: the share module's argument spec converts "4" to 4, so does share_error.
 _INT_KEYS = ("thread_pool_size", "openfiles", "queue_size")
@@ -106,19 +119,52 @@ def is_list(value: t.Any) -> bool:
 
 def share_error(share: t.Any) -> str:
     """Why the share module would refuse one entry of its ``shares`` option, or ``""``: the
-    module's own checks (ShareSpec.validate), before any domain is read."""
+    first of :func:`share_problems`."""
+    problems = share_problems(share)
+    return problems[0] if problems else ""
+
+
+def module_typed_share(share: t.Mapping[t.Any, t.Any]) -> t.Dict[t.Any, t.Any]:
+    """A share entry's integer options as the share module's argument spec (Ansible's ``int``)
+    hands them on: ``"4"`` and a whole float ``4.0`` become ``4``. Other values stay as they are.
+    (The filter passes ansible-core's own validator instead.)"""
+    out = dict(share)
+    for key in _INT_KEYS:
+        value = out.get(key)
+        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+            out[key] = int(value)
+        elif isinstance(value, float) and value.is_integer():
+            out[key] = int(value)
+    return out
+
+
+def share_problems(share: t.Any, type_share: t.Optional["TypeOptions"] = None) -> t.List[str]:
+    """Every reason why the share module would refuse one entry of its ``shares`` option: the
+    module's own checks (``ShareSpec.problems``, the checks of ``ShareSpec.validate``), before any
+    domain is read, and the mode of a source it creates (``_share.mode_error``). ``type_share``
+    types the values as the module's argument spec would (default :func:`module_typed_share`)."""
+    # imported here: _share imports libvirt-free parts only, but it is large
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._share import mode_error
+
     if not isinstance(share, Mapping):
-        return f"a share must be a dict (tag, source, ...), got {share!r}"
-    params = dict(share)
+        return [f"a share must be a dict (tag, source, ...), got {share!r}"]
+    params = (type_share or module_typed_share)(share)
+    problems = []
     for key in _INT_KEYS:
         value = params.get(key)
-        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-            params[key] = int(value)
+        if isinstance(value, float):
+            problems.append(f"{key} must be a whole number, e.g. 4, got {value!r}")
+            params[key] = None
     try:
-        ShareSpec.from_params(params).validate()
+        spec = ShareSpec.from_params(params)
     except DomainXMLError as exc:
-        return str(exc)
-    return ""
+        return problems + [str(exc)]
+    problems.extend(spec.problems())
+    if params.get("create_source") and spec.state == "present":
+        problem = mode_error(spec.tag, params.get("mode"))
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 def own_share_keys(role_share_keys: t.Collection[str] = ()) -> t.List[str]:
@@ -177,6 +223,9 @@ def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str, virtiofsd
     if not isinstance(wrappers, Mapping):
         return [f"virtiofs_host_wrappers must be a dict of profile name -> {{path, options}}, got {wrappers}"], []
     daemon = f"{install_dir}/{binary_name}"
+    # a bad install directory is reported once under its own name (install_dir_error); the paths
+    # derived from it (the default profile's) are not reported again
+    bad_dir = install_dir_error(install_dir) is not None
     errors: t.List[str] = []
     out: t.List[t.Dict[str, t.Any]] = []
     paths: t.List[str] = []
@@ -191,8 +240,15 @@ def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str, virtiofsd
         state = "absent" if virtiofsd_state == "absent" else text(profile.get("state"), "present")
         if path == "":
             errors.append(f"{where}: path is missing; set the absolute path of the wrapper, e.g. {install_dir}/virtiofsd-{name}.sh")
+        elif bad_dir and path.startswith(install_dir):
+            pass
         elif not path.startswith("/") or path != posixpath.normpath(path):
             errors.append(f"{where}: path {quoted(path)} must be an absolute, normalised path")
+        elif path == daemon and binary_name != DEFAULT_BINARY_NAME:
+            errors.append(f"{where}: path {path} is where virtiofs_host_virtiofsd_binary_name {quoted(binary_name)} puts the"
+                          " daemon; give the wrapper its own file name"
+                          f" (e.g. {posixpath.dirname(path)}/virtiofsd-{name}.sh)"
+                          " or set another binary_name")
         elif path == daemon:
             errors.append(f"{where}: path {path} is the daemon itself; give the wrapper its own file name, e.g. "
                           f"{posixpath.dirname(path)}/virtiofsd-{name}.sh")
@@ -217,20 +273,32 @@ def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str, virtiofsd
         if unknown:
             keys = ", ".join(str(k) for k in unknown)
             errors.append(f"{where}: unknown keys {keys}; a profile has path, options, extra_args, state and backup")
+        # typed as the wrapper module's bool option types it (yes/no, on/off, 1/0, ...)
+        backup = profile.get("backup")
+        if backup is not None and not isinstance(backup, bool):
+            check = str(backup).strip().lower()
+            if isinstance(backup, (str, int)) and check in _TYPE_TRUE | _TYPE_FALSE:
+                backup = check in _TYPE_TRUE
+            else:
+                errors.append(f"{where}: backup must be true or false, got {quoted(backup)}")
         out.append({"name": name, "path": path, "state": state, "options": options or {}, "extra_args": extra_args or [],
-                    "backup": to_bool(profile.get("backup", False))})
+                    "backup": backup is True})
     return errors, out
 
 
 def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], default_wrapper: str,
                 role_share_keys: t.Collection[str], source_owner: t.Any, source_group: t.Any,
-                source_mode: t.Any) -> t.Tuple[t.List[str], t.List[t.Dict[str, t.Any]]]:
+                source_mode: t.Any, type_options: TypeOptions = module_typed_options,
+                type_share: t.Optional[TypeOptions] = None) -> t.Tuple[t.List[str], t.List[t.Dict[str, t.Any]]]:
     """The problems of ``virtiofs_host_shares`` and its entries, normalised: domain, tag, state,
     source, binary_path (the wrapper's path unless set) and module (the entry for the share module:
-    the keys the role does not consume, binary_path, and the create_source settings)."""
+    the keys the role does not consume, binary_path, and the create_source settings).
+    ``type_options`` types a profile's options (see :func:`plan_wrappers`), ``type_share`` a share
+    entry's values as the share module's argument spec would (see :func:`share_problems`)."""
     if not is_list(shares):
         return [f"virtiofs_host_shares must be a list of shares ({{domain, tag, source, ...}}), got {shares}"], []
     present = {w["name"]: w["path"] for w in wrappers if w["state"] == "present"}
+    profiles = {w["path"]: w for w in wrappers if w["state"] == "present"}
     names = [w["name"] for w in wrappers]
     errors: t.List[str] = []
     out: t.List[t.Dict[str, t.Any]] = []
@@ -242,7 +310,8 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
         if not isinstance(share, Mapping):
             errors.append(f"{where}: must be a dict with at least domain, tag and source, got {share}")
             continue
-        domain, tag = text(share.get("domain")), text(share.get("tag"))
+        raw_tag = share.get("tag")
+        domain, tag = text(share.get("domain")), "" if raw_tag is None else str(raw_tag)
         where = f"{where} (domain {quoted(domain)}, tag {quoted(tag)})"
         errors_before = len(errors)
         errors.extend(unknown_key_errors(where, share, accepted))
@@ -250,10 +319,11 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
         source = text(share.get("source"))
         if domain == "":
             errors.append(f"{where}: domain is missing; set the libvirt domain name the share belongs to")
-        if tag == "":
+        if raw_tag is None or raw_tag == "":
             errors.append(f"{where}: tag is missing; set the mount tag the guest uses (1-36 bytes)")
         else:
-            problem = tag_error(tag, strict=state != "absent")
+            # a tag that is not text (tag: 12, tag: yes, tag: 1.50) is refused as the guest role refuses it
+            problem = tag_error(raw_tag, strict=state != "absent")
             if problem:
                 errors.append(f"{where}: {problem}")
         if (domain, tag) in keys:
@@ -289,16 +359,45 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
                            "group": text(share.get("source_group"), source_group),
                            "mode": share.get("source_mode") or source_mode})
         if len(errors) == errors_before:
-            problem = share_error(dict(module, tag=tag))
-            if problem:
-                errors.append(f"{where}: {problem}")
+            errors.extend(f"{where}: {problem}" for problem in share_problems(dict(module, tag=tag), type_share))
+        if state == "present" and binary in profiles:
+            errors.extend(f"{where}: {problem}" for problem in profile_overrides(share, profiles[binary], type_options))
         out.append({"domain": domain, "tag": tag, "state": state, "source": source, "binary_path": binary, "module": module})
     return errors, out
+
+
+def profile_overrides(share: t.Mapping[str, t.Any], profile: t.Mapping[str, t.Any],
+                      type_options: TypeOptions = module_typed_options) -> t.List[str]:
+    """The options of ``share`` that its wrapper ``profile`` sets too: libvirt passes the share's
+    value to the daemon (the option table's ``share_option``), the wrapper's own options come
+    after libvirt's arguments (``exec DAEMON "$@" OPTIONS``) and win, so the domain XML and the
+    running daemon would disagree. One message per option."""
+    options, extra_args = profile.get("options"), profile.get("extra_args")
+    values, origins, _problems = profile_values(
+        type_options(options) if isinstance(options, Mapping) and options else None,
+        list(extra_args) if is_list(extra_args) else None)
+    out = []
+    for key in values:
+        spec = WRAPPER_OPTIONS[key]
+        name = spec.share_option
+        if name is None or share.get(name) is None:
+            continue
+        out.append(f"{name} is set here and wrapper profile {quoted(profile['name'])} sets {key} ({origins.get(key, key)}),"
+                   f" whose {spec.flag} comes after libvirt's arguments and wins: the domain XML and the running virtiofsd"
+                   f" would disagree; set it in one place (remove {name} from the share or {key} from the profile)")
+    return out
 
 
 def install_errors(params: t.Mapping[str, t.Any]) -> t.List[str]:
     """The problems of the virtiofsd installation settings (what method=url and method=source need)."""
     errors = []
+    dir_error = install_dir_error(str(params.get("virtiofs_host_virtiofsd_install_dir", "/opt/virtiofsd-rust")))
+    if dir_error:
+        errors.append(dir_error)
+    binary_name = str(params.get("virtiofs_host_virtiofsd_binary_name", DEFAULT_BINARY_NAME))
+    if binary_name in ("", ".", "..") or "/" in binary_name or "\0" in binary_name:
+        errors.append(f"virtiofs_host_virtiofsd_binary_name {quoted(binary_name)} must be a plain file name (no '/'),"
+                      f" e.g. {DEFAULT_BINARY_NAME}; the directory is virtiofs_host_virtiofsd_install_dir")
     present = params.get("virtiofs_host_virtiofsd_state") == "present"
     method = params.get("virtiofs_host_virtiofsd_method")
     if present and method == "url":
@@ -324,14 +423,21 @@ def share_domains(shares: t.Sequence[t.Mapping[str, t.Any]]) -> t.List[t.Dict[st
 
 
 def failure(errors: t.Mapping[str, t.Sequence[str]]) -> t.Any:
-    """The message the role fails with (the first group of problems), or None."""
-    if errors["wrappers"]:
-        return ["virtiofs.libvirt.host: bad wrapper profiles:"] + list(errors["wrappers"])
-    if errors["shares"]:
-        return ["virtiofs.libvirt.host: bad virtiofs_host_shares:"] + list(errors["shares"])
-    if errors["install"]:
-        return "virtiofs.libvirt.host: " + "; ".join(errors["install"])
-    return None
+    """The message the role fails with, or None: every group of problems. One group of wrapper or
+    share problems is a list (a heading, then one line per problem); installation problems alone
+    are one string; problems of several groups are one list with a heading per group."""
+    groups = [("virtiofs.libvirt.host: bad wrapper profiles:", list(errors["wrappers"])),
+              ("virtiofs.libvirt.host: bad virtiofs_host_shares:", list(errors["shares"])),
+              ("virtiofs.libvirt.host: bad virtiofsd installation settings:", list(errors["install"]))]
+    found = [(heading, problems) for heading, problems in groups if problems]
+    if not found:
+        return None
+    if len(found) == 1 and found[0][0] == groups[2][0]:
+        return "virtiofs.libvirt.host: " + "; ".join(found[0][1])
+    out: t.List[str] = []
+    for heading, problems in found:
+        out += [heading] + problems
+    return out
 
 
 def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] = (),

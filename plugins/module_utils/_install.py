@@ -223,60 +223,80 @@ class Request:
         return os.path.join(self.install_dir, self.binary_name)
 
     def validate(self) -> None:
+        """Raise :class:`InstallError` with the first problem of the request (:meth:`problems`,
+        with the checks that look at this host)."""
+        for _option, message in self.problems(host=True):
+            raise InstallError(message)
+
+    def input_problems(self) -> t.List[t.Tuple[str, str]]:
+        """Every problem of the request that needs no host (the host role's plan runs these before
+        anything changes): ``(option, message)`` pairs, in the order :meth:`validate` checks them."""
+        return list(self.problems(host=False))
+
+    def problems(self, host: bool) -> t.Iterator[t.Tuple[str, str]]:
+        """The problems of the request as ``(option, message)``, in order; the checks that look at
+        this host's files only with ``host``."""
         if not os.path.isabs(self.install_dir or ""):
-            raise InstallError(f"install_dir {self.install_dir!r} must be an absolute path")
+            yield "install_dir", f"install_dir {self.install_dir!r} must be an absolute path"
         if not self.binary_name or "/" in self.binary_name or self.binary_name.startswith("."):
-            raise InstallError(f"binary_name {self.binary_name!r} must be a plain file name")
+            yield "binary_name", f"binary_name {self.binary_name!r} must be a plain file name"
         if not os.path.isabs(self.vhost_user_dir or ""):
-            raise InstallError(f"vhost_user_dir {self.vhost_user_dir!r} must be an absolute path")
+            yield "vhost_user_dir", f"vhost_user_dir {self.vhost_user_dir!r} must be an absolute path"
         if not 0 <= int(self.vhost_user_priority) <= 99:
-            raise InstallError(f"vhost_user_priority {self.vhost_user_priority} must be between 0 and 99")
+            yield "vhost_user_priority", f"vhost_user_priority {self.vhost_user_priority} must be between 0 and 99"
         if self.version:
             try:
                 parse_requirement(self.version)
             except VersionError as exc:
-                raise InstallError(f"version: {exc}") from None
+                yield "version", f"version: {exc}"
         if self.crate_version:
             try:
                 parse_version(self.crate_version)
             except VersionError as exc:
-                raise InstallError(f"crate_version: {exc}") from None
+                yield "crate_version", f"crate_version: {exc}"
         if self.checksum:
-            parse_checksum(self.checksum)
+            try:
+                parse_checksum(self.checksum)
+            except InstallError as exc:
+                yield "checksum", str(exc)
         if self.state == "absent":
             return
         if self.mask_legacy and not self.register_vhost_user:
-            raise InstallError(
+            yield "mask_legacy", (
                 "mask_legacy=true needs register_vhost_user=true: masking the C daemon's descriptor "
                 "without registering the Rust one leaves libvirt without a default virtiofsd"
             )
         if self.method == "url":
             if not self.url:
-                raise InstallError("method=url needs url (the zip/tar archive or binary to download)")
-            check_url(self.url, self.allow_http)
+                yield "url", "method=url needs url (the zip/tar archive or binary to download)"
+            else:
+                try:
+                    check_url(self.url, self.allow_http)
+                except InstallError as exc:
+                    yield "url", str(exc)
             if not self.checksum and self.checksum_required:
-                raise InstallError(
+                yield "checksum", (
                     "method=url needs checksum (sha256:<hex> of the downloaded file); set "
                     "checksum_required=false to install without verification"
                 )
         elif self.method == "source":
             if self.source_dir and self.source_archive:
-                raise InstallError("source_dir and source_archive are mutually exclusive")
+                yield "source_dir", "source_dir and source_archive are mutually exclusive"
             for opt in ("source_dir", "cargo_registry_dir"):
                 value = getattr(self, opt)
-                if value and not os.path.isdir(value):
-                    raise InstallError(f"{opt} {value!r} is not a directory")
+                if host and value and not os.path.isdir(value):
+                    yield opt, f"{opt} {value!r} is not a directory"
             if self.checksum and not self.source_archive:
-                raise InstallError(
+                yield "checksum", (
                     "checksum applies to the file at url or to source_archive; with method=source it "
                     "needs source_archive"
                 )
-            if self.source_archive and not os.path.isfile(self.source_archive):
-                raise InstallError(f"source_archive {self.source_archive!r} is not a file")
-            if self.cargo_path and not os.access(self.cargo_path, os.X_OK):
-                raise InstallError(f"cargo_path {self.cargo_path!r} is not an executable file")
+            if host and self.source_archive and not os.path.isfile(self.source_archive):
+                yield "source_archive", f"source_archive {self.source_archive!r} is not a file"
+            if host and self.cargo_path and not os.access(self.cargo_path, os.X_OK):
+                yield "cargo_path", f"cargo_path {self.cargo_path!r} is not an executable file"
         elif self.method not in METHODS:
-            raise InstallError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+            yield "method", f"method must be one of {', '.join(METHODS)}, not {self.method!r}"
 
     def exact_version(self) -> t.Optional[str]:
         """The version this request will end up with, when it is fully determined."""

@@ -201,11 +201,18 @@ def check_ownership(tag: str, params: t.Mapping[str, t.Any]) -> None:
                 f"share {tag!r}: {key} {value!r} of the source directory to create does not exist on this host: "
                 f"create the {'user' if key == 'owner' else 'group'} first or choose another"
             ) from None
-    mode = params.get("mode")
+    problem = mode_error(tag, params.get("mode"))
+    if problem:
+        raise ShareError(problem)
+
+
+def mode_error(tag: str, mode: t.Any) -> t.Optional[str]:
+    """Why ``mode`` cannot be the mode of a source directory to create, or ``None`` (no host
+    needed: the host role's plan runs it before anything changes)."""
     if mode is None:
-        return
+        return None
     if isinstance(mode, bool) or (not isinstance(mode, int) and not _MODE_RE.fullmatch(str(mode))):
-        raise ShareError(
+        return (
             f"share {tag!r}: mode {mode!r} of the source directory to create is neither octal (e.g. '0755') "
             "nor symbolic (e.g. 'u=rwx,g=rx,o=')"
         )
@@ -213,12 +220,12 @@ def check_ownership(tag: str, params: t.Mapping[str, t.Any]) -> None:
         # like ansible.builtin.file an int is the mode's number: YAML 0755 is 493, but an unquoted 755 is
         # the decimal number 755 (0o1363); three octal digits above 0o777 can only be that mistake
         if mode < 0 or mode > 0o7777:
-            raise ShareError(
+            return (
                 f"share {tag!r}: mode {mode!r} of the source directory to create is outside 0 to 0o7777: "
                 "give the mode as a quoted octal string (e.g. '0755')"
             )
         if 0o777 < mode <= 777 and set(str(mode)) <= set("01234567"):
-            raise ShareError(
+            return (
                 f"share {tag!r}: mode {mode!r} of the source directory to create is the decimal number {mode} "
                 f"(octal {mode:04o}), not the octal mode {mode:04d}: quote it, mode: '0{mode}'"
             )
@@ -226,10 +233,11 @@ def check_ownership(tag: str, params: t.Mapping[str, t.Any]) -> None:
     else:
         value = int(str(mode), 8) if str(mode).isdigit() else None  # symbolic modes are applied as given
     if value is not None and value & 0o4000:
-        raise ShareError(
+        return (
             f"share {tag!r}: mode {mode!r} of the source directory to create sets the setuid bit (0o4000), which "
             "means nothing on a directory: drop it (setgid 0o2000 and sticky 0o1000 are fine)"
         )
+    return None
 
 
 def check_creatable(tag: str, path: str) -> None:

@@ -103,6 +103,10 @@ class OptionSpec:
     # libvirt also sets this option from the domain XML through ``-o`` (older libvirt);
     # the text names the XML element.
     libvirt_xml: t.Optional[str] = None
+    # the option of a share (``_share_options.TABLE``) from which libvirt passes this flag to the
+    # daemon (docs/reference.md, libvirt's virtiofsd command line); a wrapper's own value comes after
+    # libvirt's arguments and wins, so the two would disagree
+    share_option: t.Optional[str] = None
 
     @property
     def takes_value(self) -> bool:
@@ -157,7 +161,7 @@ _OPTION_LIST: t.List[OptionSpec] = [
         "cache", "--cache", KIND_CHOICE, _V100,
         "Caching policy.",
         choices=(("auto", _V100), ("always", _V100), ("never", _V100), ("metadata", _v("1.8.0"))),
-        libvirt_xml="<binary><cache mode=.../></binary>",
+        libvirt_xml="<binary><cache mode=.../></binary>", share_option="cache",
     ),
     OptionSpec(
         "inode_file_handles", "--inode-file-handles", KIND_CHOICE, _V100,
@@ -235,17 +239,18 @@ _OPTION_LIST: t.List[OptionSpec] = [
         "Refuse every guest modification of the share.",
         true_form=BoolForm("--readonly", _v("1.13.0")),
         false_form=BoolForm(None, _v("1.13.0"), "off is the default"),
+        share_option="readonly",
     ),
     OptionSpec(
         "rlimit_nofile", "--rlimit-nofile", KIND_INT, _V100,
         "Maximum number of open files (0 leaves the limit unchanged).",
-        minimum=0,
+        minimum=0, share_option="openfiles",
     ),
     OptionSpec(
         "sandbox", "--sandbox", KIND_CHOICE, _V100,
         "Sandbox mechanism.",
         choices=(("namespace", _V100), ("chroot", _V100), ("none", _V100)),
-        libvirt_xml="<binary><sandbox mode=.../></binary>",
+        libvirt_xml="<binary><sandbox mode=.../></binary>", share_option="sandbox",
     ),
     OptionSpec(
         "seccomp", "--seccomp", KIND_CHOICE, _V100,
@@ -267,7 +272,7 @@ _OPTION_LIST: t.List[OptionSpec] = [
     OptionSpec(
         "thread_pool_size", "--thread-pool-size", KIND_INT, _V100,
         "Thread pool size (0 disables the pool).",
-        minimum=0,
+        minimum=0, share_option="thread_pool_size",
     ),
     OptionSpec(
         "translate_gid", "--translate-gid", KIND_LIST, _v("1.13.0"),
@@ -288,14 +293,14 @@ _OPTION_LIST: t.List[OptionSpec] = [
         "User-namespace GID mapping (needs sandbox namespace).",
         repeatable_since=_v("1.11.0"),
         pattern=r":\d+:\d+:\d+:",
-        pattern_help=":NAMESPACE_GID:HOST_GID:COUNT: (starting and ending with ':')",
+        pattern_help=":NAMESPACE_GID:HOST_GID:COUNT: (starting and ending with ':')", share_option="idmap",
     ),
     OptionSpec(
         "uid_map", "--uid-map", KIND_LIST, _v("1.6.0"),
         "User-namespace UID mapping (needs sandbox namespace).",
         repeatable_since=_v("1.11.0"),
         pattern=r":\d+:\d+:\d+:",
-        pattern_help=":NAMESPACE_UID:HOST_UID:COUNT: (starting and ending with ':')",
+        pattern_help=":NAMESPACE_UID:HOST_UID:COUNT: (starting and ending with ':')", share_option="idmap",
     ),
     OptionSpec(
         "writeback", "--writeback", KIND_BOOL, _V100,
@@ -308,7 +313,7 @@ _OPTION_LIST: t.List[OptionSpec] = [
         "Extended attribute support.",
         true_form=BoolForm("--xattr", _V100),
         false_form=BoolForm(None, _V100, "off is the default"),
-        libvirt_xml="<binary xattr='on|off'>",
+        libvirt_xml="<binary xattr='on|off'>", share_option="xattr",
     ),
     OptionSpec(
         "xattrmap", "--xattrmap", KIND_STR, _V100,
@@ -409,6 +414,18 @@ def parse_extra_args(args: t.Optional[t.Sequence[t.Any]]) -> t.Tuple[t.Dict[str,
     malformed or repeated (non-list) options; values are type-converted but not yet validated
     against a version (see :func:`validate_values`).
     """
+    values, origins, problems = _parse_extra_args(args)
+    if problems:
+        raise OptionsError(problems)
+    return values, origins
+
+
+def _parse_extra_args(
+    args: t.Optional[t.Sequence[t.Any]],
+) -> t.Tuple[t.Dict[str, t.Any], t.Dict[str, str], t.List[str]]:
+    """:func:`parse_extra_args` without raising: the values of the items that parsed, their
+    origins, and the problems of the others (item by item, so one malformed item does not hide
+    the values of the rest)."""
     values: t.Dict[str, t.Any] = {}
     origins: t.Dict[str, str] = {}
     problems: t.List[str] = []
@@ -477,9 +494,7 @@ def parse_extra_args(args: t.Optional[t.Sequence[t.Any]]) -> t.Tuple[t.Dict[str,
             continue
         values[key] = value
         origins[key] = label
-    if problems:
-        raise OptionsError(problems)
-    return values, origins
+    return values, origins, problems
 
 
 def _convert(spec: OptionSpec, value: t.Any) -> t.Any:
@@ -602,17 +617,21 @@ def check_without_daemon(options: t.Any, extra_args: t.Optional[t.Sequence[t.Any
     integers out of range, text not matching its pattern, refused or malformed extra_args and
     conflicting pairs. What depends on the installed virtiofsd (the version that added an option or
     a choice, the daemon's ``--help``) is left to :func:`validate_values`. Returns the problems."""
-    problems: t.List[str] = []
-    try:
-        extra, extra_origins = parse_extra_args(extra_args)
-    except OptionsError as exc:
-        problems.extend(exc.problems)
-        extra, extra_origins = {}, {}
-    values, origins, merge_problems = _merge(options, extra, extra_origins)
-    problems.extend(merge_problems)
+    values, origins, problems = profile_values(options, extra_args)
     for key, value in values.items():
         problems.extend(_value_problems(OPTIONS[key], key, value, _label(origins, key)))
     return problems + _conflicts(values, origins)
+
+
+def profile_values(
+    options: t.Any, extra_args: t.Optional[t.Sequence[t.Any]] = None,
+) -> t.Tuple[t.Dict[str, t.Any], t.Dict[str, str], t.List[str]]:
+    """A wrapper's ``options`` and ``extra_args`` as table values without raising: the values that
+    converted (keys of :data:`OPTIONS`), their origins (``options.KEY`` or the extra_args item) and
+    the problems of the rest (each extra_args item on its own)."""
+    extra, extra_origins, problems = _parse_extra_args(extra_args)
+    values, origins, merge_problems = _merge(options, extra, extra_origins)
+    return values, origins, problems + merge_problems
 
 
 def validate_values(

@@ -40,7 +40,7 @@ CASES: t.Dict[str, t.Dict[str, t.Any]] = {  # one role run per case; a case's en
              mount_mode="0755", mount_automount=False, mount_nofail=True, mount_selinux_context="system_u:object_r:nfs_t:s0"),
         dict(GOOD, tag="bin", binary_path="/usr/libexec/virtiofsd"),
     ], "wrappers": dict(WRAPPERS, ro={"path": "/opt/virtiofsd-rust/virtiofsd-ro.sh",
-                                      "options": {"readonly": "yes", "cache": "never", "thread_pool_size": "4"},
+                                      "options": {"announce_submounts": "yes", "inode_file_handles": "prefer"},
                                       "extra_args": ["--no-readdirplus"]})},
     "unknown_share_keys": {"shares": [dict(GOOD, bogus=1, mount_optoins="ro", owner="qemu")]},
     "wrapper_options": {"wrappers": dict(WRAPPERS, ro={"path": "/opt/virtiofsd-rust/virtiofsd-ro.sh",

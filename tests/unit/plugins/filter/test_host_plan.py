@@ -32,7 +32,7 @@ def test_plan_from_tagged_values():
                                  {"domain": "a", "tag": TaggedInt(12), "source": "/s2", "queue_size": TaggedInt(0)}],
     }, role_share_keys=(TaggedStr("domain"), "wrapper", "mount"))
     assert result["failure"] == ["virtiofs.libvirt.host: bad virtiofs_host_shares:",
-                                 "virtiofs_host_shares[1] (domain \"a\", tag \"12\"): share '12': queue_size must be an integer >= 1, got 0"]
+                                 "virtiofs_host_shares[1] (domain \"a\", tag \"12\"): tag must be a string, got int 12: quote it in YAML"]
     assert result["shares"][0]["module"] == {"tag": "t", "source": "/s", "binary_path": "/w.sh"}
     assert result["shares"][0]["module"]["tag"].__class__ is str
     assert result["wrapper_paths"] == ["/w.sh"]

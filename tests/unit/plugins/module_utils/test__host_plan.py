@@ -99,7 +99,7 @@ def test_wrapper_messages(wrappers, expected):
     assert wrapper_errors(wrappers) == expected
 
 
-def test_wrapper_problems_are_all_reported_and_fail_first():
+def test_every_group_of_problems_is_reported_at_once():
     result = plan(virtiofs_host_wrappers={"x y": {"path": "rel"}, "n": 5},
                   virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/s", "wrapper": "nope"}],
                   virtiofs_host_virtiofsd_method="url")
@@ -108,6 +108,12 @@ def test_wrapper_problems_are_all_reported_and_fail_first():
         "virtiofs_host_wrappers.x y: profile names may only contain letters, digits, . _ -",
         'virtiofs_host_wrappers.x y: path "rel" must be an absolute, normalised path',
         "virtiofs_host_wrappers.n: must be a dict with at least path, got 5",
+        "virtiofs.libvirt.host: bad virtiofs_host_shares:",
+        f"{W}: wrapper profile \"nope\" is not defined in virtiofs_host_wrappers (profiles: x y); add it or set binary_path",
+        "virtiofs.libvirt.host: bad virtiofsd installation settings:",
+        "virtiofs_host_virtiofsd_method=url needs virtiofs_host_virtiofsd_url"
+        " (the release zip, e.g. https://gitlab.com/virtio-fs/virtiofsd/-/releases)",
+        "virtiofs_host_virtiofsd_method=url needs virtiofs_host_virtiofsd_checksum (sha256:<hex> of the archive you reviewed)",
     ]
 
 
@@ -269,10 +275,64 @@ def test_install_settings(kw, expected):
     assert plan(**kw)["failure"] == expected
 
 
-def test_share_problems_fail_before_install_problems():
+def test_share_and_install_problems_are_reported_together():
     result = plan(virtiofs_host_virtiofsd_method="url", virtiofs_host_shares=[{"domain": "a", "tag": "t"}])
-    assert result["failure"] == ["virtiofs.libvirt.host: bad virtiofs_host_shares:", f"{W}: source is missing; set the host directory to share"]
-    assert len(result["errors"]["install"]) == 2
+    assert result["failure"][:3] == ["virtiofs.libvirt.host: bad virtiofs_host_shares:",
+                                     f"{W}: source is missing; set the host directory to share",
+                                     "virtiofs.libvirt.host: bad virtiofsd installation settings:"]
+    assert len(result["failure"]) == 5 and len(result["errors"]["install"]) == 2
+
+
+def test_install_problems_alone_are_one_string():
+    result = plan(virtiofs_host_virtiofsd_method="url", virtiofs_host_virtiofsd_url="https://x/v.zip")
+    assert result["failure"] == ("virtiofs.libvirt.host: virtiofs_host_virtiofsd_method=url needs "
+                                 "virtiofs_host_virtiofsd_checksum (sha256:<hex> of the archive you reviewed)")
+
+
+def test_install_dir_and_binary_name_are_named_not_the_paths_made_from_them():
+    result = plan(virtiofs_host_virtiofsd_install_dir="/opt/virtiofsd-rust/",
+                  virtiofs_host_wrappers={"default": {"path": "/opt/virtiofsd-rust//virtiofsd.sh"}})
+    assert result["failure"] == ('virtiofs.libvirt.host: virtiofs_host_virtiofsd_install_dir "/opt/virtiofsd-rust/" '
+                                 'must be an absolute, normalised path (e.g. /opt/virtiofsd-rust)')
+    result = plan(virtiofs_host_virtiofsd_binary_name="../bin/virtiofsd")
+    assert result["failure"] == ('virtiofs.libvirt.host: virtiofs_host_virtiofsd_binary_name "../bin/virtiofsd" must be a'
+                                 " plain file name (no '/'), e.g. virtiofsd; the directory is virtiofs_host_virtiofsd_install_dir")
+    result = plan(virtiofs_host_virtiofsd_binary_name="virtiofsd.sh")
+    assert result["failure"] == [
+        "virtiofs.libvirt.host: bad wrapper profiles:",
+        'virtiofs_host_wrappers.default: path /opt/virtiofsd-rust/virtiofsd.sh is where virtiofs_host_virtiofsd_binary_name'
+        ' "virtiofsd.sh" puts the daemon; give the wrapper its own file name'
+        ' (e.g. /opt/virtiofsd-rust/virtiofsd-default.sh)'
+        " or set another binary_name"]
+
+
+def test_every_problem_of_one_share_entry_is_reported():
+    result = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/s", "thread_pool_size": -1,
+                                         "queue_size": 1000, "openfiles": 0, "binary_path": "/opt//x.sh"}])
+    lines = result["failure"][1:]
+    assert result["failure"][0] == "virtiofs.libvirt.host: bad virtiofs_host_shares:"
+    for word in ("thread_pool_size", "queue_size", "openfiles", "binary_path"):
+        assert sum(word in line for line in lines) == 1, (word, lines)
+
+
+def test_every_bad_extra_args_item_is_reported():
+    result = plan(virtiofs_host_wrappers={"default": {"path": "/opt/w/v.sh", "extra_args": [
+        "--log-level=bogus", "--cache=sometimes", "--thread-pool-size=abc", "--xattr=maybe"]}})
+    lines = result["failure"][1:]
+    for item in ("--log-level=bogus", "--cache=sometimes", "--thread-pool-size=abc", "--xattr=maybe"):
+        assert sum(item in line for line in lines) == 1, (item, lines)
+
+
+def test_a_share_option_its_wrapper_profile_also_sets_is_refused():
+    result = plan(virtiofs_host_wrappers={"default": {"path": "/opt/w/v.sh", "options": {"cache": "always", "xattr": False}}},
+                  virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/s", "cache": "none", "xattr": True,
+                                         "thread_pool_size": 2}])
+    lines = result["failure"][1:]
+    assert result["failure"][0] == "virtiofs.libvirt.host: bad virtiofs_host_shares:"
+    assert len(lines) == 2 and all(line.startswith(W) for line in lines)
+    assert any("cache" in line and "default" in line for line in lines)
+    assert any("xattr" in line for line in lines)
+    assert all("comes after libvirt's arguments and wins" in line for line in lines)
 
 
 def test_defaults_plan():
@@ -351,12 +411,13 @@ def test_selinux_rules_daemon_type_from_option_reference_or_bin_t():
 
 
 def test_a_number_as_tag_is_text_to_the_role():
-    # the plan makes text of the tag (the share module's argument spec does the same with tag: str), so the
-    # host role never says "tag must be a string"; tag: 0 is empty text, so it is missing
-    result = plan(virtiofs_host_shares=[{"domain": "a", "tag": 12, "source": "/s"}])
-    assert result["failure"] is None and result["shares"][0]["tag"] == "12"
+    # a tag that is not text is refused with the guest role's wording (tag_error, guest-06); tag: 0 is not "missing"
+    assert share_errors({"domain": "a", "tag": 12, "source": "/s"}) == [
+        'virtiofs_host_shares[0] (domain "a", tag "12"): tag must be a string, got int 12: quote it in YAML']
     assert share_errors({"domain": "a", "tag": 0, "source": "/s"}) == [
-        'virtiofs_host_shares[0] (domain "a", tag ""): tag is missing; set the mount tag the guest uses (1-36 bytes)']
+        'virtiofs_host_shares[0] (domain "a", tag "0"): tag must be a string, got int 0: quote it in YAML']
+    assert share_errors({"domain": "a", "tag": True, "source": "/s"}) == [
+        'virtiofs_host_shares[0] (domain "a", tag "True"): tag must be a string, got bool True: quote it in YAML']
 
 
 # ---------------------------------------------------------------- the role's YAML messages, rendered as the role does

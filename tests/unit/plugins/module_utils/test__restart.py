@@ -167,7 +167,7 @@ def repaired_wrapper(tmp_path, daemon, monkeypatch):
 @needs_root
 def test_a_recorded_mode_repair_is_not_a_change_of_the_wrapper(tmp_path, daemon, monkeypatch):
     wrapper, proc, drifted = repaired_wrapper(tmp_path, daemon, monkeypatch)
-    assert _restart.changed_at(str(wrapper)) == max(drifted.st_mtime_ns, drifted.st_ctime_ns) / NS
+    assert _restart.changed_at(str(wrapper)) == pytest.approx(max(drifted.st_mtime_ns, drifted.st_ctime_ns) / NS, abs=1e-6)
     assert _restart.daemon_reasons("data", 9, str(wrapper), proc, ticks=NS) == []
     record = _restart._record_path(str(wrapper))
     assert os.path.dirname(record) == _restart.REPAIR_DIR
