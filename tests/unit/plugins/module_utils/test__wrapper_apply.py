@@ -50,9 +50,9 @@ def daemon(tmp_path):
     return str(path)
 
 
-def present(result, path, binary, run=real_run, check_mode=False, backup=None, warnings=None):
+def present(result, path, binary, run=real_run, check_mode=False, backup=None, warnings=None, force=False):
     apply_present(result, path, binary, {}, [], run, check_mode, True, backup, None,
-                  (warnings if warnings is not None else []).append)
+                  (warnings if warnings is not None else []).append, force)
 
 
 def test_check_absolute():
@@ -130,7 +130,7 @@ def test_mode_only_drift_has_a_diff_that_names_it(tmp_path, daemon):
     Path(path).write_text("#!/bin/sh\necho mine\n")
     os.chmod(path, 0o700)
     both = {"changed": False}
-    present(both, path, daemon, warnings=[])
+    present(both, path, daemon, warnings=[], force=True)
     assert both["diff"]["before_header"] == f"{path} (mode 0700)"
     assert both["diff"]["after_header"] == f"{path} (mode 0755)"
     assert both["diff"]["before"] == "#!/bin/sh\necho mine\n" and both["diff"]["after"] == script.decode()
@@ -151,7 +151,7 @@ def test_failed_self_test_leaves_the_previous_file_untouched(tmp_path, daemon):
     result = {"changed": False}
     with pytest.raises(WrapperError) as exc:
         present(result, path, daemon, run=fails_on_temporaries_of(path), warnings=warnings,
-                backup=lambda p: backups.append(p) or p + ".bak")
+                backup=lambda p: backups.append(p) or p + ".bak", force=True)
     msg = str(exc.value)
     assert msg.startswith(f"self-test: {tmp_path}/{TMP_PREFIX}wrapper.sh-"), msg
     assert msg.endswith(
@@ -200,7 +200,8 @@ def test_a_passing_self_test_runs_the_new_wrapper_as_libvirt_would_then_replaces
 
     backups: list = []
     result = {"changed": False}
-    present(result, path, daemon, run=run, backup=lambda p: backups.append(Path(p).read_text()) or p + ".bak")
+    present(result, path, daemon, run=run, backup=lambda p: backups.append(Path(p).read_text()) or p + ".bak",
+            force=True)
     assert [a[1:] for a in tested] == [["--version"], ["--print-capabilities"],
                                        ["--print-capabilities", "--print-capabilities"]]
     assert len({a[0] for a in tested}) == 1 and not os.path.lexists(tested[0][0])
@@ -231,7 +232,7 @@ def test_a_write_that_fails_leaves_the_previous_file_untouched(tmp_path, daemon,
     monkeypatch.setattr(_files.os, "fsync", full)
     result = {"changed": False}
     with pytest.raises(WrapperError) as exc:
-        present(result, path, daemon, warnings=[])
+        present(result, path, daemon, warnings=[], force=True)
     assert str(exc.value) == (
         f"cannot write {path}: the disk is full (No space left on device); {path} was not changed "
         "(the old file stays as it was), free space or fix the cause and run again")
@@ -244,7 +245,7 @@ def test_a_write_that_fails_leaves_the_previous_file_untouched(tmp_path, daemon,
 
     result = {"changed": False}
     with pytest.raises(WrapperError) as exc:
-        apply_present(result, path, daemon, {}, [], real_run, False, False, None, refused, [].append)
+        apply_present(result, path, daemon, {}, [], real_run, False, False, None, refused, [].append, force=True)
     assert str(exc.value) == (
         f"cannot write {path}: Device or resource busy; {path} was not changed "
         "(the old file stays as it was), free space or fix the cause and run again")
