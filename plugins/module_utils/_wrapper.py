@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import stat
 import typing as t
 from dataclasses import dataclass, field
 
@@ -93,6 +94,49 @@ def is_managed_wrapper(content: t.Union[str, bytes, None]) -> bool:
     if isinstance(content, bytes):
         content = content[:4096].decode("utf-8", "replace")
     return content.startswith("#!") and MARKER in content[:4096]
+
+
+def describe_file(content: bytes) -> str:
+    """What the start of a file (``content``) looks like, for the messages: an ELF binary, a script, ..."""
+    if content == b"":
+        return "an empty file"
+    if content.startswith(b"\x7fELF"):
+        return "an ELF binary"
+    if content.startswith(b"#!"):
+        line = content[2:].split(b"\n", 1)[0].strip().decode("utf-8", "replace")
+        line = "".join(c for c in line if c.isprintable())[:80]
+        return f"a #!{line} script" if line else "a script"
+    if b"\0" in content:
+        return "a binary file"
+    return "a text file"
+
+
+def check_replaceable(path: str, force: bool) -> None:
+    """Refuse to replace a file at ``path`` that this module did not write, unless ``force``.
+
+    The same test as ``state=absent`` (:func:`is_managed_wrapper`: the ``#!`` line and the
+    :data:`MARKER` header); a missing file (or one that cannot be read, which the write then reports)
+    passes. A FIFO, socket or device at ``path`` is refused even with ``force`` (reading a FIFO would
+    block, and the module only replaces files).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a directory: check_paths says so
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise WrapperError(f"{path} is {kind}, not a wrapper; remove it yourself or choose another path for the wrapper")
+    if force:
+        return
+    content = read_bytes(path, 4096, best_effort=True)
+    if content is None or is_managed_wrapper(content):
+        return
+    raise WrapperError(
+        f"{path} exists and was not written by this module ({describe_file(content)} without the '{MARKER}' "
+        "header): refusing to replace it. Choose another path for the wrapper, or set force: true to replace it "
+        "(with backup: true to keep a copy)"
+    )
 
 
 def check_paths(path: str, binary: str) -> None:
@@ -386,8 +430,12 @@ def apply_present(
     backup: t.Optional[BackupCallable],
     move: t.Optional[MoveCallable],
     warn: t.Callable[[str], t.Any],
+    force: bool = False,
 ) -> None:
     """Write the wrapper for ``binary`` at ``path`` (root-owned, :data:`WRAPPER_MODE`).
+
+    A file at ``path`` this module did not write is refused (:func:`check_replaceable`), in check
+    mode too, unless ``force``.
 
     The new wrapper is written to a temporary file next to ``path`` (root-owned,
     :data:`WRAPPER_MODE`, the name :func:`_files.remove_leftovers` cleans up) and self-tested
@@ -402,6 +450,7 @@ def apply_present(
     """
     # paths first: probing a missing or recursive binary would only give a vague error
     check_paths(path, binary)
+    check_replaceable(path, force)
     daemon = probe_daemon(binary, run)
     plan = plan_wrapper(path, binary, daemon, options, extra_args)
     check_argv_with_daemon(binary, plan.argv, run)
@@ -516,6 +565,7 @@ def apply(
     backup: t.Optional[BackupCallable],
     move: t.Optional[MoveCallable],
     warn: t.Callable[[str], t.Any],
+    force: bool = False,
 ) -> None:
     """The whole ``virtiofsd_wrapper`` run for ``state`` (one of :data:`STATES`) under the lock of ``path``.
 
@@ -533,6 +583,7 @@ def apply(
                 if not binary:
                     raise WrapperError("binary is required with state=present")
                 result["binary"] = binary
-                apply_present(result, path, binary, options, extra_args, run, check_mode, diff, backup, move, warn)
+                apply_present(result, path, binary, options, extra_args, run, check_mode, diff, backup, move, warn,
+                              force)
     except LockTimeout as exc:
         raise WrapperError(f"{exc}; {path} was not changed") from None

@@ -68,6 +68,8 @@ options:
   state:
     description:
       - V(present) writes the wrapper, V(absent) removes the file at O(path).
+      - V(present) only replaces a wrapper this module wrote; any other file at O(path) is an error and stays in
+        place, unless O(force=true).
       - V(absent) only removes a wrapper this module wrote (its header names the module); any other
         file at O(path) is an error and stays in place.
     type: str
@@ -76,6 +78,17 @@ options:
   backup:
     description:
       - Keep a timestamped copy of the previous file next to it before changing or removing it.
+    type: bool
+    default: false
+  force:
+    description:
+      - With O(state=present), replace a file at O(path) that this module did not write (one without the
+        C(managed by Ansible (virtiofs.libvirt.virtiofsd_wrapper)) header, for example a hand-written wrapper
+        being migrated). Without it such a file is an error, in check mode too, and stays as it is; the error says
+        what the file looks like (an ELF binary, a script, ...).
+      - Use it together with O(backup=true) to keep a copy of the replaced file. A FIFO, socket or device at
+        O(path) is refused even with O(force=true).
+      - O(state=absent) ignores it and never removes a file this module did not write.
     type: bool
     default: false
   extra_args:
@@ -325,6 +338,15 @@ EXAMPLES = r"""
     extra_args:
       - --no-readdirplus
 
+- name: Replace a hand-written wrapper (no header of this module), keeping a copy of it
+  virtiofs.libvirt.virtiofsd_wrapper:
+    path: /usr/local/libexec/virtiofsd-wrapper
+    binary: /opt/virtiofsd-rust/virtiofsd
+    force: true
+    backup: true
+    options:
+      cache: auto
+
 - name: Remove a wrapper
   virtiofs.libvirt.virtiofsd_wrapper:
     path: /opt/virtiofsd-rust/virtiofsd-ro.sh
@@ -394,6 +416,7 @@ def main() -> None:
             binary=dict(type="path"),
             state=dict(type="str", choices=list(STATES), default="present"),
             backup=dict(type="bool", default=False),
+            force=dict(type="bool", default=False),
             extra_args=dict(type="list", elements="str", default=[]),
             options=dict(type="dict", default={}, options=options_argument_spec()),
         ),
@@ -406,7 +429,7 @@ def main() -> None:
         apply(result, p["state"], p["path"], p["binary"], p["options"], p["extra_args"],
               run_reporting_os_errors(lambda argv: module.run_command(argv, handle_exceptions=False)),
               module.check_mode, module._diff, module.backup_local if p["backup"] else None, module.atomic_move,
-              module.warn)
+              module.warn, p["force"])
     except (WrapperError, VirtiofsdError) as exc:
         module.fail_json(msg=str(exc), **result)
     module.exit_json(**result)

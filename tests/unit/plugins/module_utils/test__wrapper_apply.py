@@ -50,9 +50,9 @@ def daemon(tmp_path):
     return str(path)
 
 
-def present(result, path, binary, run=real_run, check_mode=False, backup=None, warnings=None):
+def present(result, path, binary, run=real_run, check_mode=False, backup=None, warnings=None, force=False):
     apply_present(result, path, binary, {}, [], run, check_mode, True, backup, None,
-                  (warnings if warnings is not None else []).append)
+                  (warnings if warnings is not None else []).append, force)
 
 
 def test_check_absolute():
@@ -131,7 +131,7 @@ def test_mode_only_drift_has_a_diff_that_names_it(tmp_path, daemon):
     Path(path).write_text("#!/bin/sh\necho mine\n")
     os.chmod(path, 0o700)
     both = {"changed": False}
-    present(both, path, daemon, warnings=[])
+    present(both, path, daemon, warnings=[], force=True)
     assert both["diff"]["before_header"] == f"{path} (mode 0700)"
     assert both["diff"]["after_header"] == f"{path} (mode 0755)"
     assert both["diff"]["before"] == "#!/bin/sh\necho mine\n" and both["diff"]["after"] == script.decode()
@@ -156,7 +156,8 @@ def test_a_symlink_at_path_is_replaced_by_a_regular_file_and_its_target_is_left_
 
     warnings: list = []
     checked = {"changed": False}
-    present(checked, str(path), daemon, check_mode=True, warnings=warnings)
+    force = not same_script  # a link to a file this module did not write is refused without force
+    present(checked, str(path), daemon, check_mode=True, warnings=warnings, force=force)
     assert checked["changed"] is True and warnings == [expected_warning]
     assert checked["diff"] == {
         "before_header": f"{path} (symlink -> old/wrapper-v1.sh)", "after_header": str(path),
@@ -166,7 +167,7 @@ def test_a_symlink_at_path_is_replaced_by_a_regular_file_and_its_target_is_left_
     warnings = []
     backups: list = []
     result = {"changed": False}
-    present(result, str(path), daemon, warnings=warnings, backup=lambda p: backups.append(p) or p + ".bak")
+    present(result, str(path), daemon, warnings=warnings, backup=lambda p: backups.append(p) or p + ".bak", force=force)
     assert result["changed"] is True and warnings == [expected_warning]
     assert result["content_changed"] is checked["content_changed"] is True
     assert result["diff"] == checked["diff"]
@@ -203,7 +204,7 @@ def test_a_failed_self_test_leaves_a_symlink_at_path_alone(tmp_path, daemon):
     path = tmp_path / "wrapper.sh"
     path.symlink_to(target)
     with pytest.raises(WrapperError) as exc:
-        present({"changed": False}, str(path), daemon, run=fails_on_temporaries_of(str(path)), warnings=[])
+        present({"changed": False}, str(path), daemon, run=fails_on_temporaries_of(str(path)), warnings=[], force=True)
     assert f"; {path} was not changed: the new wrapper was tested as a temporary file" in str(exc.value)
     assert os.readlink(path) == str(target) and target.read_text() == "#!/bin/sh\necho v1\n"
 
@@ -265,7 +266,7 @@ def test_failed_self_test_leaves_the_previous_file_untouched(tmp_path, daemon):
     result = {"changed": False}
     with pytest.raises(WrapperError) as exc:
         present(result, path, daemon, run=fails_on_temporaries_of(path), warnings=warnings,
-                backup=lambda p: backups.append(p) or p + ".bak")
+                backup=lambda p: backups.append(p) or p + ".bak", force=True)
     msg = str(exc.value)
     assert msg.startswith(f"self-test: {tmp_path}/{TMP_PREFIX}wrapper.sh-"), msg
     assert msg.endswith(
@@ -315,7 +316,8 @@ def test_a_passing_self_test_runs_the_new_wrapper_as_libvirt_would_then_replaces
 
     backups: list = []
     result = {"changed": False}
-    present(result, path, daemon, run=run, backup=lambda p: backups.append(Path(p).read_text()) or p + ".bak")
+    present(result, path, daemon, run=run, backup=lambda p: backups.append(Path(p).read_text()) or p + ".bak",
+            force=True)
     assert [a[1:] for a in tested] == [["--version"], ["--print-capabilities"],
                                        ["--print-capabilities", "--print-capabilities"]]
     assert len({a[0] for a in tested}) == 1 and not os.path.lexists(tested[0][0])
@@ -346,7 +348,7 @@ def test_a_write_that_fails_leaves_the_previous_file_untouched(tmp_path, daemon,
     monkeypatch.setattr(_files.os, "fsync", full)
     result = {"changed": False}
     with pytest.raises(WrapperError) as exc:
-        present(result, path, daemon, warnings=[])
+        present(result, path, daemon, warnings=[], force=True)
     assert str(exc.value) == (
         f"cannot write {path}: the disk is full (No space left on device); {path} was not changed "
         "(the old file stays as it was), free space or fix the cause and run again")
@@ -359,7 +361,7 @@ def test_a_write_that_fails_leaves_the_previous_file_untouched(tmp_path, daemon,
 
     result = {"changed": False}
     with pytest.raises(WrapperError) as exc:
-        apply_present(result, path, daemon, {}, [], real_run, False, False, None, refused, [].append)
+        apply_present(result, path, daemon, {}, [], real_run, False, False, None, refused, [].append, force=True)
     assert str(exc.value) == (
         f"cannot write {path}: Device or resource busy; {path} was not changed "
         "(the old file stays as it was), free space or fix the cause and run again")
@@ -394,7 +396,7 @@ def test_a_chmod_of_the_temporary_file_that_fails_is_the_modules_error_and_chang
     refuse(monkeypatch, "chmod", lambda p: os.path.basename(p).startswith(TMP_PREFIX))
     result = {"changed": False}
     with pytest.raises(WrapperError) as exc:
-        present(result, path, daemon, warnings=[])
+        present(result, path, daemon, warnings=[], force=True)
     msg = str(exc.value)
     assert msg.startswith(f"cannot chmod 0755 the temporary file {tmp_path}/{TMP_PREFIX}wrapper.sh-"), msg
     assert msg.endswith(
@@ -414,7 +416,7 @@ def test_a_chown_that_fails_after_the_move_is_the_modules_error_and_names_what_i
     refuse(monkeypatch, "chown", lambda p: p == path)
     result = {"changed": False}
     with pytest.raises(WrapperError) as exc:
-        present(result, path, daemon, warnings=[])
+        present(result, path, daemon, warnings=[], force=True)
     assert str(exc.value) == (
         f"cannot chown 0:0 {path}: Operation not permitted; {path} already holds the new content (it was moved "
         f"into place), with mode 0755, owner 0, group 0. {FIX}")

@@ -97,7 +97,7 @@ def test_a_symlink_at_path_is_replaced_through_atomic_move_and_the_warning_names
     path = tmp_path / "w.sh"
     path.symlink_to(target)
     warning = f"{path} is a symlink to {target}; it is replaced by a regular file, {target} is left unchanged"
-    args = {"path": str(path), "binary": str(daemon), "_ansible_diff": True}
+    args = {"path": str(path), "binary": str(daemon), "_ansible_diff": True, "force": True}  # v1.sh is not ours
 
     res = run_module("virtiofsd_wrapper", dict(args, _ansible_check_mode=True))
     assert res["changed"] is True and warned == [warning], res
