@@ -35,21 +35,6 @@ def real_run(argv):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-@pytest.fixture
-def daemon(tmp_path):
-    path = tmp_path / "virtiofsd"
-    path.write_text(
-        "#!/usr/bin/python3\nimport sys\n"
-        f"d = {str(FIXTURES)!r} + '/virtiofsd-rust-1.13.2-'\n"
-        "a = sys.argv[1:]\n"
-        "name = 'version' if '--version' in a else 'help' if '--help' in a else 'capabilities.json'\n"
-        "name = name if name.endswith('.json') else name + '.txt'\n"
-        "sys.stdout.write(open(d + name).read())\n"
-    )
-    path.chmod(0o755)
-    return str(path)
-
-
 def present(result, path, binary, run=real_run, check_mode=False, backup=None, warnings=None, force=False):
     apply_present(result, path, binary, {}, [], run, check_mode, True, backup, None,
                   (warnings if warnings is not None else []).append, force)

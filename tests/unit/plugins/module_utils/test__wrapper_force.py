@@ -37,21 +37,6 @@ def real_run(argv):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-@pytest.fixture
-def daemon(tmp_path):
-    path = tmp_path / "virtiofsd"
-    path.write_text(
-        "#!/usr/bin/python3\nimport sys\n"
-        f"d = {str(FIXTURES)!r} + '/virtiofsd-rust-1.13.2-'\n"
-        "a = sys.argv[1:]\n"
-        "name = 'version' if '--version' in a else 'help' if '--help' in a else 'capabilities.json'\n"
-        "name = name if name.endswith('.json') else name + '.txt'\n"
-        "sys.stdout.write(open(d + name).read())\n"
-    )
-    path.chmod(0o755)
-    return str(path)
-
-
 def stat_of(path):
     st = os.stat(path)
     return (st.st_ino, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

@@ -17,22 +17,6 @@ from module_harness import argument_spec
 FIXTURES = Path(__file__).parents[1] / "module_utils" / "fixtures"
 
 
-@pytest.fixture
-def daemon(tmp_path):
-    """A fake Rust virtiofsd 1.13.2 (answers --version, --help, --print-capabilities from the fixtures)."""
-    path = tmp_path / "virtiofsd"
-    path.write_text(
-        "#!/usr/bin/python3\nimport sys\n"
-        f"d = {str(FIXTURES)!r} + '/virtiofsd-rust-1.13.2-'\n"
-        "a = sys.argv[1:]\n"
-        "name = 'version' if '--version' in a else 'help' if '--help' in a else 'capabilities.json'\n"
-        "name = name if name.endswith('.json') else name + '.txt'\n"
-        "sys.stdout.write(open(d + name).read())\n"
-    )
-    path.chmod(0o755)
-    return str(path)
-
-
 def test_force_is_a_bool_that_defaults_to_false(monkeypatch):
     spec = argument_spec("virtiofsd_wrapper", monkeypatch)["argument_spec"]
     assert spec["force"] == {"type": "bool", "default": False}
