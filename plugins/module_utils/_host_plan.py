@@ -412,6 +412,34 @@ def install_errors(params: t.Mapping[str, t.Any]) -> t.List[str]:
     if present and method == "source" and not source_given:
         errors.append("virtiofs_host_virtiofsd_method=source needs virtiofs_host_virtiofsd_source_dir,"
                       " virtiofs_host_virtiofsd_source_archive or virtiofs_host_virtiofsd_crate_version")
+    if present:
+        errors += request_errors(params)
+    return errors
+
+
+# The virtiofsd module's checks that the role's own messages above do not already give.
+_REQUEST_CHECKS = ("version", "crate_version", "checksum", "url", "source_dir")
+
+
+def request_errors(params: t.Mapping[str, t.Any]) -> t.List[str]:
+    """The virtiofsd module's own input checks (``_install.Request.input_problems``: version and
+    checksum syntax, the url scheme, source_dir with source_archive) on the role's variables, each
+    named by its role variable: what the module would refuse after packages were installed."""
+    # imported here: the installer is only needed for these checks
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._install import Request
+
+    def given(name: str) -> t.Optional[str]:
+        value = params.get(f"virtiofs_host_virtiofsd_{name}")
+        return str(value) if value not in (None, "") else None
+
+    request = Request(state="present", method=given("method"), version=given("version"), url=given("url"),
+                      checksum=given("checksum"), allow_http=to_bool(params.get("virtiofs_host_virtiofsd_allow_http", False)),
+                      crate_version=given("crate_version"), source_dir=given("source_dir"),
+                      source_archive=given("source_archive"))
+    errors = []
+    for option, message in request.input_problems():
+        if option in _REQUEST_CHECKS and not message.startswith("method=url needs"):
+            errors.append(f"virtiofs_host_virtiofsd_{option}: {message}")
     return errors
 
 

@@ -267,8 +267,28 @@ def test_shares_normalised():
      "virtiofs.libvirt.host: virtiofs_host_virtiofsd_method=source needs virtiofs_host_virtiofsd_source_dir, "
      "virtiofs_host_virtiofsd_source_archive or virtiofs_host_virtiofsd_crate_version"),
     ({"virtiofs_host_virtiofsd_method": "source", "virtiofs_host_virtiofsd_crate_version": "1.13.2"}, None),
-    ({"virtiofs_host_virtiofsd_method": "url", "virtiofs_host_virtiofsd_url": "https://x", "virtiofs_host_virtiofsd_checksum": "sha256:0"},
-     None),
+    ({"virtiofs_host_virtiofsd_method": "url", "virtiofs_host_virtiofsd_url": "https://x",
+      "virtiofs_host_virtiofsd_checksum": "sha256:" + "0" * 64}, None),
+    # the virtiofsd module's own checks, before anything is installed (named by the role variable)
+    ({"virtiofs_host_virtiofsd_method": "url", "virtiofs_host_virtiofsd_url": "https://x",
+      "virtiofs_host_virtiofsd_checksum": "sha256:0"},
+     "virtiofs.libvirt.host: virtiofs_host_virtiofsd_checksum: checksum 'sha256:0' is not a sha256 digest: expected "
+     "sha256: followed by 64 hex digits"),
+    ({"virtiofs_host_virtiofsd_method": "url", "virtiofs_host_virtiofsd_url": "ftp://x/v.zip",
+      "virtiofs_host_virtiofsd_checksum": "md5:abc", "virtiofs_host_virtiofsd_version": ">=banana"},
+     "virtiofs.libvirt.host: virtiofs_host_virtiofsd_version: version: not a version requirement: '>=banana' (expected X,"
+     " X.Y or X.Y.Z, optionally after ==, >=, <=, > or <, e.g. 1.13.2 or >=1.10); virtiofs_host_virtiofsd_checksum: "
+     "checksum algorithm 'md5' is not supported: only sha256 is (sha256:<64 hex digits>); virtiofs_host_virtiofsd_url: "
+     "url 'ftp://x/v.zip' must start with https:// (or http:// with allow_http=true)"),
+    ({"virtiofs_host_virtiofsd_method": "url", "virtiofs_host_virtiofsd_url": "http://x/v.zip",
+      "virtiofs_host_virtiofsd_checksum": "sha256:" + "0" * 64},
+     "virtiofs.libvirt.host: virtiofs_host_virtiofsd_url: url 'http://x/v.zip' uses plain http: use https, or set "
+     "allow_http=true to accept an unencrypted download (the checksum still protects the content)"),
+    ({"virtiofs_host_virtiofsd_method": "url", "virtiofs_host_virtiofsd_url": "http://x/v.zip",
+      "virtiofs_host_virtiofsd_allow_http": True, "virtiofs_host_virtiofsd_checksum": "sha256:" + "0" * 64}, None),
+    ({"virtiofs_host_virtiofsd_method": "source", "virtiofs_host_virtiofsd_source_dir": "/a",
+      "virtiofs_host_virtiofsd_source_archive": "/b.tar"},
+     "virtiofs.libvirt.host: virtiofs_host_virtiofsd_source_dir: source_dir and source_archive are mutually exclusive"),
     ({"virtiofs_host_virtiofsd_method": "url", "virtiofs_host_virtiofsd_state": "absent"}, None),
 ])
 def test_install_settings(kw, expected):
