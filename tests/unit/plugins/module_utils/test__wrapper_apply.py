@@ -26,7 +26,6 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import (
     run_reporting_os_errors,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the wrapper is written root-owned")
 
 

@@ -14,7 +14,6 @@ import pytest
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import MARKER, render_script
 from module_harness import argument_spec
 
-FIXTURES = Path(__file__).parents[1] / "module_utils" / "fixtures"
 
 
 def test_force_is_a_bool_that_defaults_to_false(monkeypatch):
