@@ -15,7 +15,6 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import M
 from module_harness import argument_spec
 
 
-
 def test_force_is_a_bool_that_defaults_to_false(monkeypatch):
     spec = argument_spec("virtiofsd_wrapper", monkeypatch)["argument_spec"]
     assert spec["force"] == {"type": "bool", "default": False}
