@@ -16,7 +16,9 @@ description:
   - Collects every input problem (wrapper profiles, shares, the virtiofsd installation settings), each naming the entry
     it is in and the fix. The share entries get the checks of M(virtiofs.libvirt.share) (see the filter
     P(virtiofs.libvirt.share_error#filter)) and of P(virtiofs.libvirt.tag_error#filter).
-  - Choices the role's argument spec declares are not checked again.
+  - Choices the role's argument spec declares for its top-level variables are not checked again. The values in
+    C(virtiofs_host_shares) entries are typed and checked here with ansible-core's own validator (the share module's
+    argument spec, the role's keys and the guest role's mount keys), since the role leaves that variable's type open.
   - The confinement decisions that need the host's facts come from P(virtiofs.libvirt.host_confinement#filter).
 options:
   _input:
@@ -32,6 +34,17 @@ options:
     type: list
     elements: str
     default: []
+  variable_names:
+    description:
+      - The names of the variables the role sees (C(lookup('ansible.builtin.varnames', '^virtiofs_host_'))). With
+        O(known_variables), every C(virtiofs_host_*) name that is neither a role variable nor a fact the role sets is
+        refused, with the close match (a misspelt variable would otherwise be ignored).
+    type: list
+    elements: str
+  known_variables:
+    description: The role's variables (the options of its argument spec), for O(variable_names).
+    type: list
+    elements: str
 """
 
 EXAMPLES = r"""
@@ -58,7 +71,7 @@ _value:
           problem) for bad wrapper profiles or shares, a string for bad installation settings.
       type: raw
     errors:
-      description: The problems, in the lists C(wrappers), C(shares) and C(install).
+      description: The problems, in the lists C(variables), C(wrappers), C(shares) and C(install).
       type: dict
     wrappers:
       description: Every profile, normalised (C(name), C(path), C(state), C(options), C(extra_args), C(backup)).
@@ -113,31 +126,14 @@ _value:
       type: str
 """
 
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._host_plan import host_plan
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._plain import plain
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import argument_spec
 
 
-def typed_options(options):
-    """A wrapper profile's options typed by this ansible-core exactly as the virtiofsd_wrapper module's
-    argument spec types them (``4.0`` or ``"4"`` for an int, ``yes`` for a bool, ``a,b`` for a list).
-    A value this core cannot convert, and an unknown key, stay as given: the plan's option check then
-    names it with the fix."""
-    spec = argument_spec()
-    out = dict(options)
-    for key, value in options.items():
-        if key not in spec or value is None:
-            continue
-        result = ArgumentSpecValidator({key: spec[key]}).validate({key: value})
-        if not result.error_messages:
-            out[key] = result.validated_parameters[key]
-    return out
-
-
-def _host_plan(params, role_share_keys=()):
-    return host_plan(plain(params), role_share_keys=plain(list(role_share_keys)), type_options=typed_options)
+def _host_plan(params, role_share_keys=(), variable_names=None, known_variables=None):
+    return host_plan(plain(params), role_share_keys=plain(list(role_share_keys)),
+                     variable_names=None if variable_names is None else plain(list(variable_names)),
+                     known_variables=None if known_variables is None else plain(list(known_variables)))
 
 
 class FilterModule:

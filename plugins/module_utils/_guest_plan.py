@@ -55,11 +55,68 @@ def _path_error(path: str, earlier: t.Sequence[str]) -> t.Optional[str]:
     return None
 
 
+def mount_problems(mount: t.Mapping[t.Any, t.Any], earlier_paths: t.Sequence[str], default_options: t.Any = "defaults,nofail",
+                   default_mode: t.Any = "0755", check_tag: bool = True) -> t.Tuple[t.List[str], t.Dict[str, t.Any]]:
+    """The problems of one entry of ``virtiofs_guest_mounts`` (a dict), each a sentence that starts
+    with the key it is about (tag, path, options, selinux_context), and the entry normalised: tag,
+    path, state, options (the fstab field, with nofail, x-systemd.automount and context= as asked),
+    automount, owner, group and mode. ``earlier_paths``: the paths of the entries before it;
+    ``check_tag=False`` leaves the tag to the caller (the host role checks it with its own words)."""
+    problems: t.List[str] = []
+    # A tag that is not a string (tag: 0, tag: 12) is not "missing": tag_error says to quote it.
+    tag = "" if mount.get("tag") is None else mount["tag"]
+    path = text(mount.get("path"))
+    state = text(mount.get("state"), "mounted")
+    if not check_tag:
+        pass
+    elif isinstance(tag, str) and tag == "":
+        problems.append("tag is missing or empty; set it to the <target dir> of the share in the domain XML")
+    else:
+        problem = tag_error(tag, strict=state in WRITING_STATES)
+        if problem:
+            problems.append(f"{problem} (here and in the domain XML)")
+    problem = _path_error(path, earlier_paths)
+    if problem:
+        problems.append(problem)
+    raw_opts = text(mount.get("options"), default_options)
+    opts = [o.strip() for o in raw_opts.split(",") if o.strip() != ""]
+    dax = [o for o in opts if re.match(r"^dax($|=)", o)]
+    nofail = to_bool(mount.get("nofail", True))
+    automount = to_bool(mount.get("automount", False))
+    context = text(mount.get("selinux_context"))
+    if re.search(r"\s", raw_opts):
+        problems.append(f"options {quoted(raw_opts)} contain whitespace; separate options with commas only")
+    if dax:
+        problems.append(f"options {quoted(raw_opts)} contain {dax[0]}: {DAX_HINT}")
+    if context != "" and re.search(r"[\s\"']", context):
+        problems.append("selinux_context must not contain whitespace or quotes, e.g. system_u:object_r:httpd_sys_content_t:s0")
+    if context != "" and any(_CONTEXT_OPTION_RE.match(o) for o in opts):
+        problems.append("selinux_context and a context option in options are both set; keep only one")
+    if not nofail:
+        opts = [o for o in opts if o != "nofail"]
+    elif "nofail" not in opts:
+        opts.append("nofail")
+    if automount and "x-systemd.automount" not in opts:
+        opts.append("x-systemd.automount")
+    if context != "":
+        opts.append(f'context="{context}"')
+    opts = opts or ["defaults"]
+    return problems, {
+        "tag": tag,
+        "path": path,
+        "state": state,
+        "options": ",".join(opts),
+        "automount": "x-systemd.automount" in opts,
+        "owner": mount.get("owner"),
+        "group": mount.get("group"),
+        "mode": mount.get("mode") or default_mode,
+    }
+
+
 def guest_plan(mounts: t.Any, default_options: t.Any = "defaults,nofail", default_mode: t.Any = "0755") -> t.Dict[str, t.Any]:
     """``virtiofs_guest_mounts`` checked and normalised. Returns errors (one line per problem),
-    failure (the message the role fails with, or None) and mounts: tag, path, state, options
-    (the fstab field, with nofail, x-systemd.automount and context= as asked), automount,
-    owner, group and mode of each entry."""
+    failure (the message the role fails with, or None) and mounts: the entries normalised by
+    :func:`mount_problems`."""
     errors: t.List[str] = []
     out: t.List[t.Dict[str, t.Any]] = []
     paths: t.List[str] = []
@@ -68,54 +125,11 @@ def guest_plan(mounts: t.Any, default_options: t.Any = "defaults,nofail", defaul
         if not isinstance(mount, Mapping):
             errors.append(f"{where}: must be a dict with at least tag and path, got {mount}")
             continue
-        # A tag that is not a string (tag: 0, tag: 12) is not "missing": tag_error says to quote it.
-        tag = "" if mount.get("tag") is None else mount["tag"]
-        path = text(mount.get("path"))
-        where = f"{where} (tag {quoted(tag)}, path {quoted(path)})"
-        state = text(mount.get("state"), "mounted")
-        if isinstance(tag, str) and tag == "":
-            errors.append(f"{where}: tag is missing or empty; set it to the <target dir> of the share in the domain XML")
-        else:
-            problem = tag_error(tag, strict=state in WRITING_STATES)
-            if problem:
-                errors.append(f"{where}: {problem} (here and in the domain XML)")
-        problem = _path_error(path, paths)
-        if problem:
-            errors.append(f"{where}: {problem}")
-        paths.append(path)
-        raw_opts = text(mount.get("options"), default_options)
-        opts = [o.strip() for o in raw_opts.split(",") if o.strip() != ""]
-        dax = [o for o in opts if re.match(r"^dax($|=)", o)]
-        nofail = to_bool(mount.get("nofail", True))
-        automount = to_bool(mount.get("automount", False))
-        context = text(mount.get("selinux_context"))
-        if re.search(r"\s", raw_opts):
-            errors.append(f"{where}: options {quoted(raw_opts)} contain whitespace; separate options with commas only")
-        if dax:
-            errors.append(f"{where}: options {quoted(raw_opts)} contain {dax[0]}: {DAX_HINT}")
-        if context != "" and re.search(r"[\s\"']", context):
-            errors.append(f"{where}: selinux_context must not contain whitespace or quotes, e.g. system_u:object_r:httpd_sys_content_t:s0")
-        if context != "" and any(_CONTEXT_OPTION_RE.match(o) for o in opts):
-            errors.append(f"{where}: selinux_context and a context option in options are both set; keep only one")
-        if not nofail:
-            opts = [o for o in opts if o != "nofail"]
-        elif "nofail" not in opts:
-            opts.append("nofail")
-        if automount and "x-systemd.automount" not in opts:
-            opts.append("x-systemd.automount")
-        if context != "":
-            opts.append(f'context="{context}"')
-        opts = opts or ["defaults"]
-        out.append({
-            "tag": tag,
-            "path": path,
-            "state": state,
-            "options": ",".join(opts),
-            "automount": "x-systemd.automount" in opts,
-            "owner": mount.get("owner"),
-            "group": mount.get("group"),
-            "mode": mount.get("mode") or default_mode,
-        })
+        problems, entry = mount_problems(mount, paths, default_options, default_mode)
+        where = f"{where} (tag {quoted(entry['tag'])}, path {quoted(entry['path'])})"
+        errors.extend(f"{where}: {problem}" for problem in problems)
+        paths.append(entry["path"])
+        out.append(entry)
     return {"errors": errors, "failure": [FAILURE_HEADING] + errors if errors else None, "mounts": out}
 
 
@@ -167,12 +181,39 @@ def mount_failures(failed_result: t.Mapping[str, t.Any], dmesg_before: str, dmes
 # The mount_* keys of a host role share entry that become keys of a guest role mount.
 SHARE_MOUNT_KEYS = ("options", "owner", "group", "mode", "automount", "nofail", "selinux_context")
 
+# The states of a mount (the choices of the role's ``state``).
+MOUNT_STATES = ("mounted", "present", "unmounted", "absent")
+
+# The Ansible types of the keys of an entry of ``virtiofs_guest_mounts`` (the role's argument spec
+# declares the same; a unit test compares them). The host role types its ``mount*`` keys with them.
+MOUNT_KEY_SPEC: t.Dict[str, t.Dict[str, t.Any]] = {
+    "tag": {"type": "str"},
+    "path": {"type": "str"},
+    "state": {"type": "str", "choices": list(MOUNT_STATES)},
+    "options": {"type": "str"},
+    "owner": {"type": "str"},
+    "group": {"type": "str"},
+    "mode": {"type": "raw"},
+    "automount": {"type": "bool"},
+    "nofail": {"type": "bool"},
+    "selinux_context": {"type": "str"},
+}
+
 
 def host_share_keys() -> t.Tuple[str, ...]:
     """The keys of a host role share entry that :func:`mounts_from_host_shares` reads for the guest
     (besides domain, tag and state): mount, mount_path, mount_state and mount_<key> of
     :data:`SHARE_MOUNT_KEYS`. The host role accepts them in ``virtiofs_host_shares``."""
     return ("mount", "mount_path", "mount_state") + tuple(f"mount_{key}" for key in SHARE_MOUNT_KEYS)
+
+
+def host_share_key_spec() -> t.Dict[str, t.Dict[str, t.Any]]:
+    """The Ansible types of :func:`host_share_keys` (``mount`` is a bool, ``mount_<key>`` has the type of
+    the guest role's ``<key>``)."""
+    spec: t.Dict[str, t.Dict[str, t.Any]] = {"mount": {"type": "bool"}}
+    for key in ("path", "state") + SHARE_MOUNT_KEYS:
+        spec[f"mount_{key}"] = dict(MOUNT_KEY_SPEC[key])
+    return spec
 
 
 def mounts_from_host_shares(shares: t.Any, domain: str) -> t.List[t.Dict[str, t.Any]]:
@@ -188,11 +229,18 @@ def mounts_from_host_shares(shares: t.Any, domain: str) -> t.List[t.Dict[str, t.
             continue
         if not to_bool(share.get("mount", True)) or not share.get("tag"):
             continue
-        absent = (share.get("state") or "present") == "absent"
-        mount = {"tag": share["tag"], "path": share.get("mount_path") or f"/mnt/{share['tag']}",
-                 "state": share.get("mount_state") or ("absent" if absent else "mounted")}
-        for key in SHARE_MOUNT_KEYS:
-            if share.get(f"mount_{key}") is not None:
-                mount[key] = share[f"mount_{key}"]
-        mounts.append(mount)
+        mounts.append(mount_from_host_share(share))
     return mounts
+
+
+def mount_from_host_share(share: t.Mapping[t.Any, t.Any]) -> t.Dict[str, t.Any]:
+    """The guest role's mount of one host role share entry (a dict with a tag): at ``mount_path``
+    (default ``/mnt/<tag>``), ``mount_state`` (default ``mounted``, ``absent`` for an absent share),
+    with the given ``mount_<key>`` of :data:`SHARE_MOUNT_KEYS`."""
+    absent = (share.get("state") or "present") == "absent"
+    mount = {"tag": share["tag"], "path": share.get("mount_path") or f"/mnt/{share['tag']}",
+             "state": share.get("mount_state") or ("absent" if absent else "mounted")}
+    for key in SHARE_MOUNT_KEYS:
+        if share.get(f"mount_{key}") is not None:
+            mount[key] = share[f"mount_{key}"]
+    return mount

@@ -22,7 +22,8 @@ import typing as t
 from collections.abc import Mapping
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import DomainXMLError, ShareSpec, tag_error
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import SOURCE, TABLE as SHARE_OPTIONS
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import (
+    SOURCE, TABLE as SHARE_OPTIONS, share_argument_spec)
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import (
     KIND_BOOL, KIND_LIST, OPTIONS as WRAPPER_OPTIONS, check_without_daemon, profile_values)
 
@@ -36,6 +37,16 @@ ROLE_SHARE_KEYS = ("domain", "wrapper", "create_source", "source_owner", "source
 # The share module's options for a source directory to create, under the names the role gives them
 # (the role sets owner, group and mode of the module from source_owner, ... and its defaults).
 RENAMED_SHARE_KEYS = {o.name: f"source_{o.name}" for o in SHARE_OPTIONS if o.kind == SOURCE and o.name != "create_source"}
+
+# Directories the distribution's packages own: a wrapper or daemon written there could be replaced by a
+# package upgrade, or replace a packaged program (the distribution's /usr/libexec/virtiofsd).
+PACKAGE_DIRS = ("/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec")
+
+# The facts the role sets (documented in meta/argument_specs.yml); a later run of the role sees them as
+# variables of its own prefix.
+ROLE_FACTS = ("virtiofs_host_virtiofsd_path", "virtiofs_host_virtiofsd_installed_version", "virtiofs_host_wrapper_argv",
+              "virtiofs_host_share_results", "virtiofs_host_restart_required", "virtiofs_host_restart_reasons",
+              "virtiofs_host_restarted", "virtiofs_host_apparmor_files")
 
 _PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -52,9 +63,6 @@ def install_dir_error(install_dir: str) -> t.Optional[str]:
     return None
 
 
-# Integer options of a share: the share module's argument spec converts "4" to 4, so does share_error.
-_INT_KEYS = ("thread_pool_size", "openfiles", "queue_size")
-
 # Ansible's bool filter: these strings (any case) and 0/1/True/False; anything else is value == 1.
 _TRUE = frozenset(("yes", "on", "true", "1"))
 _FALSE = frozenset(("no", "off", "false", "0"))
@@ -64,23 +72,88 @@ _FALSE = frozenset(("no", "off", "false", "0"))
 _TYPE_TRUE = frozenset(("y", "yes", "on", "1", "true", "t"))
 _TYPE_FALSE = frozenset(("n", "no", "off", "0", "false", "f"))
 
+# How a message names what an Ansible type wants.
+_TYPE_WORDS = {"bool": "true or false", "int": "a whole number, e.g. 4", "float": "a number", "str": "a string",
+               "path": "a path (a string)", "dict": "a dict", "list": "a list", "raw": "a value"}
+
+
+def package_dir(path: str) -> t.Optional[str]:
+    """The directory of :data:`PACKAGE_DIRS` that ``path`` is in (or is), or None."""
+    for directory in PACKAGE_DIRS:
+        if path == directory or path.startswith(directory + "/"):
+            return directory
+    return None
+
+
+def package_dir_problem(what: str, path: str) -> t.Optional[str]:
+    """Why ``what`` at ``path`` must not be in a directory the packages own, or None."""
+    directory = package_dir(path)
+    if directory is None:
+        return None
+    return (f"{what} {path} is in {directory}, which the distribution's packages own: a package upgrade could"
+            " replace it, or it could replace a packaged program (such as /usr/libexec/virtiofsd); use a directory of"
+            " your own, e.g. /usr/local/libexec or /opt/virtiofsd-rust")
+
+
+def unknown_variable_errors(names: t.Iterable[t.Any], known: t.Iterable[t.Any]) -> t.List[str]:
+    """One message per ``virtiofs_host_*`` variable in ``names`` that is neither a role variable
+    (``known``: the options of the role's argument spec) nor a fact the role sets (:data:`ROLE_FACTS`),
+    with the close match: a misspelt variable is otherwise ignored and its default used."""
+    accepted = sorted({str(k) for k in known} | set(ROLE_FACTS))
+    errors = []
+    for name in sorted({str(n) for n in names if str(n).startswith("virtiofs_host_")} - set(accepted)):
+        close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.8)
+        hint = f"did you mean {close[0]}?" if close else "see the role's variables (ansible-doc -t role virtiofs.libvirt.host)"
+        errors.append(f"unknown variable {name}: the host role does not read it, so its default would be used; {hint}"
+                      " (rename or remove it)")
+    return errors
+
+
+def ansible_typed(spec: t.Mapping[str, t.Mapping[str, t.Any]], values: t.Mapping[t.Any, t.Any]
+                  ) -> t.Tuple[t.Dict[t.Any, t.Any], t.List[t.Tuple[str, str]]]:
+    """``values`` typed key by key as ansible-core's argument spec validator types a module's options
+    with ``spec`` (``"4"`` and ``4.0`` for an int, ``yes`` for a bool, ``a,b`` for a list; choices
+    checked), and the problems: (key, sentence naming the key, the type or choices and the value).
+    Keys ``spec`` does not know, ``None`` values and values of type ``path`` stay as given (``path``
+    would expand ``~`` and variables; the callers check paths themselves)."""
+    # imported here: this module is otherwise plain Python
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    from ansible.module_utils.errors import ArgumentTypeError, ArgumentValueError
+
+    out = dict(values)
+    problems: t.List[t.Tuple[str, str]] = []
+    for key, value in values.items():
+        if key not in spec or value is None:
+            continue
+        one = {k: v for k, v in spec[key].items() if k not in ("required", "default", "aliases")}
+        if one.get("type", "str") in ("str", "path") and isinstance(value, (Mapping, list, tuple, set)):
+            # Ansible would turn [a] into the string "['a']"
+            problems.append((key, f"{key} must be a string, got {quoted(value)}"))
+            continue
+        result = ArgumentSpecValidator({key: one}).validate({key: value})
+        if not result.error_messages:
+            if one.get("type", "str") != "path":
+                out[key] = result.validated_parameters[key]
+            continue
+        kinds = {type(e) for e in result.errors.errors}
+        if ArgumentTypeError in kinds:
+            problems.append((key, f"{key} must be {_TYPE_WORDS.get(one.get('type', 'str'), one.get('type'))},"
+                                  f" got {quoted(value)}"))
+        elif ArgumentValueError in kinds and one.get("choices"):
+            problems.append((key, f"{key} must be one of {', '.join(str(c) for c in one['choices'])}, got {quoted(value)}"))
+        else:
+            problems.append((key, f"{key}: " + "; ".join(_unique(result.error_messages))))
+    return out, problems
+
 
 def module_typed_options(options: t.Mapping[t.Any, t.Any]) -> t.Dict[t.Any, t.Any]:
     """A wrapper profile's ``options`` as the virtiofsd_wrapper module's argument spec hands them to
-    the option table: "yes"/"no" (and 1/0) of a bool option become true/false, a comma-separated
-    string of a list option becomes the list. Other values stay as they are."""
-    out = dict(options)
-    for key, value in options.items():
-        spec = WRAPPER_OPTIONS.get(key)
-        if spec is None or isinstance(value, bool):
-            continue
-        if spec.kind == KIND_BOOL and isinstance(value, (str, int)):
-            check = str(value).strip().lower()
-            if check in _TYPE_TRUE or check in _TYPE_FALSE:
-                out[key] = check in _TYPE_TRUE
-        elif spec.kind == KIND_LIST and isinstance(value, str):
-            out[key] = value.split(",")
-    return out
+    the option table (ansible-core's own validator with the module's spec, :func:`ansible_typed`). A
+    value it cannot convert, and an unknown key, stay as given: the option check then names them."""
+    # imported here: the wrapper module's spec is built from the option table
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import argument_spec
+
+    return ansible_typed(argument_spec(), options)[0]
 
 
 def to_bool(value: t.Any) -> bool:
@@ -103,7 +176,7 @@ def text(value: t.Any, fallback: t.Any = "") -> str:
 
 def quoted(value: t.Any) -> str:
     """``value`` in JSON, as the messages quote values (Ansible's ``to_json``)."""
-    return json.dumps(value)
+    return json.dumps(value, default=str)
 
 
 def is_list(value: t.Any) -> bool:
@@ -124,42 +197,34 @@ def share_error(share: t.Any) -> str:
     return problems[0] if problems else ""
 
 
-def module_typed_share(share: t.Mapping[t.Any, t.Any]) -> t.Dict[t.Any, t.Any]:
-    """A share entry's integer options as the share module's argument spec (Ansible's ``int``)
-    hands them on: ``"4"`` and a whole float ``4.0`` become ``4``. Other values stay as they are.
-    (The filter passes ansible-core's own validator instead.)"""
-    out = dict(share)
-    for key in _INT_KEYS:
-        value = out.get(key)
-        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-            out[key] = int(value)
-        elif isinstance(value, float) and value.is_integer():
-            out[key] = int(value)
-    return out
-
-
 def share_problems(share: t.Any, type_share: t.Optional["TypeOptions"] = None) -> t.List[str]:
     """Every reason why the share module would refuse one entry of its ``shares`` option: the
     module's own checks (``ShareSpec.problems``, the checks of ``ShareSpec.validate``), before any
     domain is read, and the mode of a source it creates (``_share.mode_error``). ``type_share``
-    types the values as the module's argument spec would (default :func:`module_typed_share`)."""
+    types the values as the module's argument spec would (default: ansible-core's validator with the share module's spec)."""
     # imported here: _share imports libvirt-free parts only, but it is large
     from ansible_collections.virtiofs.libvirt.plugins.module_utils._share import mode_error
 
     if not isinstance(share, Mapping):
         return [f"a share must be a dict (tag, source, ...), got {share!r}"]
-    params = (type_share or module_typed_share)(share)
-    problems = []
-    for key in _INT_KEYS:
-        value = params.get(key)
-        if isinstance(value, float):
-            problems.append(f"{key} must be a whole number, e.g. 4, got {value!r}")
-            params[key] = None
+    if type_share is None:
+        # converted as the module's argument spec converts ("4", 4.0 -> 4; "yes" -> true); a value it cannot
+        # convert stays as given and ShareSpec names it with its own words (and libvirt's choices)
+        spec = {key: {k: v for k, v in option.items() if k not in ("choices", "options")}
+                for key, option in share_argument_spec(entry=True).items()}
+        params, typing = ansible_typed(spec, share)
+        # ShareSpec checks the integers, strings and choices itself, not the type of a bool or a dict
+        problems = [f"share {str(params.get('tag'))!r}: {problem}" for key, problem in typing
+                    if spec[key].get("type") in ("bool", "dict")]
+        if problems:
+            return problems
+    else:
+        params = type_share(share)
     try:
         spec = ShareSpec.from_params(params)
     except DomainXMLError as exc:
-        return problems + [str(exc)]
-    problems.extend(spec.problems())
+        return [str(exc)]
+    problems = list(spec.problems())
     if params.get("create_source") and spec.state == "present":
         problem = mode_error(spec.tag, params.get("mode"))
         if problem:
@@ -184,6 +249,26 @@ def accepted_share_keys(role_share_keys: t.Collection[str] = ()) -> t.List[str]:
     ``role_share_keys``) and the guest role's mount keys (``_guest_plan.host_share_keys``)."""
     keys = {o.name for o in SHARE_OPTIONS} | set(own_share_keys(role_share_keys))
     return sorted(keys - set(RENAMED_SHARE_KEYS))
+
+
+def share_entry_spec() -> t.Dict[str, t.Dict[str, t.Any]]:
+    """The Ansible type (and choices) of every key of a ``virtiofs_host_shares`` entry: the share
+    module's per-share spec (``owner``, ``group``, ``mode`` under the role's names), ``domain`` and
+    ``wrapper`` (strings) and the guest keys (``_guest_plan.host_share_key_spec``). The role's
+    ``meta/argument_specs.yml`` documents the same types (a unit test compares them); the plan checks
+    them, since the argument spec leaves the variable's type open (raw) to let the plan name the entry."""
+    # imported here: _guest_plan imports this module
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest_plan import host_share_key_spec
+
+    spec = {RENAMED_SHARE_KEYS.get(name, name): dict(option) for name, option in share_argument_spec(entry=True).items()}
+    spec["domain"] = {"type": "str"}
+    spec["wrapper"] = {"type": "str"}
+    spec.update(host_share_key_spec())
+    return spec
+
+
+# Keys of a share entry whose values the plan checks with its own words (tag_error, absolute paths).
+_OWN_WORDS_KEYS = ("tag", "source", "binary_path")
 
 
 def unknown_key_errors(where: str, keys: t.Iterable[t.Any], accepted: t.Sequence[str]) -> t.List[str]:
@@ -225,7 +310,7 @@ def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str, virtiofsd
     daemon = f"{install_dir}/{binary_name}"
     # a bad install directory is reported once under its own name (install_dir_error); the paths
     # derived from it (the default profile's) are not reported again
-    bad_dir = install_dir_error(install_dir) is not None
+    bad_dir = install_dir_error(install_dir) is not None or package_dir(install_dir) is not None
     errors: t.List[str] = []
     out: t.List[t.Dict[str, t.Any]] = []
     paths: t.List[str] = []
@@ -244,6 +329,8 @@ def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str, virtiofsd
             pass
         elif not path.startswith("/") or path != posixpath.normpath(path):
             errors.append(f"{where}: path {quoted(path)} must be an absolute, normalised path")
+        elif package_dir(path) is not None:
+            errors.append(f"{where}: {package_dir_problem('path', path)}")
         elif path == daemon and binary_name != DEFAULT_BINARY_NAME:
             errors.append(f"{where}: path {path} is where virtiofs_host_virtiofsd_binary_name {quoted(binary_name)} puts the"
                           " daemon; give the wrapper its own file name"
@@ -286,6 +373,33 @@ def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str, virtiofsd
     return errors, out
 
 
+def guest_mount_problems(share: t.Mapping[t.Any, t.Any], earlier_paths: t.List[str]) -> t.List[str]:
+    """What the guest role (``playbooks/guest.yml``) would refuse in the mount of one share entry
+    (typed, with a string tag), in the entry's own key names (mount_path, mount_options,
+    mount_selinux_context): the guest role's checks (``_guest_plan.mount_problems``), before anything
+    changes on the hypervisor. ``earlier_paths``: the mount paths of the domain's earlier entries
+    (this entry's is added). Nothing for ``mount: false`` or a share without a tag."""
+    # imported here: _guest_plan imports this module
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest_plan import mount_from_host_share, mount_problems
+
+    if share.get("mount") is False or not isinstance(share.get("tag"), str) or share.get("tag") == "":
+        return []
+    mount = mount_from_host_share(share)
+    problems, entry = mount_problems(mount, earlier_paths, check_tag=False)
+    default = "" if share.get("mount_path") else " (the default /mnt/<tag>; set mount_path)"
+    earlier_paths.append(entry["path"])
+    out = []
+    for problem in problems:
+        key, _sep, rest = problem.partition(" ")
+        if key == "path":
+            rest = rest[len(entry["path"]) + 1:] if rest.startswith(entry["path"] + " ") else rest
+            problem = f"mount_path {quoted(entry['path'])}{default} {rest}"
+        elif key in ("options", "selinux_context"):
+            problem = f"mount_{problem}"
+        out.append(problem)
+    return out
+
+
 def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], default_wrapper: str,
                 role_share_keys: t.Collection[str], source_owner: t.Any, source_group: t.Any,
                 source_mode: t.Any, type_options: TypeOptions = module_typed_options,
@@ -305,6 +419,10 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
     keys: t.List[t.Tuple[str, str]] = []
     accepted = accepted_share_keys(role_share_keys)
     own = own_share_keys(role_share_keys)
+    # the inside of a dict (idmap) is checked by the share module's own words (share_problems)
+    type_spec = {key: {k: v for k, v in spec.items() if k != "options"}
+                 for key, spec in share_entry_spec().items() if key not in _OWN_WORDS_KEYS}
+    mount_paths: t.Dict[str, t.List[str]] = {}
     for index, share in enumerate(shares):
         where = f"virtiofs_host_shares[{index}]"
         if not isinstance(share, Mapping):
@@ -315,7 +433,10 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
         where = f"{where} (domain {quoted(domain)}, tag {quoted(tag)})"
         errors_before = len(errors)
         errors.extend(unknown_key_errors(where, share, accepted))
-        state = text(share.get("state"), "present")
+        # each value of the types the share module, the role and the guest role declare
+        typed, typing = ansible_typed(type_spec, share)
+        errors.extend(f"{where}: {problem}" for _key, problem in typing)
+        state = text(typed.get("state"), "present")
         source = text(share.get("source"))
         if domain == "":
             errors.append(f"{where}: domain is missing; set the libvirt domain name the share belongs to")
@@ -328,6 +449,10 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
                 errors.append(f"{where}: {problem}")
         if (domain, tag) in keys:
             errors.append(f"{where}: the same domain and tag appear twice; one entry per share")
+        elif not typing and (share.get("mount_path") or (isinstance(raw_tag, str) and not tag_error(raw_tag, strict=True))):
+            # the guest role's checks of the mount (not of a default mount path made from a tag that is refused
+            # anyway or, for a share being removed, accepted only there)
+            errors.extend(f"{where}: {problem}" for problem in guest_mount_problems(typed, mount_paths.setdefault(domain, [])))
         keys.append((domain, tag))
         if state == "present" and source == "":
             errors.append(f"{where}: source is missing; set the host directory to share")
@@ -348,13 +473,10 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
             else:
                 errors.append(f"{where}: wrapper profile {quoted(wrapper)} is not defined in virtiofs_host_wrappers (profiles: "
                               f"{', '.join(str(n) for n in names) or 'none'}); add it or set binary_path")
-        mount_path = share.get("mount_path")
-        if mount_path and not str(mount_path).startswith("/"):
-            errors.append(f"{where}: mount_path {quoted(mount_path)} must be an absolute path in the guest")
         module = {key: value for key, value in share.items() if key not in own}
         if binary != "":
             module["binary_path"] = binary
-        if state == "present" and to_bool(share.get("create_source", False)):
+        if state == "present" and typed.get("create_source") is True:
             module.update({"create_source": True, "owner": text(share.get("source_owner"), source_owner),
                            "group": text(share.get("source_group"), source_group),
                            "mode": share.get("source_mode") or source_mode})
@@ -391,9 +513,19 @@ def profile_overrides(share: t.Mapping[str, t.Any], profile: t.Mapping[str, t.An
 def install_errors(params: t.Mapping[str, t.Any]) -> t.List[str]:
     """The problems of the virtiofsd installation settings (what method=url and method=source need)."""
     errors = []
-    dir_error = install_dir_error(str(params.get("virtiofs_host_virtiofsd_install_dir", "/opt/virtiofsd-rust")))
+    install_dir = str(params.get("virtiofs_host_virtiofsd_install_dir", "/opt/virtiofsd-rust"))
+    dir_error = install_dir_error(install_dir)
     if dir_error:
         errors.append(dir_error)
+    else:
+        problem = package_dir_problem("virtiofs_host_virtiofsd_install_dir", install_dir)
+        if problem:
+            errors.append(problem)
+    for name in ("source_dir", "source_archive", "cargo_registry_dir"):
+        value = params.get(f"virtiofs_host_virtiofsd_{name}")
+        if value not in (None, "") and not str(value).startswith("/"):
+            errors.append(f"virtiofs_host_virtiofsd_{name} {quoted(value)} must be an absolute path on the hypervisor"
+                          f" (e.g. /{str(value).lstrip('./')})")
     binary_name = str(params.get("virtiofs_host_virtiofsd_binary_name", DEFAULT_BINARY_NAME))
     if binary_name in ("", ".", "..") or "/" in binary_name or "\0" in binary_name:
         errors.append(f"virtiofs_host_virtiofsd_binary_name {quoted(binary_name)} must be a plain file name (no '/'),"
@@ -454,13 +586,14 @@ def failure(errors: t.Mapping[str, t.Sequence[str]]) -> t.Any:
     """The message the role fails with, or None: every group of problems. One group of wrapper or
     share problems is a list (a heading, then one line per problem); installation problems alone
     are one string; problems of several groups are one list with a heading per group."""
-    groups = [("virtiofs.libvirt.host: bad wrapper profiles:", list(errors["wrappers"])),
+    groups = [("virtiofs.libvirt.host: bad role variables:", list(errors.get("variables", []))),
+              ("virtiofs.libvirt.host: bad wrapper profiles:", list(errors["wrappers"])),
               ("virtiofs.libvirt.host: bad virtiofs_host_shares:", list(errors["shares"])),
               ("virtiofs.libvirt.host: bad virtiofsd installation settings:", list(errors["install"]))]
     found = [(heading, problems) for heading, problems in groups if problems]
     if not found:
         return None
-    if len(found) == 1 and found[0][0] == groups[2][0]:
+    if len(found) == 1 and found[0][0] == groups[3][0]:
         return "virtiofs.libvirt.host: " + "; ".join(found[0][1])
     out: t.List[str] = []
     for heading, problems in found:
@@ -468,12 +601,29 @@ def failure(errors: t.Mapping[str, t.Sequence[str]]) -> t.Any:
     return out
 
 
-def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] = (),
-              type_options: TypeOptions = module_typed_options) -> t.Dict[str, t.Any]:
-    """The plan of the host role from its variables (``virtiofs_host_*`` as keys; ``role_share_keys``
-    are the keys of a share entry the role consumes itself; ``type_options``: see :func:`plan_wrappers`). Fields:
+def variable_errors(params: t.Mapping[str, t.Any], variable_names: t.Optional[t.Iterable[t.Any]],
+                    known_variables: t.Optional[t.Iterable[t.Any]]) -> t.List[str]:
+    """The problems of the role's other variables: unknown ``virtiofs_host_*`` names (when the caller
+    passes ``variable_names`` and ``known_variables``, see :func:`unknown_variable_errors`) and a
+    negative ``virtiofs_host_restart_timeout``."""
+    errors = []
+    if variable_names is not None and known_variables is not None:
+        errors += unknown_variable_errors(variable_names, known_variables)
+    timeout = params.get("virtiofs_host_restart_timeout", 300)
+    if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout < 0:
+        errors.append(f"virtiofs_host_restart_timeout {timeout} must be 0 or more seconds (the time a domain gets to"
+                      " shut down gracefully), e.g. 300")
+    return errors
 
-    failure: the message the role fails with, or None; errors: wrappers, shares and install (lists);
+
+def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] = (),
+              type_options: TypeOptions = module_typed_options, variable_names: t.Optional[t.Iterable[t.Any]] = None,
+              known_variables: t.Optional[t.Iterable[t.Any]] = None) -> t.Dict[str, t.Any]:
+    """The plan of the host role from its variables (``virtiofs_host_*`` as keys; ``role_share_keys``
+    are the keys of a share entry the role consumes itself; ``type_options``: see :func:`plan_wrappers`;
+    ``variable_names`` and ``known_variables``: see :func:`variable_errors`). Fields:
+
+    failure: the message the role fails with, or None; errors: variables, wrappers, shares and install (lists);
     wrappers (all profiles), wrappers_present, wrappers_absent, wrapper_paths (the paths of the
     present ones), wrapper_dirs; shares, domains, share_domains (the share module's domains option);
     virtiofsd: state, method, install, install_package, remove, daemon (install_dir/binary_name),
@@ -489,8 +639,9 @@ def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] 
     share_errors, shares = plan_shares(
         params.get("virtiofs_host_shares", []), wrappers, params.get("virtiofs_host_default_wrapper", "default"),
         role_share_keys, params.get("virtiofs_host_source_owner", "root"), params.get("virtiofs_host_source_group", "root"),
-        params.get("virtiofs_host_source_mode", "0755"))
-    errors = {"wrappers": wrapper_errors, "shares": share_errors, "install": install_errors(params)}
+        params.get("virtiofs_host_source_mode", "0755"), type_options)
+    errors = {"variables": variable_errors(params, variable_names, known_variables),
+              "wrappers": wrapper_errors, "shares": share_errors, "install": install_errors(params)}
     present = [w for w in wrappers if w["state"] == "present"]
     absent = [w for w in wrappers if w["state"] == "absent"]
     paths = [w["path"] for w in present]

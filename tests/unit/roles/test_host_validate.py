@@ -2,7 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The host role's input checks (roles/host/tasks/validate.yml), run by ansible-playbook on the
-controller: each bad input is refused by the validation tasks, which read and change nothing."""
+controller through the role's main entry point (its argument spec first, as a user runs it): each bad
+input is refused by the validation tasks, which read and change nothing. The host's Python is a
+path that does not exist, so input that passes stops at the first task that would run on the host."""
 from __future__ import annotations
 
 import json
@@ -47,6 +49,24 @@ CASES: t.Dict[str, t.Dict[str, t.Any]] = {  # one role run per case; a case's en
                                                        "options": {"cahce": "never", "sandbox": "jail"},
                                                        "extra_args": ["--thread-pool-size=-1"]})},
     "not_a_list": {"shares": {"domain": "vm"}},
+    "shares_null": {"shares": None},
+    "entry_not_a_dict": {"shares": ["vm:data:/srv/data"]},
+    "wrappers_list": {"wrappers": [{"path": "/opt/w.sh"}]},
+    "typed": {"shares": [
+        dict(GOOD, readonly="maybe", create_source="maybe", cache="fast"),
+        dict(GOOD, tag="dom", domain=["vm"]),
+        dict(GOOD, tag="ms", mount_state="bogus", mount="sometimes"),
+        dict(GOOD, tag="sp", mount_path="/mnt/a b", mount_options="ro, noatime"),
+        dict(GOOD, tag="p1", mount_path="/mnt/same"),
+        dict(GOOD, tag="p2", mount_path="/mnt/same"),
+    ]},
+    "typed_like_the_module": {"shares": [dict(GOOD, thread_pool_size=4.0, readonly="yes", openfiles="1024")],
+                              "wrappers": dict(WRAPPERS, ro={"path": "/opt/virtiofsd-rust/virtiofsd-ro.sh",
+                                                             "options": {"thread_pool_size": 4.0}})},
+    "package_dirs": {"wrappers": dict(WRAPPERS, ro={"path": "/usr/libexec/virtiofsd-ro.sh"}, bin={"path": "/usr/bin/vfs.sh"})},
+    "install_dir_in_package_dir": {"install_dir": "/usr/libexec"},
+    "relative_source_dir": {"method": "source", "source_dir": "crates/virtiofsd"},
+    "negative_restart_timeout": {"restart_timeout": -1},
     "wrappers": {"wrappers": {
         "default": {"path": "/opt/w.sh"},
         "other": {"path": "/opt/w.sh"},
@@ -64,9 +84,12 @@ CASE_TASKS = """
     - name: Validate the input
       ansible.builtin.include_role:
         name: virtiofs.libvirt.host
-        tasks_from: validate
       vars:
-        virtiofs_host_shares: "{{ case.value.shares | default([]) }}"
+        ansible_python_interpreter: /nonexistent/python3
+        virtiofs_host_shares: "{{ case.value.shares if 'shares' in case.value else [] }}"
+        virtiofs_host_virtiofsd_install_dir: "{{ case.value.install_dir | default('/opt/virtiofsd-rust') }}"
+        virtiofs_host_virtiofsd_source_dir: "{{ case.value.source_dir | default('') }}"
+        virtiofs_host_restart_timeout: "{{ case.value.restart_timeout | default(300) }}"
         virtiofs_host_wrappers: "{{ case.value.wrappers | default(wrappers) }}"
         virtiofs_host_virtiofsd_method: "{{ case.value.method | default('package') }}"
         virtiofs_host_virtiofsd_url: "{{ case.value.url | default('') }}"
@@ -103,10 +126,19 @@ def outcome(tmp_path_factory) -> t.Dict[str, t.Any]:
     result = work / "outcome.json"
     play = [{
         "name": "host role input checks", "hosts": "localhost", "gather_facts": False,
-        "vars": {"cases": CASES, "wrappers": WRAPPERS, "outcome": {}},
+        "vars": {"cases": CASES, "wrappers": WRAPPERS, "outcome": {}, "ansible_python_interpreter": sys.executable},
         "tasks": [
             {"name": "Each case", "ansible.builtin.include_tasks": str(work / "case.yml"),
              "loop": "{{ cases | dict2items }}", "loop_control": {"loop_var": "case", "label": "{{ case.key }}"}},
+            {"name": "A misspelt role variable", "block": [
+                {"name": "Run the role", "ansible.builtin.include_role": {"name": "virtiofs.libvirt.host"},
+                 "vars": {"ansible_python_interpreter": "/nonexistent/python3", "virtiofs_host_share": [GOOD],
+                          "virtiofs_host_restrat": "never"}},
+            ], "rescue": [
+                {"name": "Record the refusal", "ansible.builtin.set_fact": {"outcome": (
+                    "{{ outcome | combine({'typo_variable': {'task': ansible_failed_task.name,"
+                    " 'msg': ansible_failed_result.msg}}) }}")}},
+            ]},
             {"name": "Write the outcome",
              "ansible.builtin.copy": {"content": "{{ outcome | to_json }}", "dest": str(result), "mode": "0600"}},
         ],
@@ -115,24 +147,35 @@ def outcome(tmp_path_factory) -> t.Dict[str, t.Any]:
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=_collections_path(), ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
     proc = subprocess.run(
-        [_ansible_playbook(), "-i", "localhost,", "-c", "local",
-         "-e", f"ansible_python_interpreter={sys.executable}", str(work / "play.yml")],
+        [_ansible_playbook(), "-i", "localhost,", "-c", "local", str(work / "play.yml")],
         env=env, cwd=work, capture_output=True, text=True, timeout=600, check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(result.read_text())
 
 
+# The first task after the input checks: it runs on the host, whose Python does not exist here.
+FIRST_HOST_TASK = "Gather the facts the role needs"
+
+
 def refusal(outcome: t.Dict[str, t.Any], case: str) -> str:
     got = outcome[case]
-    assert got is not None, f"{case} was accepted"
-    assert got["task"].startswith(("Report bad", "Check the virtiofsd installation settings")), got
+    assert got is not None and got["task"] != FIRST_HOST_TASK, f"{case} was accepted"
+    # the role's own check, not Ansible's generic argument spec message
+    assert got["task"] == "Report bad input", got
     msg = got["msg"]
     return "\n".join(msg) if isinstance(msg, list) else msg
 
 
+def accepted(outcome: t.Dict[str, t.Any], case: str) -> bool:
+    got = outcome[case]
+    assert got is not None, f"{case}: the role ended without reaching the host"
+    assert got["task"] == FIRST_HOST_TASK, got
+    return True
+
+
 def test_good_input_passes(outcome):
-    assert outcome["good"] is None
+    assert accepted(outcome, "good")
 
 
 def test_unknown_wrapper_profile(outcome):
@@ -160,7 +203,7 @@ def test_relative_source(outcome):
 
 
 def test_relative_mount_path(outcome):
-    assert 'mount_path "mnt/data" must be an absolute path in the guest' in refusal(outcome, "shares")
+    assert 'mount_path "mnt/data" must be absolute, e.g. /mnt/data' in refusal(outcome, "shares")
 
 
 def test_long_tag_gets_the_share_modules_message(outcome):
@@ -205,7 +248,7 @@ def test_source_method_without_a_source(outcome):
 
 
 def test_an_entry_with_every_accepted_key_passes(outcome):
-    assert outcome["every_key"] is None
+    assert accepted(outcome, "every_key")
 
 
 def test_unknown_share_keys(outcome):
@@ -225,3 +268,81 @@ def test_wrapper_options_refused_before_the_daemon_is_installed(outcome):
     assert ("virtiofs_host_wrappers.ro: options.sandbox: 'jail' is not a valid sandbox; choose one of namespace, chroot, none"
             in msg)
     assert ("virtiofs_host_wrappers.ro: extra_args '--thread-pool-size=-1': thread_pool_size must be >= 0, got -1" in msg)
+
+
+# ------------------------------------------- what the argument spec used to answer with its generic message
+
+
+def test_shares_null(outcome):
+    assert "virtiofs_host_shares must be a list of shares ({domain, tag, source, ...}), got None" in refusal(outcome, "shares_null")
+
+
+def test_entry_not_a_dict(outcome):
+    assert ("virtiofs_host_shares[0]: must be a dict with at least domain, tag and source, got vm:data:/srv/data"
+            in refusal(outcome, "entry_not_a_dict"))
+
+
+def test_wrappers_not_a_dict(outcome):
+    msg = refusal(outcome, "wrappers_list")
+    assert msg.startswith("virtiofs.libvirt.host: bad wrapper profiles:")
+    assert "virtiofs_host_wrappers must be a dict of profile name -> {path, options}, got [{'path': '/opt/w.sh'}]" in msg
+
+
+def test_values_are_typed_entry_by_entry(outcome):
+    msg = refusal(outcome, "typed")
+    where = 'virtiofs_host_shares[0] (domain "vm", tag "data")'
+    # every problem of the entry at once, each naming the key, what it must be and the value
+    assert f'{where}: readonly must be true or false, got "maybe"' in msg
+    assert f'{where}: create_source must be true or false, got "maybe"' in msg
+    assert f'{where}: cache must be one of none, always, got "fast"' in msg
+    assert 'virtiofs_host_shares[1] (domain "[\'vm\']", tag "dom"): domain must be a string, got ["vm"]' in msg
+    assert 'virtiofs_host_shares[2] (domain "vm", tag "ms"): mount_state must be one of mounted, present, unmounted, absent, got "bogus"' in msg
+    assert 'virtiofs_host_shares[2] (domain "vm", tag "ms"): mount must be true or false, got "sometimes"' in msg
+
+
+def test_guest_mount_checks_run_on_the_host(outcome):
+    msg = refusal(outcome, "typed")
+    where = 'virtiofs_host_shares[3] (domain "vm", tag "sp")'
+    assert f'{where}: mount_path "/mnt/a b" ' + "must not contain whitespace, backslash, & or # (fstab escaping); choose a plain path" in msg
+    assert ('virtiofs_host_shares[3] (domain "vm", tag "sp"): mount_options "ro, noatime" contain whitespace;'
+            ' separate options with commas only') in msg
+    assert ('virtiofs_host_shares[5] (domain "vm", tag "p2"): mount_path "/mnt/same" is used by an earlier entry;'
+            ' each mount point may appear only once') in msg
+    assert "virtiofs_host_shares[4]" not in msg
+
+
+def test_values_typed_as_the_modules_type_them_pass(outcome):
+    # 4.0 and "1024" for an int and "yes" for a bool: what the share and wrapper modules accept
+    assert accepted(outcome, "typed_like_the_module")
+
+
+def test_misspelt_role_variable(outcome):
+    msg = refusal(outcome, "typo_variable")
+    assert msg.startswith("virtiofs.libvirt.host: bad role variables:")
+    assert ("unknown variable virtiofs_host_share: the host role does not read it, so its default would be used;"
+            " did you mean virtiofs_host_shares? (rename or remove it)") in msg
+    assert "unknown variable virtiofs_host_restrat: the host role does not read it, so its default would be used; did you mean virtiofs_host_restart?" in msg
+
+
+def test_wrapper_in_a_package_directory(outcome):
+    msg = refusal(outcome, "package_dirs")
+    assert ("virtiofs_host_wrappers.ro: path /usr/libexec/virtiofsd-ro.sh is in /usr/libexec, which the distribution's packages own:"
+            " a package upgrade could replace it") in msg
+    assert "virtiofs_host_wrappers.bin: path /usr/bin/vfs.sh is in /usr/bin, which the distribution's packages own" in msg
+
+
+def test_install_dir_in_a_package_directory(outcome):
+    msg = refusal(outcome, "install_dir_in_package_dir")
+    assert "virtiofs_host_virtiofsd_install_dir /usr/libexec is in /usr/libexec, which the distribution's packages own" in msg
+    # the default wrapper made from it is not reported again
+    assert "virtiofs_host_wrappers.default" not in msg
+
+
+def test_relative_source_dir(outcome):
+    assert ('virtiofs_host_virtiofsd_source_dir "crates/virtiofsd" must be an absolute path on the hypervisor'
+            in refusal(outcome, "relative_source_dir"))
+
+
+def test_negative_restart_timeout(outcome):
+    assert ("virtiofs_host_restart_timeout -1 must be 0 or more seconds"
+            in refusal(outcome, "negative_restart_timeout"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import yaml
 
 from ansible_collections.virtiofs.libvirt.plugins.filter import host_confinement, host_plan
+from ansible_collections.virtiofs.libvirt.plugins.module_utils import _host_plan as hp
 
 host_plan_filter = host_plan.FilterModule().filters()["host_plan"]
 host_confinement_filter = host_confinement.FilterModule().filters()["host_confinement"]
@@ -64,7 +65,7 @@ def test_profile_options_typed_as_this_core_types_the_module_options():
              "seccomp": "kill"}
     module_view = ArgumentSpecValidator(argument_spec()).validate(dict(given))
     assert module_view.error_messages == []
-    typed = host_plan.typed_options(given)
+    typed = hp.module_typed_options(given)
     assert typed == {k: module_view.validated_parameters[k] for k in given}
     assert typed["thread_pool_size"] == 4 and isinstance(typed["thread_pool_size"], int)
     assert not isinstance(typed["thread_pool_size"], (bool, float))

@@ -179,8 +179,8 @@ W = 'virtiofs_host_shares[0] (domain "a", tag "t")'
     ({"domain": "a", "tag": "t", "source": "/s", "binary_path": "bin/v"}, [f'{W}: binary_path "bin/v" must be an absolute path']),
     ({"domain": "a", "tag": "t", "source": "/s", "wrapper": "nope"},
      [f'{W}: wrapper profile "nope" is not defined in virtiofs_host_wrappers (profiles: default); add it or set binary_path']),
-    ({"domain": "a", "tag": "t", "source": "/s", "mount_path": "mnt/x"}, [f'{W}: mount_path "mnt/x" must be an absolute path in the guest']),
-    ({"domain": "a", "tag": "t", "source": "/s", "mount_path": 5}, [f"{W}: mount_path 5 must be an absolute path in the guest"]),
+    ({"domain": "a", "tag": "t", "source": "/s", "mount_path": "mnt/x"}, [f'{W}: mount_path "mnt/x" must be absolute, e.g. /mnt/x']),
+    ({"domain": "a", "tag": "t", "source": "/s", "mount_path": 5}, [f'{W}: mount_path "5" must be absolute, e.g. /5']),
     ({"domain": "a", "tag": "t", "source": "/s", "queue_size": 0}, [f"{W}: share 't': queue_size must be an integer >= 1, got 0"]),
     ({"domain": "a", "tag": "t", "source": "/s", "binary_path": "/opt//v"},
      [f"{W}: share 't': binary_path '/opt//v' is not in normal form (libvirt would store '/opt/v'): write it as '/opt/v'"]),
@@ -358,7 +358,7 @@ def test_a_share_option_its_wrapper_profile_also_sets_is_refused():
 def test_defaults_plan():
     result = plan()
     assert result["failure"] is None
-    assert result["errors"] == {"wrappers": [], "shares": [], "install": []}
+    assert result["errors"] == {"variables": [], "wrappers": [], "shares": [], "install": []}
     assert result["shares"] == [] and result["domains"] == [] and result["share_domains"] == []
     assert result["wrapper_paths"] == ["/opt/virtiofsd-rust/virtiofsd.sh"]
     assert result["virtiofsd"] == {"state": "present", "method": "package", "install": True, "install_package": True, "remove": False,
@@ -620,3 +620,61 @@ def test_only_wrappers_whose_bytes_changed_count_as_changed_binaries():
                          virtiofs_host_virtiofsd_path="/opt/v/virtiofsd",
                          _virtiofs_host_virtiofsd={"binary_changed": True})["_virtiofs_host_changed_binaries"]
     assert changed == plan_["wrapper_paths"] + ["/opt/v/virtiofsd"]
+
+
+# ------------------------------------------------ the types the plan checks are the ones the docs declare
+
+
+def test_the_documented_share_key_types_are_the_ones_the_plan_checks():
+    # the argument spec leaves virtiofs_host_shares raw; its documented keys are typed by share_entry_spec
+    spec = hp.share_entry_spec()
+    assert sorted(spec) == sorted(SPEC_SHARE_KEYS)
+    for key, doc in SPEC_SHARE_KEYS.items():
+        want = spec[key].get("type", "str")
+        assert doc.get("type", "str") == ("str" if want == "path" else want), key
+        assert doc.get("choices") == spec[key].get("choices"), key
+    shares = ARGUMENT_SPEC["argument_specs"]["main"]["options"]["virtiofs_host_shares"]
+    assert shares["type"] == "raw" and "elements" not in shares
+
+
+def test_the_guest_mount_key_types_are_the_guest_roles():
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest_plan import MOUNT_KEY_SPEC
+    guest = yaml.safe_load((ROOT / "roles/guest/meta/argument_specs.yml").read_text())
+    options = guest["argument_specs"]["main"]["options"]["virtiofs_guest_mounts"]["options"]
+    assert sorted(options) == sorted(MOUNT_KEY_SPEC)
+    for key, doc in options.items():
+        assert doc.get("type", "str") == MOUNT_KEY_SPEC[key]["type"], key
+        assert doc.get("choices") == MOUNT_KEY_SPEC[key].get("choices"), key
+
+
+def test_the_role_facts_are_the_ones_the_tasks_set():
+    import re
+    tasks = "\n".join(p.read_text() for p in (ROOT / "roles/host/tasks").glob("*.yml"))
+    set_names = set(re.findall(r"^\s+(virtiofs_host_[a-z_]+):", tasks, re.M))
+    assert set_names == set(hp.ROLE_FACTS)
+    description = " ".join(ARGUMENT_SPEC["argument_specs"]["main"]["description"])
+    assert all(f"C({fact})" in description for fact in hp.ROLE_FACTS)
+
+
+def test_ansible_typed_names_the_key_the_type_and_the_value():
+    spec = {"a": {"type": "bool"}, "n": {"type": "int"}, "c": {"type": "str", "choices": ["x", "y"]}, "s": {"type": "str"},
+            "p": {"type": "path"}}
+    typed, problems = hp.ansible_typed(spec, {"a": "yes", "n": 4.0, "c": "x", "s": 12, "p": "~/d", "other": 1})
+    assert typed == {"a": True, "n": 4, "c": "x", "s": "12", "p": "~/d", "other": 1}
+    assert problems == []
+    typed, problems = hp.ansible_typed(spec, {"a": "maybe", "n": 4.5, "c": "z", "s": ["l"], "p": None})
+    assert problems == [("a", 'a must be true or false, got "maybe"'), ("n", "n must be a whole number, e.g. 4, got 4.5"),
+                        ("c", 'c must be one of x, y, got "z"'), ("s", 's must be a string, got ["l"]')]
+    assert typed["a"] == "maybe" and typed["n"] == 4.5
+
+
+def test_unknown_variables():
+    known = ["virtiofs_host_shares", "virtiofs_host_restart"]
+    names = ["virtiofs_host_shares", "virtiofs_host_share", "virtiofs_host_restarted", "virtiofs_host_zzz", "other_var"]
+    assert hp.unknown_variable_errors(names, known) == [
+        "unknown variable virtiofs_host_share: the host role does not read it, so its default would be used;"
+        " did you mean virtiofs_host_shares? (rename or remove it)",
+        "unknown variable virtiofs_host_zzz: the host role does not read it, so its default would be used;"
+        " see the role's variables (ansible-doc -t role virtiofs.libvirt.host) (rename or remove it)"]
+    # without the names (a caller that does not pass them) nothing is checked
+    assert plan()["errors"]["variables"] == []
