@@ -25,7 +25,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import (
     SOURCE, TABLE as SHARE_OPTIONS, share_argument_spec)
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import (
-    KIND_BOOL, KIND_LIST, OPTIONS as WRAPPER_OPTIONS, check_without_daemon, profile_values)
+    OPTIONS as WRAPPER_OPTIONS, check_without_daemon, profile_values)
 
 # The keys of a wrapper profile (virtiofs_host_wrappers.NAME).
 WRAPPER_KEYS = ("path", "options", "extra_args", "state", "backup")
@@ -67,10 +67,6 @@ def install_dir_error(install_dir: str) -> t.Optional[str]:
 _TRUE = frozenset(("yes", "on", "true", "1"))
 _FALSE = frozenset(("no", "off", "false", "0"))
 
-
-# What Ansible's bool type (a module's argument spec) accepts, strings in lower case.
-_TYPE_TRUE = frozenset(("y", "yes", "on", "1", "true", "t"))
-_TYPE_FALSE = frozenset(("n", "no", "off", "0", "false", "f"))
 
 # How a message names what an Ansible type wants.
 _TYPE_WORDS = {"bool": "true or false", "int": "a whole number, e.g. 4", "float": "a number", "str": "a string",
@@ -361,13 +357,9 @@ def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str, virtiofsd
             keys = ", ".join(str(k) for k in unknown)
             errors.append(f"{where}: unknown keys {keys}; a profile has path, options, extra_args, state and backup")
         # typed as the wrapper module's bool option types it (yes/no, on/off, 1/0, ...)
-        backup = profile.get("backup")
-        if backup is not None and not isinstance(backup, bool):
-            check = str(backup).strip().lower()
-            if isinstance(backup, (str, int)) and check in _TYPE_TRUE | _TYPE_FALSE:
-                backup = check in _TYPE_TRUE
-            else:
-                errors.append(f"{where}: backup must be true or false, got {quoted(backup)}")
+        typed, typing = ansible_typed({"backup": {"type": "bool"}}, {"backup": profile.get("backup")})
+        errors.extend(f"{where}: {problem}" for _key, problem in typing)
+        backup = typed["backup"]
         out.append({"name": name, "path": path, "state": state, "options": options or {}, "extra_args": extra_args or [],
                     "backup": backup is True})
     return errors, out
