@@ -96,8 +96,13 @@ options:
         order mark stays, the XML declaration keeps its exact text (quotes, spelling of the encoding, C(standalone)),
         a file without one gets none, and the blank space at the start and at the end of the file stays. CR LF line endings
         are kept when every line break of the file is CR LF; a file that mixes line endings (CR LF with LF or CR
-        alone) is written with LF throughout. lxml writes every attribute in double quotes, and the written bytes are
-        parsed again and compared before the file is replaced.
+        alone) is written with LF throughout. Comments, processing instructions and CDATA sections (as
+        C(<![CDATA[...]]>), byte for byte) are kept.
+      - The rest is lxml's serialisation, with the same meaning but possibly another spelling - every attribute in
+        double quotes (a C(") inside becomes C(&quot;)), a character reference such as C(&#233;) or C(&#xE9;) becomes
+        the character when the file's encoding has it and a decimal reference otherwise, C(&quot;) and C(&apos;) in
+        text become C(") and C('), a C(>) in text becomes C(&gt;). The written bytes are parsed again and compared
+        (canonically, and the CDATA sections as they are) before the file is replaced.
       - With C(--diff) the diff's before is the file's text as it is on disk and its after the text that is written;
         both headers are the file's path (a symbolic link resolved). Check mode returns the same diff.
       - No libvirt is needed, and no libvirt version checks are made.
