@@ -44,7 +44,24 @@ notes:
   - "Errors, each with the domain definition left exactly as it was: unknown domain; tag empty, longer than
     36 bytes or given twice; a 9p or other C(<filesystem>) already using the tag; relative or missing O(source)
     (unless O(create_source=true)); O(binary_path) not absolute or not executable; feature too new for the host's
-    libvirt; libvirt unreachable; malformed O(xml_file); NUMA cells with C(memAccess='private'); a transient domain."
+    libvirt; libvirt unreachable; malformed O(xml_file); NUMA cells with C(memAccess='private'); a transient domain;
+    a O(source) that is C(/); a symbolic link on the way to O(source) that another user can change."
+  - "Share sources are checked on the host with O(state=present), for domains and O(xml_file) alike and in check
+    mode too. virtiofsd runs as root and the guest reads and writes the whole tree below the source (as root or as
+    the files' owners), so a source that is C(/), or resolves to it, is refused: share a dedicated directory."
+  - "libvirt hands the source to virtiofsd as written, and virtiofsd resolves symbolic links when the domain starts,
+    so the guest gets the directory the links point to at that moment. A symbolic link on the way (the source itself
+    or a directory above it) that a user other than root owns, or that sits in a directory writable by group or
+    others without the sticky bit, is refused: that user would choose what the guest gets; write the resolved path.
+    Any other symbolic link on the way is a warning naming the resolved directory."
+  - "A directory above the source that a user other than root owns or can write (a root-owned sticky directory
+    such as C(/tmp) is fine), or a source owned by another user in a sticky directory others can write, is a
+    warning with the command that fixes it: such a user could rename the source away and put another directory or
+    a symbolic link in its place before the domain starts. It is not refused, because the source is shared, not run
+    (compare O(binary_path), which must be root's all the way). The source directory's own owner and mode are the
+    operator's choice and are not checked. For a source still to be created (O(create_source=true)) the existing
+    part of its path is checked. The same checks are exported for the host role (C(_path_safety.source_findings),
+    C(root_source_error))."
 seealso:
   - module: virtiofs.libvirt.share_info
   - module: community.libvirt.virt
