@@ -19,8 +19,8 @@ A component that does not exist ends the walk: what exists up to there is checke
 that is about to be written is checked through its directory and the directory's parents).
 
 Share sources (:func:`source_findings`, :func:`root_source_error`) have a rule of their own: a
-share's ``<source dir>`` is not run but handed to virtiofsd (root) as ``--shared-dir``, which
-resolves it when the domain starts (virtiofsd's ``Sandbox::new`` canonicalises the path) and
+share's ``<source dir>`` is not run but handed to virtiofsd (root) as written (``--shared-dir`` or
+``-o source=``), which resolves it when the domain starts (virtiofsd's ``Sandbox::new`` canonicalises the path) and
 gives the guest that tree. So ``/`` is refused, a symbolic link on the way that another user
 can change is refused, and a safe link or a parent directory another user can rename entries
 of (the source could be swapped for another directory or a link before the next start) is a
