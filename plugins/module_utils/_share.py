@@ -65,10 +65,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features
     check_features,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import problem as path_problem
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import (  # noqa: F401 (re-exported)
-    root_source_error,
-    source_findings,
-)
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import source_findings
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import SOURCE_OPTIONS, SPEC_OPTIONS
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
 
