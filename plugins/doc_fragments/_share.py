@@ -21,6 +21,9 @@ options:
     - 'Written in normal form: repeated slashes, C(.) components and a trailing slash are dropped, so V(/srv/x/)
       and V(/srv/x) are the same share (a definition that already says V(/srv/x/) is left as it is). A C(..) component
       is refused, because its meaning depends on symbolic links on the way.'
+    - V(/) (or a path that resolves to it) is refused, and so is a symbolic link on the way that a user other than
+      root can change; a safe symbolic link on the way and a parent directory other users can change are warnings
+      (see the notes).
     type: path
   binary_path:
     description:

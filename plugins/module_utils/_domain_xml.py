@@ -767,7 +767,11 @@ class DomainXML:
     def from_string(cls, text: t.Union[str, bytes], what: str = "domain XML") -> "DomainXML":
         require_lxml()
         data = text.encode("utf-8") if isinstance(text, str) else text
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False, huge_tree=False)
+        # strip_cdata=False: a CDATA section stays one (lxml writes it back as <![CDATA[...]]>,
+        # not as escaped text); the element's .text is its content either way
+        parser = etree.XMLParser(
+            resolve_entities=False, no_network=True, remove_blank_text=False, huge_tree=False, strip_cdata=False
+        )
         try:
             root = etree.fromstring(data, parser)
         except etree.XMLSyntaxError as exc:
@@ -944,6 +948,27 @@ def _document_c14n(doc: DomainXML) -> bytes:
     return etree.tostring(tree, method="c14n2")
 
 
+# A CDATA section as lxml writes it (its content cannot hold "]]>"). Comments and processing
+# instructions are written verbatim, so text in them that looks like a section is the same
+# before and after; element text outside a section has its "<" escaped and cannot match.
+_CDATA_RE = re.compile(rb"<!\[CDATA\[.*?\]\]>", re.DOTALL)
+
+
+def _cdata_sections(doc: DomainXML) -> t.List[bytes]:
+    """The CDATA sections of the document outside the owned elements, in document order (C14N
+    2.0 writes a section as escaped text, so :func:`_document_c14n` cannot tell them apart).
+    Whitespace-only text between elements is dropped first, as there."""
+    tree = _copy_tree(doc.tree)
+    root = tree.getroot()
+    _strip_owned(root, None, lambda el: len(el) == 0 and not (el.text or "").strip() and not el.attrib)
+    for el in root.iter():
+        if len(el) and el.text is not None and not el.text.strip():
+            el.text = None
+        if el is not root and el.tail is not None and not el.tail.strip():
+            el.tail = None
+    return _CDATA_RE.findall(etree.tostring(tree, encoding="UTF-8"))
+
+
 def faithful_bytes(before: DomainXML, after: DomainXML, what: str = "domain XML") -> bytes:
     """The bytes to write for ``after`` (``before`` patched), checked to be faithful.
 
@@ -966,6 +991,8 @@ def faithful_bytes(before: DomainXML, after: DomainXML, what: str = "domain XML"
     differs = []
     if _document_c14n(again) != _document_c14n(before):
         differs.append("content outside the virtio-fs shares and memoryBacking")
+    elif _cdata_sections(again) != _cdata_sections(before):
+        differs.append("the CDATA sections")
     if again.owned_canonical() != after.owned_canonical():
         differs.append("the patched shares")
     if again.tree.docinfo.doctype != before.tree.docinfo.doctype:

@@ -17,6 +17,15 @@ directories of every link on the way are checked as well as the real path.
 
 A component that does not exist ends the walk: what exists up to there is checked (a wrapper
 that is about to be written is checked through its directory and the directory's parents).
+
+Share sources (:func:`source_findings`, :func:`root_source_error`) have a rule of their own: a
+share's ``<source dir>`` is not run but handed to virtiofsd (root) as written (``--shared-dir`` or
+``-o source=``), which resolves it when the domain starts (virtiofsd's ``Sandbox::new`` canonicalises the path) and
+gives the guest that tree. So ``/`` is refused, a symbolic link on the way that another user
+can change is refused, and a safe link or a parent directory another user can rename entries
+of (the source could be swapped for another directory or a link before the next start) is a
+warning. The source directory's own owner and mode are the operator's choice (who may use the
+share on the host) and are not checked.
 """
 
 from __future__ import annotations
@@ -82,8 +91,24 @@ def walk(path: str) -> t.Iterator[t.Tuple[str, os.stat_result]]:
     which is already yielded); the walk stops at the first component that does not exist.
     Raises :class:`OSError` (``ELOOP``) for too many links, other ``OSError`` s as they come.
     """
+    for component, st, _target in _walk(path):
+        if _target is None:
+            yield component, st
+
+
+def links(path: str) -> t.Iterator[t.Tuple[str, os.stat_result, str]]:
+    """``(link, lstat of the link, its target)`` of every symbolic link resolved on the way to
+    ``path`` (the link's directory is a real directory, see :func:`walk`), in walk order."""
+    for component, st, target in _walk(path):
+        if target is not None:
+            yield component, st, target
+
+
+def _walk(path: str) -> t.Iterator[t.Tuple[str, os.stat_result, t.Optional[str]]]:
+    """:func:`walk` with the links: ``(component, lstat, None)`` for a real component,
+    ``(link, lstat, target)`` for each link resolved."""
     current = "/"
-    yield current, os.lstat(current)
+    yield current, os.lstat(current), None
     pending = [c for c in path.split("/") if c not in ("", ".")]
     hops = 0
     while pending:
@@ -101,11 +126,12 @@ def walk(path: str) -> t.Iterator[t.Tuple[str, os.stat_result]]:
             if hops > MAX_SYMLINKS:
                 raise OSError(40, "too many levels of symbolic links", path)
             target = os.readlink(candidate)
+            yield candidate, st, target
             if target.startswith("/"):
                 current = "/"
             pending[:0] = [c for c in target.split("/") if c not in ("", ".")]
             continue
-        yield candidate, st
+        yield candidate, st, None
         current = candidate
 
 
@@ -127,3 +153,121 @@ def check(path: str, what: str = "path", trusted_uids: t.Sequence[int] = TRUSTED
     err = problem(path, what, trusted_uids)
     if err is not None:
         raise err
+
+
+# ------------------------------------------------------------------------------ share sources
+
+def root_source_error(path: str, what: str = "source") -> t.Optional[str]:
+    """Why ``path`` (a share source as written) cannot be shared because it is ``/`` once
+    repeated slashes, ``.`` and a trailing slash are folded, or ``None``. No file system access
+    (the host role's plan can call it before anything changes); :func:`source_findings` also
+    refuses a source that resolves to ``/`` through symbolic links."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        return None
+    if os.path.normpath(path) not in ("/", "//"):
+        return None
+    return _root_message(path, what, resolved=False)
+
+
+def _root_message(path: str, what: str, resolved: bool) -> str:
+    how = " (it resolves to '/' through symbolic links)" if resolved else ""
+    return (
+        f"{what} {path!r} is the root of the host file system{how}: the guest would get the whole host file "
+        "system, read and written by virtiofsd as root; share a dedicated directory instead (for example "
+        "/srv/shares/NAME)"
+    )
+
+
+def _describe(component: str, st: os.stat_result, reasons: t.List[str]) -> str:
+    return f"{component} is {' and '.join(reasons)} (uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})"
+
+
+def _link_weakness(link_st: os.stat_result, dir_st: os.stat_result) -> t.List[str]:
+    """Why a user other than root can change a symbolic link: it is theirs, or its directory is
+    writable by group or others without the sticky bit (anyone there may replace it)."""
+    reasons = []
+    if link_st.st_uid not in TRUSTED_UIDS:
+        reasons.append(f"owned by uid {link_st.st_uid}, not root")
+    writable = dir_st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writable and not dir_st.st_mode & stat.S_ISVTX:
+        who = {stat.S_IWGRP: "group", stat.S_IWOTH: "others",
+               stat.S_IWGRP | stat.S_IWOTH: "group and others"}[writable]
+        reasons.append(f"in a directory writable by {who} without the sticky bit "
+                       f"(mode {stat.S_IMODE(dir_st.st_mode):04o})")
+    return reasons
+
+
+def source_findings(path: str, what: str = "source") -> t.Tuple[t.Optional[str], t.List[str]]:
+    """``(refusal, warnings)`` for a share source on this host (``path`` absolute, in normal form).
+
+    * refusal: ``path`` is ``/`` or resolves to it; or a symbolic link on the way to it is owned
+      by a user other than root or sits in a directory writable by group or others without the
+      sticky bit (that user chooses what the guest gets at its next start).
+    * warnings: a symbolic link on the way (safe as above): the guest gets the resolved
+      directory, named with the fix (write the resolved path); a directory above the source (the
+      directories of the links included) that another user can rename entries of (owned by
+      a user other than root, or writable by group or others unless it is root's and sticky);
+      the source itself owned by another user in a sticky directory others can write (its owner
+      may rename it there).
+
+    The source may not exist yet (``create_source``): what exists of its path is checked.
+    Raises nothing: a path that cannot be walked (a link loop) is a refusal naming the error.
+    """
+    problem_root = root_source_error(path, what)
+    if problem_root:
+        return problem_root, []
+    resolved = os.path.realpath(path)
+    exists = os.path.isdir(path)
+    if exists and resolved == "/":
+        return _root_message(path, what, resolved=True), []
+    try:
+        found_links = list(links(path))
+        components = list(walk(path))
+    except OSError as exc:
+        return f"{what} {path!r} cannot be checked: {exc.strerror or exc}; fix the symbolic links on the way", []
+    warnings: t.List[str] = []
+    safe_links = []
+    for link, link_st, target in found_links:
+        reasons = _link_weakness(link_st, os.lstat(os.path.dirname(link)))
+        if reasons:
+            return (
+                f"{what} {path!r} goes through the symbolic link {link} -> {target}, which is "
+                f"{' and '.join(reasons)}: whoever can change it chooses the directory the guest gets "
+                f"(virtiofsd, running as root, follows it when the domain starts); write the resolved path "
+                f"{resolved!r} as the source, or make the link root's in a directory only root can write"
+            ), []
+        safe_links.append(f"{link} -> {target}")
+    if safe_links:
+        now = f"the guest gets {resolved!r}" if exists else f"the directory is created as {resolved!r}"
+        warnings.append(
+            f"{what} {path!r} goes through the symbolic link{'s' if len(safe_links) > 1 else ''} "
+            f"{', '.join(safe_links)}: libvirt hands the path as written to virtiofsd, which resolves it "
+            f"when the domain starts, so {now} now and a changed link changes what the guest sees at its next "
+            f"start; write {resolved!r} as the source to share that directory whatever the link says later"
+        )
+    weak = []
+    fixes = []
+    by_path = dict(components)
+    for component, st in components:
+        if exists and component == resolved:
+            parent_st = by_path.get(os.path.dirname(component))
+            sticky_open = (parent_st is not None and parent_st.st_mode & stat.S_ISVTX
+                           and parent_st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+            if sticky_open and st.st_uid not in TRUSTED_UIDS:
+                weak.append(f"{component} is owned by uid {st.st_uid} in the sticky directory "
+                            f"{os.path.dirname(component)} others can write (its owner may rename it there)")
+                fixes.append(f"move {component} into a directory only root can write")
+            continue  # the source's own owner and mode are the operator's choice
+        reasons = _weakness(st, TRUSTED_UIDS)
+        if reasons:
+            weak.append(_describe(component, st, reasons))
+            fixes.append(_fix(component, st, TRUSTED_UIDS))
+    if weak:
+        warnings.append(
+            f"{what} {path!r} can be replaced by a user other than root before the domain starts: "
+            f"{'; '.join(weak)}; such a user could rename the source away and put another directory or a "
+            f"symbolic link (to / or /etc) in its place, and virtiofsd (root) would share that with the guest. "
+            f"Fix: {'; '.join(fixes)}; or share a directory whose parents only root can change (for example "
+            "below /srv)"
+        )
+    return None, warnings

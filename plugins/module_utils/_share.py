@@ -16,7 +16,8 @@ A run has two phases:
 
 1. **Validate everything** before anything is touched: every entry of every domain is parsed
    and checked (tags, paths, options), the host is checked (``binary_path`` executable,
-   ``source`` present or creatable, ``owner``/``group``/``mode`` valid), every domain is
+   ``source`` present or creatable and not ``/`` or behind a symbolic link other users can change,
+   :func:`_path_safety.source_findings`, ``owner``/``group``/``mode`` valid), every domain is
    looked up, must be persistent, and is patched in memory (tag conflicts with 9p shares,
    NUMA cells with private memory, the libvirt version each requested XML feature needs).
    Any problem anywhere raises :class:`ShareValidationError` naming the domain and the tag;
@@ -64,6 +65,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features
     check_features,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import problem as path_problem
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import source_findings
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import SOURCE_OPTIONS, SPEC_OPTIONS
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
 
@@ -275,10 +277,14 @@ def check_host(
     specs: t.Sequence[ShareSpec],
     sources: t.Mapping[str, t.Mapping[str, t.Any]],
     pending: t.Collection[str] = (),
+    warnings: t.Optional[t.List[str]] = None,
 ) -> t.List[t.Tuple[str, t.Dict[str, t.Any]]]:
     """Check binaries and sources on this host; return the sources that must be created.
 
     ``pending`` (check mode only): binaries an earlier task of the same run installs.
+    ``warnings``: the source warnings of :func:`_path_safety.source_findings` are appended
+    (a symbolic link on the way, a parent directory other users can change); its refusals
+    (``/``, a link other users can change) are raised. Check mode runs the same checks.
     """
     missing: t.List[t.Tuple[str, t.Dict[str, t.Any]]] = []
     for spec in specs:
@@ -313,6 +319,12 @@ def check_host(
             check_ownership(spec.tag, params)
             if spec.source not in [path for path, _params in missing]:
                 missing.append((spec.source, params))
+        if spec.source is not None:
+            refusal, found = source_findings(spec.source, f"share {spec.tag!r}: source")
+            if refusal is not None:
+                raise ShareError(refusal)
+            if warnings is not None:
+                warnings.extend(w for w in found if w not in warnings)
     return missing
 
 
@@ -374,6 +386,7 @@ class _Run:
         self.name = name
         self.result = new_result()
         self.warnings: t.List[str] = []
+        self.host_warnings: t.List[str] = []  # of the host checks (check_host), kept across re-patches
         self.patch_actions: t.List[str] = []
         self.extra_actions: t.List[str] = []
         self.created_dirs: t.List[str] = []
@@ -415,8 +428,9 @@ class _Run:
 
     def finish(self) -> t.Dict[str, t.Any]:
         self.result["actions"] = self.patch_actions + self.extra_actions
-        if self.warnings:
-            self.result["warnings"] = list(self.warnings)
+        warnings = self.host_warnings + [w for w in self.warnings if w not in self.host_warnings]
+        if warnings:
+            self.result["warnings"] = warnings
         return self.result
 
     def partial(self) -> t.Dict[str, t.Any]:
@@ -455,8 +469,10 @@ def converge_file(path: str, entries: t.Sequence[t.Mapping[str, t.Any]], setting
     if settings.live != "false":
         raise ShareError("live cannot be used with xml_file: there is no running domain for a file")
     specs, sources = parse_entries(entries, settings)
-    missing = check_host(specs, sources, settings.pending_binaries if settings.check_mode else ())
     run = _Run(path)
+    missing = check_host(
+        specs, sources, settings.pending_binaries if settings.check_mode else (), warnings=run.host_warnings
+    )
     dirs = SourceDirs(host, settings.check_mode)
     try:
         # read-patch-write under the file's lock: concurrent runs on one file lose nothing
@@ -543,7 +559,7 @@ def converge_domains(
         runs.append(run)
         try:
             run.specs, sources = parse_entries(request.shares, settings)
-            run.missing = check_host(run.specs, sources, pending)
+            run.missing = check_host(run.specs, sources, pending, warnings=run.host_warnings)
         except (DomainXMLError, ShareError) as exc:
             problems.append((request.name, str(exc)))
     if problems:

@@ -44,7 +44,24 @@ notes:
   - "Errors, each with the domain definition left exactly as it was: unknown domain; tag empty, longer than
     36 bytes or given twice; a 9p or other C(<filesystem>) already using the tag; relative or missing O(source)
     (unless O(create_source=true)); O(binary_path) not absolute or not executable; feature too new for the host's
-    libvirt; libvirt unreachable; malformed O(xml_file); NUMA cells with C(memAccess='private'); a transient domain."
+    libvirt; libvirt unreachable; malformed O(xml_file); NUMA cells with C(memAccess='private'); a transient domain;
+    a O(source) that is C(/); a symbolic link on the way to O(source) that another user can change."
+  - "Share sources are checked on the host with O(state=present), for domains and O(xml_file) alike and in check
+    mode too. virtiofsd runs as root and the guest reads and writes the whole tree below the source (as root or as
+    the files' owners), so a source that is C(/), or resolves to it, is refused: share a dedicated directory."
+  - "libvirt hands the source to virtiofsd as written, and virtiofsd resolves symbolic links when the domain starts,
+    so the guest gets the directory the links point to at that moment. A symbolic link on the way (the source itself
+    or a directory above it) that a user other than root owns, or that sits in a directory writable by group or
+    others without the sticky bit, is refused: that user would choose what the guest gets; write the resolved path.
+    Any other symbolic link on the way is a warning naming the resolved directory."
+  - "A directory above the source that a user other than root owns or can write (a root-owned sticky directory
+    such as C(/tmp) is fine), or a source owned by another user in a sticky directory others can write, is a
+    warning with the command that fixes it: such a user could rename the source away and put another directory or
+    a symbolic link in its place before the domain starts. It is not refused, because the source is shared, not run
+    (compare O(binary_path), which must be root's all the way). The source directory's own owner and mode are the
+    operator's choice and are not checked. For a source still to be created (O(create_source=true)) the existing
+    part of its path is checked. The same checks are exported for the host role (C(_path_safety.source_findings),
+    C(root_source_error))."
 seealso:
   - module: virtiofs.libvirt.share_info
   - module: community.libvirt.virt
@@ -96,8 +113,13 @@ options:
         order mark stays, the XML declaration keeps its exact text (quotes, spelling of the encoding, C(standalone)),
         a file without one gets none, and the blank space at the start and at the end of the file stays. CR LF line endings
         are kept when every line break of the file is CR LF; a file that mixes line endings (CR LF with LF or CR
-        alone) is written with LF throughout. lxml writes every attribute in double quotes, and the written bytes are
-        parsed again and compared before the file is replaced.
+        alone) is written with LF throughout. Comments, processing instructions and CDATA sections (as
+        C(<![CDATA[...]]>), byte for byte) are kept.
+      - The rest is lxml's serialisation, with the same meaning but possibly another spelling - every attribute in
+        double quotes (a C(") inside becomes C(&quot;)), a character reference such as C(&#233;) or C(&#xE9;) becomes
+        the character when the file's encoding has it and a decimal reference otherwise, C(&quot;) and C(&apos;) in
+        text become C(") and C('), a C(>) in text becomes C(&gt;). The written bytes are parsed again and compared
+        (canonically, and the CDATA sections as they are) before the file is replaced.
       - With C(--diff) the diff's before is the file's text as it is on disk and its after the text that is written;
         both headers are the file's path (a symbolic link resolved). Check mode returns the same diff.
       - No libvirt is needed, and no libvirt version checks are made.

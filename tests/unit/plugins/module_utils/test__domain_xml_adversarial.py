@@ -210,10 +210,11 @@ def test_removing_and_changing_shares_next_to_comments_keeps_the_comments(tmp_pa
     assert d.find_share("old") is None and d.find_share("keep").find("source").get("dir") == str(src)
 
 
-def test_cdata_is_kept_as_text(tmp_path, host):
+def test_cdata_is_kept_as_cdata(tmp_path, host):
     data = doc(between="<description><![CDATA[a <b> & c ]]></description>")
     out, raw, new = run(tmp_path, host, data)
     kept(out, raw, new)
+    assert b"<description><![CDATA[a <b> & c ]]></description>" in new  # byte for byte, not escaped
     assert etree.fromstring(new).findtext("description") == "a <b> & c "
 
 
@@ -475,3 +476,46 @@ def test_define_keeps_foreign_content(tmp_path, host):
     out = converge_domains([DomainRequest("adv", [{"tag": "data", "source": str(tmp_path)}])], Settings(), host)
     assert out.errors == {} and len(dom.defines) == 1
     assert outside(dom.defines[0].encode()) == outside(raw)
+
+
+# ---------------------------------------------------------------------------------- CDATA
+
+CDATA_PRETTY = PRETTY.replace(
+    "  <memory", "  <description><![CDATA[a < b]]></description>\n"
+    "  <metadata>\n    <app:note xmlns:app=\"http://example.org/app/1\">x <![CDATA[if (a < b && c) {}]]> y"
+    "<![CDATA[]]><![CDATA[ ]] ]]></app:note>\n  </metadata>\n  <memory")
+
+
+@pytest.mark.parametrize("raw", [
+    pytest.param(CDATA_PRETTY.encode(), id="lf"),
+    pytest.param(crlf(CDATA_PRETTY), id="crlf"),
+    pytest.param(("<?xml version='1.0' encoding='ISO-8859-1'?>\n" + CDATA_PRETTY.replace("[a < b]", "[caf\u00e9 < b]"))
+                 .encode("latin-1"), id="latin1"),
+])
+def test_cdata_sections_are_kept_byte_for_byte_next_to_text(tmp_path, host, raw):
+    """Several CDATA sections, mixed with text, an empty one, one holding ']]' (issue: CDATA was
+    written back as escaped text): every section comes back as it was, and the line diff is
+    the added share only."""
+    out, raw, new = run(tmp_path, host, raw, diff=True)
+    kept(out, raw, new)
+    for section in (b"<description><![CDATA[a < b]]></description>", b"<![CDATA[if (a < b && c) {}]]>",
+                    b"<![CDATA[]]>", b"<![CDATA[ ]] ]]>"):
+        if section.startswith(b"<description>") and b"ISO-8859-1" in raw:
+            section = "<description><![CDATA[caf\u00e9 < b]]></description>".encode("latin-1")
+        assert raw.count(section) == 1 and new.count(section) == 1, section
+    assert only_lines_added(raw, new)
+    assert "<![CDATA[if (a < b && c) {}]]>" in out["diff"]["after"]  # the diff shows the bytes written
+    second = converge_file(str(tmp_path / "d.xml"), [{"tag": "data", "source": str(tmp_path / "src")}],
+                           Settings(), host)
+    assert second["changed"] is False and (tmp_path / "d.xml").read_bytes() == new
+
+
+def test_a_serialisation_that_turns_cdata_into_text_is_refused():
+    """The canonical comparison (C14N 2.0) cannot see CDATA (it is text there): the
+    write-back check compares the CDATA sections themselves."""
+    before = DomainXML.from_string(doc(between="<description><![CDATA[a < b]]></description>"))
+    after = before.copy()
+    _domain_xml.apply_shares(after, [_domain_xml.ShareSpec.from_params({"tag": "data", "source": "/srv/d"})])
+    after.root.find("description").text = "a < b"  # the same text, escaped: no CDATA section any more
+    with pytest.raises(DomainXMLError, match="changes the CDATA sections"):
+        faithful_bytes(before, after, what="xml_file 'x'")

@@ -168,3 +168,177 @@ def test_symlink_loop_raises(tree):
 def test_relative_path_is_refused():
     with pytest.raises(ValueError, match="absolute"):
         problem("opt/virtiofsd", "binary")
+
+
+# ------------------------------------------------------------------------------ share sources
+
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import (  # noqa: E402
+    links,
+    root_source_error,
+    source_findings,
+)
+
+WHAT = "share 'data': source"
+
+
+@pytest.mark.parametrize("path", ["/", "//", "///", "/./", "/."])
+def test_the_host_root_is_refused_as_written(path):
+    msg = root_source_error(path, WHAT)
+    assert msg == (
+        f"share 'data': source {path!r} is the root of the host file system: the guest would get the whole host "
+        "file system, read and written by virtiofsd as root; share a dedicated directory instead (for example "
+        "/srv/shares/NAME)"
+    )
+    assert source_findings(path, WHAT) == (msg, [])
+
+
+@pytest.mark.parametrize("path", ["/srv", "/srv/x/", "srv", "", None])
+def test_other_paths_are_not_the_root(path):
+    assert root_source_error(path, WHAT) is None
+
+
+@pytest.fixture
+def share_tree(tmp_path):
+    """tmp_path/srv/data (directories 0755, root's when the tests run as root)."""
+    os.chmod(tmp_path, 0o755)
+    data = tmp_path / "srv" / "data"
+    data.mkdir(parents=True)
+    os.chmod(tmp_path / "srv", 0o755)
+    return tmp_path
+
+
+def test_a_safe_source_has_no_findings(share_tree):
+    if os.geteuid() != 0:
+        pytest.skip("the tree must be root's")
+    assert source_findings(str(share_tree / "srv" / "data"), WHAT) == (None, [])
+    assert source_findings(str(share_tree / "srv" / "new" / "deeper"), WHAT) == (None, [])  # to be created
+
+
+def test_a_link_to_the_root_is_refused(share_tree):
+    link = share_tree / "srv" / "all"
+    link.symlink_to("/")
+    refusal, warnings = source_findings(str(link), WHAT)
+    assert refusal == (
+        f"share 'data': source {str(link)!r} is the root of the host file system (it resolves to '/' through "
+        "symbolic links): the guest would get the whole host file system, read and written by virtiofsd as "
+        "root; share a dedicated directory instead (for example /srv/shares/NAME)"
+    )
+    assert warnings == []
+
+
+@needs_root
+def test_a_safe_link_is_a_warning_naming_the_resolved_directory(share_tree):
+    link = share_tree / "srv" / "current"
+    link.symlink_to("data")
+    real = str(share_tree / "srv" / "data")
+    assert [(c, t) for c, _st, t in links(str(link))] == [(str(link), "data")]
+    refusal, warnings = source_findings(str(link), WHAT)
+    assert refusal is None
+    assert warnings == [
+        f"share 'data': source {str(link)!r} goes through the symbolic link {link} -> data: libvirt hands the path "
+        f"as written to virtiofsd, which resolves it when the domain starts, so the guest gets {real!r} now and a "
+        f"changed link changes what the guest sees at its next start; write {real!r} as the source to share that "
+        "directory whatever the link says later"
+    ]
+
+
+@needs_root
+def test_a_source_below_a_safe_symlinked_directory_is_a_warning(share_tree):
+    (share_tree / "srv" / "data" / "sub").mkdir()
+    (share_tree / "lnk").symlink_to(share_tree / "srv")
+    path = str(share_tree / "lnk" / "data" / "sub")
+    refusal, warnings = source_findings(path, WHAT)
+    assert refusal is None and len(warnings) == 1
+    assert f"goes through the symbolic link {share_tree / 'lnk'} -> {share_tree / 'srv'}:" in warnings[0]
+    assert f"write {str(share_tree / 'srv' / 'data' / 'sub')!r} as the source" in warnings[0]
+
+
+@needs_root
+@pytest.mark.parametrize("where", ["source", "parent"])
+def test_a_link_another_user_owns_is_refused(share_tree, where):
+    if where == "source":
+        link = share_tree / "srv" / "current"
+        link.symlink_to("data")
+        path = str(link)
+    else:
+        link = share_tree / "lnk"
+        link.symlink_to(share_tree / "srv")
+        path = str(link / "data")
+    os.lchown(link, NOBODY, NOBODY)
+    refusal, warnings = source_findings(path, WHAT)
+    real = str(share_tree / "srv" / "data")
+    assert refusal.startswith(f"share 'data': source {path!r} goes through the symbolic link {link} -> ")
+    assert f"which is owned by uid {NOBODY}, not root: whoever can change it chooses the directory the guest gets" in refusal
+    assert refusal.endswith(
+        f"write the resolved path {real!r} as the source, or make the link root's in a directory only root can write"
+    )
+    assert warnings == []
+
+
+@needs_root
+@pytest.mark.parametrize("mode,refused", [(0o777, True), (0o775, True), (0o1777, False)])
+def test_a_link_in_a_directory_others_can_write_is_refused_unless_sticky(share_tree, mode, refused):
+    os.chmod(share_tree / "srv", mode)
+    link = share_tree / "srv" / "current"
+    link.symlink_to("data")
+    refusal, warnings = source_findings(str(link), WHAT)
+    if refused:
+        who = "group and others" if mode & 0o002 else "group"
+        assert f"in a directory writable by {who} without the sticky bit (mode {mode:04o})" in refusal
+        assert warnings == []
+    else:
+        # root's link in root's sticky directory: nobody else may replace it; only the link warning
+        assert refusal is None
+        assert len(warnings) == 1 and "goes through the symbolic link" in warnings[0]
+
+
+@needs_root
+@pytest.mark.parametrize("change,reason,fix", [
+    (lambda d: os.chown(d, NOBODY, NOBODY), f"owned by uid {NOBODY}, not root", "chown root:root {d}"),
+    (lambda d: os.chmod(d, 0o777), "writable by group and others", "chmod go-w {d}"),
+    (lambda d: os.chmod(d, 0o775), "writable by group", "chmod go-w {d}"),
+])
+def test_a_parent_another_user_can_change_is_a_warning(share_tree, change, reason, fix):
+    srv = share_tree / "srv"
+    change(srv)
+    path = str(srv / "data")
+    refusal, warnings = source_findings(path, WHAT)
+    assert refusal is None and len(warnings) == 1
+    msg = warnings[0]
+    assert msg.startswith(f"share 'data': source {path!r} can be replaced by a user other than root before the "
+                          f"domain starts: {srv} is {reason} (uid ")
+    assert "could rename the source away and put another directory or a symbolic link" in msg
+    assert f"Fix: {fix.format(d=srv)}; or share a directory whose parents only root can change" in msg
+    # the same for a source still to be created there
+    refusal, warnings = source_findings(str(srv / "new"), WHAT)
+    assert refusal is None and len(warnings) == 1 and f"{srv} is {reason}" in warnings[0]
+
+
+@needs_root
+def test_the_sources_own_owner_and_mode_are_not_checked(share_tree):
+    data = share_tree / "srv" / "data"
+    os.chown(data, NOBODY, NOBODY)
+    os.chmod(data, 0o777)
+    assert source_findings(str(data), WHAT) == (None, [])
+
+
+@needs_root
+def test_a_source_another_user_owns_in_a_sticky_directory_is_a_warning(share_tree):
+    os.chmod(share_tree / "srv", 0o1777)
+    data = share_tree / "srv" / "data"
+    os.chown(data, NOBODY, NOBODY)
+    refusal, warnings = source_findings(str(data), WHAT)
+    assert refusal is None and len(warnings) == 1
+    assert (f"{data} is owned by uid {NOBODY} in the sticky directory {share_tree / 'srv'} others can write "
+            "(its owner may rename it there)") in warnings[0]
+    os.chown(data, 0, 0)
+    assert source_findings(str(data), WHAT) == (None, [])
+
+
+def test_a_source_path_that_cannot_be_walked_is_a_refusal(share_tree):
+    loop = share_tree / "srv" / "loop"
+    loop.symlink_to("loop")
+    refusal, warnings = source_findings(str(loop / "sub"), WHAT)
+    assert refusal == (f"share 'data': source {str(loop / 'sub')!r} cannot be checked: too many levels of symbolic "
+                       "links; fix the symbolic links on the way")
+    assert warnings == []

@@ -827,3 +827,119 @@ def test_xml_file_diff_headers_name_the_file_the_same_in_check_mode(host, tmp_pa
     assert predicted["diff"] == real["diff"]
     assert real["diff"]["before_header"] == real["diff"]["after_header"] == os.path.realpath(path)
     assert real["diff"]["before"] != real["diff"]["after"]
+
+
+# --- share source safety: the same refusals and warnings for domains and xml_file, in check mode too ----
+
+NOBODY = 65534
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+
+
+def _vm(tmp_path):
+    path = tmp_path / "vm.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+    return path, path.read_bytes()
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+@pytest.mark.parametrize("source", ["/", "//", "/./", "link-to-root"])
+def test_the_host_root_as_source_is_refused(conn, host, tmp_path, check_mode, source):
+    path, before = _vm(tmp_path)
+    if source == "link-to-root":
+        (tmp_path / "all").symlink_to("/")
+        source = str(tmp_path / "all")
+    share = {"tag": "t", "source": source}
+    with pytest.raises(_share.ShareError) as err:
+        converge_file(str(path), [share], Settings(check_mode=check_mode), host)
+    msg = str(err.value)
+    assert msg.startswith("share 't': source ") and "is the root of the host file system" in msg
+    assert "the guest would get the whole host file system" in msg and "share a dedicated directory instead" in msg
+    a = conn.add("a")
+    with pytest.raises(ShareValidationError) as err:
+        converge_domains([DomainRequest("a", [share])], Settings(check_mode=check_mode), host)
+    assert "is the root of the host file system" in str(err.value)
+    assert path.read_bytes() == before and a.defines == [] and host.locks == []
+
+
+def test_removing_a_share_whose_source_is_the_root_is_not_refused(conn, host, tmp_path):
+    path, _before = _vm(tmp_path)
+    out = converge_file(str(path), [{"tag": "t", "state": "absent", "source": "/"}], Settings(), host)
+    assert out["changed"] is False and "warnings" not in out
+
+
+@needs_root
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_a_symlink_another_user_owns_is_refused_before_anything_changes(conn, host, tmp_path, check_mode):
+    path, before = _vm(tmp_path)
+    os.chmod(tmp_path, 0o755)
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "current"
+    link.symlink_to("real")
+    os.lchown(link, NOBODY, NOBODY)
+    share = {"tag": "t", "source": str(link)}
+    with pytest.raises(_share.ShareError) as err:
+        converge_file(str(path), [share], Settings(check_mode=check_mode), host)
+    assert str(err.value) == (
+        f"share 't': source {str(link)!r} goes through the symbolic link {link} -> real, which is owned by uid "
+        f"{NOBODY}, not root: whoever can change it chooses the directory the guest gets (virtiofsd, running as "
+        f"root, follows it when the domain starts); write the resolved path {str(tmp_path / 'real')!r} as the "
+        "source, or make the link root's in a directory only root can write"
+    )
+    a = conn.add("a")
+    with pytest.raises(ShareValidationError) as err:
+        converge_domains([DomainRequest("a", [share])], Settings(check_mode=check_mode), host)
+    assert "whoever can change it chooses the directory the guest gets" in str(err.value)
+    assert path.read_bytes() == before and a.defines == [] and host.locks == []
+
+
+@needs_root
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_a_safe_symlink_source_is_a_warning_and_the_share_is_added(conn, host, tmp_path, check_mode):
+    path, before = _vm(tmp_path)
+    os.chmod(tmp_path, 0o755)
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "current"
+    link.symlink_to("real")
+    share = {"tag": "t", "source": str(link)}
+    out = converge_file(str(path), [share], Settings(check_mode=check_mode), host)
+    real = str(tmp_path / "real")
+    assert out["changed"] is True and len(out["warnings"]) == 1
+    assert out["warnings"][0].startswith(f"share 't': source {str(link)!r} goes through the symbolic link {link} -> real")
+    assert f"so the guest gets {real!r} now" in out["warnings"][0]
+    assert (path.read_bytes() == before) is check_mode
+    a = conn.add("a")
+    b = conn.add("b")
+    outcome = converge_domains([DomainRequest("a", [share]), DomainRequest("b", [{"tag": "u", "source": real}])],
+                               Settings(check_mode=check_mode), host)
+    results = outcome.results()
+    assert results["a"]["warnings"] == out["warnings"] and "warnings" not in results["b"]
+    assert len(a.defines) == (0 if check_mode else 1) and len(b.defines) == (0 if check_mode else 1)
+
+
+@needs_root
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_a_parent_other_users_can_write_is_a_warning_also_for_a_source_to_create(conn, host, tmp_path, check_mode):
+    path, before = _vm(tmp_path)
+    os.chmod(tmp_path, 0o755)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    new = shared / "new"
+    share = {"tag": "t", "source": str(new), "create_source": True}
+    out = converge_file(str(path), [share], Settings(check_mode=check_mode), host)
+    assert out["changed"] is True and len(out["warnings"]) == 1
+    msg = out["warnings"][0]
+    assert msg.startswith(f"share 't': source {str(new)!r} can be replaced by a user other than root before the "
+                          f"domain starts: {shared} is writable by group and others (uid 0, mode 0777)")
+    assert f"Fix: chmod go-w {shared}; or share a directory whose parents only root can change" in msg
+    assert new.is_dir() is not check_mode
+    assert f"create source directory {new}" in out["actions"]
+    # the run of a domain reports the same, once per domain, with the domain's name in a multi-domain run
+    conn.add("a")
+    p = dict(uri="fake:///", xml_file=None, domain=None, domains=[{"name": "a", "shares": [share]}], shares=None,
+             tag=None, state="present", exclusive=False, memory_backing="auto", live="false", backup=False,
+             backup_dir="/nonexistent", pending_binaries=[], changed_binaries=[], lock_timeout=1.0,
+             create_source=False, owner=None, group=None, mode=None,
+             **{k: None for k in _share.SPEC_OPTIONS})
+    result, warnings, failed = _share.run_share(p, check_mode, False, host, lambda: None)
+    assert failed is False and warnings == [f"domain 'a': {msg}"]
