@@ -22,6 +22,7 @@ import typing as t
 from collections.abc import Mapping
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import DomainXMLError, ShareSpec, tag_error
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import root_source_error
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import (
     SOURCE, TABLE as SHARE_OPTIONS, share_argument_spec)
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import (
@@ -450,6 +451,8 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
             errors.append(f"{where}: source is missing; set the host directory to share")
         elif source != "" and not source.startswith("/"):
             errors.append(f"{where}: source {quoted(source)} must be an absolute path")
+        elif state == "present" and root_source_error(source):
+            errors.append(f"{where}: {root_source_error(source)}")
         binary = text(share.get("binary_path"))
         wrapper = text(share.get("wrapper"), default_wrapper)
         if binary != "" and share.get("wrapper"):

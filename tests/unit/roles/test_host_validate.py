@@ -59,6 +59,7 @@ CASES: t.Dict[str, t.Dict[str, t.Any]] = {  # one role run per case; a case's en
         dict(GOOD, tag="sp", mount_path="/mnt/a b", mount_options="ro, noatime"),
         dict(GOOD, tag="p1", mount_path="/mnt/same"),
         dict(GOOD, tag="p2", mount_path="/mnt/same"),
+        dict(GOOD, tag="root", source="//"),
     ]},
     "typed_like_the_module": {"shares": [dict(GOOD, thread_pool_size=4.0, readonly="yes", openfiles="1024")],
                               "wrappers": dict(WRAPPERS, ro={"path": "/opt/virtiofsd-rust/virtiofsd-ro.sh",
@@ -346,3 +347,8 @@ def test_relative_source_dir(outcome):
 def test_negative_restart_timeout(outcome):
     assert ("virtiofs_host_restart_timeout -1 must be 0 or more seconds"
             in refusal(outcome, "negative_restart_timeout"))
+
+
+def test_the_host_root_is_not_shared(outcome):
+    assert ('virtiofs_host_shares[6] (domain "vm", tag "root"): source \'//\' is the root of the host file system: the guest would'
+            " get the whole host file system" in refusal(outcome, "typed"))
