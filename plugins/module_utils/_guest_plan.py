@@ -26,7 +26,7 @@ import typing as t
 from collections.abc import Mapping
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import tag_error
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._host_plan import quoted, text, to_bool
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._host_plan import ansible_typed, quoted, text, to_bool
 
 FAILURE_HEADING = "virtiofs.libvirt.guest: invalid input, nothing was changed:"
 
@@ -81,8 +81,9 @@ def mount_problems(mount: t.Mapping[t.Any, t.Any], earlier_paths: t.Sequence[str
     raw_opts = text(mount.get("options"), default_options)
     opts = [o.strip() for o in raw_opts.split(",") if o.strip() != ""]
     dax = [o for o in opts if re.match(r"^dax($|=)", o)]
-    nofail = to_bool(mount.get("nofail", True))
-    automount = to_bool(mount.get("automount", False))
+    # null is the default, as for every other key
+    nofail = True if mount.get("nofail") is None else to_bool(mount["nofail"])
+    automount = False if mount.get("automount") is None else to_bool(mount["automount"])
     context = text(mount.get("selinux_context"))
     if re.search(r"\s", raw_opts):
         problems.append(f"options {quoted(raw_opts)} contain whitespace; separate options with commas only")
@@ -125,9 +126,11 @@ def guest_plan(mounts: t.Any, default_options: t.Any = "defaults,nofail", defaul
         if not isinstance(mount, Mapping):
             errors.append(f"{where}: must be a dict with at least tag and path, got {mount}")
             continue
-        problems, entry = mount_problems(mount, paths, default_options, default_mode)
+        # typed as the role's argument spec declares the keys, so that the bools mean what it accepted
+        typed, typing = ansible_typed({k: v for k, v in MOUNT_KEY_SPEC.items() if k not in ("tag", "path")}, mount)
+        problems, entry = mount_problems(typed, paths, default_options, default_mode)
         where = f"{where} (tag {quoted(entry['tag'])}, path {quoted(entry['path'])})"
-        errors.extend(f"{where}: {problem}" for problem in problems)
+        errors.extend(f"{where}: {problem}" for problem in [p for _k, p in typing] + problems)
         paths.append(entry["path"])
         out.append(entry)
     return {"errors": errors, "failure": [FAILURE_HEADING] + errors if errors else None, "mounts": out}
@@ -227,7 +230,7 @@ def mounts_from_host_shares(shares: t.Any, domain: str) -> t.List[t.Dict[str, t.
     for share in shares or []:
         if not isinstance(share, Mapping) or share.get("domain", "") != domain:
             continue
-        if not to_bool(share.get("mount", True)) or not share.get("tag"):
+        if (share.get("mount") is not None and not to_bool(share["mount"])) or not share.get("tag"):
             continue
         mounts.append(mount_from_host_share(share))
     return mounts

@@ -69,6 +69,10 @@ _TRUE = frozenset(("yes", "on", "true", "1"))
 _FALSE = frozenset(("no", "off", "false", "0"))
 
 
+# Spellings of a bool that ansible-core's argument spec reads as true/false and its bool filter (the tasks'
+# ``| bool``, :func:`to_bool`) as false: refused, so that every reader of a value agrees.
+AMBIGUOUS_BOOLS = frozenset(("y", "t", "n", "f"))
+
 # How a message names what an Ansible type wants.
 _TYPE_WORDS = {"bool": "true or false", "int": "a whole number, e.g. 4", "float": "a number", "str": "a string",
                "path": "a path (a string)", "dict": "a dict", "list": "a list", "raw": "a value"}
@@ -126,6 +130,11 @@ def ansible_typed(spec: t.Mapping[str, t.Mapping[str, t.Any]], values: t.Mapping
         if one.get("type", "str") in ("str", "path") and isinstance(value, (Mapping, list, tuple, set)):
             # Ansible would turn [a] into the string "['a']"
             problems.append((key, f"{key} must be a string, got {quoted(value)}"))
+            continue
+        if one.get("type") == "bool" and isinstance(value, str) and value.strip().lower() in AMBIGUOUS_BOOLS:
+            problems.append((key, f"{key} must be true or false, got {quoted(value)} (Ansible's argument check reads"
+                                  f" {value.strip()} as {str(value.strip().lower() in ('y', 't')).lower()}, its bool filter as false:"
+                                  " write true or false)"))
             continue
         result = ArgumentSpecValidator({key: one}).validate({key: value})
         if not result.error_messages:
