@@ -14,8 +14,8 @@ description:
     R(virtiofs.libvirt.host,ansible_collections.virtiofs.libvirt.host_role) writes.
   - The daemon it installed gets O(daemon_type), or the type of O(reference_context), or C(bin_t); every present
     wrapper gets O(wrapper_type).
-  - Each rule names the resolved path (O(daemon_realpath), O(wrapper_realpaths)): file context rules match the real
-    path, a rule for a path through a symbolic link labels nothing.
+  - Each rule names the resolved path (O(daemon_realpath), O(wrapper_realpaths)), because file context rules match
+    the real path; a rule for a path through a symbolic link labels nothing.
 options:
   _input:
     description: The plan of P(virtiofs.libvirt.host_plan#filter).
