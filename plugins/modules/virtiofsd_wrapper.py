@@ -46,9 +46,9 @@ attributes:
       - A wrapper others could change that O(force=true) replaces shows its script before and after (the same text
         when only its owner or mode was wrong), with the owner and mode in the headers
         (C(PATH (mode 0775, owner 1000, group 1000)) before, C(PATH (mode 0755, owner 0, group 0)) after).
-      - When only the mode or owner of an existing wrapper changes, the diff is that of M(ansible.builtin.file);
-        C(before) and C(after) are dicts with C(path) and the attributes that change (C(mode) as text such as
-        V(0700), C(owner) and C(group) as numbers).
+      - When only the mode or group of an existing wrapper changes (a repair in place, see O(path)), the diff is that
+        of M(ansible.builtin.file); C(before) and C(after) are dicts with C(path) and the attributes that change
+        (C(mode) as text such as V(0700), C(group) as a number).
   idempotent:
     support: full
 options:
@@ -332,7 +332,8 @@ options:
         type: str
 notes:
   - The module needs root (the wrapper is written owned by root with mode 0755).
-  - A mode or owner repair (right bytes, wrong mode or group) moves the wrapper's ctime. The module records the repair
+  - A mode or group repair in place (right bytes, a mode or group that gives nobody but root write access; see
+    O(path)) moves the wrapper's ctime. The module records the repair
     (device, inode, ctime, SHA-256 of the bytes and the change time before it) in
     C(/run/virtiofs-libvirt/attribute-repairs/), so that M(virtiofs.libvirt.share) and M(virtiofs.libvirt.share_info)
     do not report running domains as needing a restart for it while the wrapper keeps that inode, ctime and bytes.
@@ -409,7 +410,8 @@ argv:
 content_changed:
   description:
     - Whether the bytes at O(path) were replaced (in check mode, would be) - a new wrapper, other options, or a
-      symbolic link replaced by the wrapper. V(false) when only the mode or owner was repaired, which running
+      symbolic link replaced by the wrapper, or a file others could change replaced with O(force=true) (also with
+      the same bytes). V(false) when only the mode or group was repaired in place, which running
       daemons do not care about.
     - The role R(virtiofs.libvirt.host,ansible_collections.virtiofs.libvirt.host_role) passes only these wrappers
       to M(virtiofs.libvirt.share) as O(virtiofs.libvirt.share#module:changed_binaries), so a mode repair does not
