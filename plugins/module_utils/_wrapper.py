@@ -509,16 +509,20 @@ def link_target(path: str, link: str) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(path), link))
 
 
+def _cannot_read(path: str, exc: OSError) -> WrapperError:
+    return WrapperError(
+        f"cannot read {path}: {_reason(exc)}; {path} was not changed. Fix: let root read it (not on an NFS "
+        "export with root_squash, no I/O error on the disk), then run again"
+    )
+
+
 def _read_existing(path: str) -> t.Tuple[t.Optional[bytes], t.Optional[t.Dict[str, t.Any]]]:
     """The bytes and :func:`attrs_of` of the regular file ``path`` (``None, None`` when it is gone)."""
     try:
         before = read_bytes(path)
         return before, (attrs_of(path) if before is not None else None)
     except OSError as exc:
-        raise WrapperError(
-            f"cannot read {path}: {_reason(exc)}; {path} was not changed. Fix: let root read it (not on an NFS "
-            "export with root_squash, no I/O error on the disk), then run again"
-        ) from None
+        raise _cannot_read(path, exc) from None
 
 
 def apply_absent(
@@ -669,12 +673,18 @@ def apply_present(
     if not content_changed:
         # a mode/owner repair moves ctime: it is recorded, so that running daemons are not reported as
         # needing a restart for it (the bytes they run did not change; _restart's module doc)
-        unrepaired = os.stat(path)
+        try:
+            unrepaired = os.stat(path)
+        except OSError as exc:
+            raise _cannot_read(path, exc) from None
         try:
             set_attributes(path, WRAPPER_MODE, (0, 0), changed=False, state=lambda: (
                 f"the content of {path} was not changed; it now has {describe_attrs(path)}"))
         except AttributesError as exc:
-            result["changed"] = attrs_of(path) != attrs  # a chmod that worked before the chown failed
+            try:
+                result["changed"] = attrs_of(path) != attrs  # a chmod that worked before the chown failed
+            except OSError:
+                result["changed"] = True  # unknown: the message names what it could read
             raise WrapperError(str(exc)) from None
         record_attribute_repair(path, unrepaired, after)
         return
