@@ -14,6 +14,8 @@ description:
     R(virtiofs.libvirt.host,ansible_collections.virtiofs.libvirt.host_role) writes.
   - The daemon it installed gets O(daemon_type), or the type of O(reference_context), or C(bin_t); every present
     wrapper gets O(wrapper_type).
+  - Each rule names the resolved path (O(daemon_realpath), O(wrapper_realpaths)), because file context rules match
+    the real path; a rule for a path through a symbolic link labels nothing.
 options:
   _input:
     description: The plan of P(virtiofs.libvirt.host_plan#filter).
@@ -32,6 +34,14 @@ options:
     description: The SELinux type for the wrappers (the role's C(virtiofs_host_selinux_wrapper_type)).
     type: str
     default: bin_t
+  daemon_realpath:
+    description: O(daemon_path) with symbolic links resolved (the C(realpath) of M(virtiofs.libvirt.virtiofsd)); the rule names it.
+    type: str
+  wrapper_realpaths:
+    description:
+      - Wrapper path -> that path with symbolic links resolved (the C(realpath) of M(virtiofs.libvirt.virtiofsd_wrapper));
+        the rules name these. A wrapper missing here keeps its path.
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -51,8 +61,10 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._host_plan import
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._plain import plain
 
 
-def _host_selinux_rules(plan, daemon_path=None, daemon_type=None, reference_context=None, wrapper_type="bin_t"):
-    return selinux_rules(plain(plan), plain(daemon_path), plain(daemon_type), plain(reference_context), plain(wrapper_type))
+def _host_selinux_rules(plan, daemon_path=None, daemon_type=None, reference_context=None, wrapper_type="bin_t",
+                        daemon_realpath=None, wrapper_realpaths=None):
+    return selinux_rules(plain(plan), plain(daemon_path), plain(daemon_type), plain(reference_context), plain(wrapper_type),
+                         plain(daemon_realpath), plain(wrapper_realpaths))
 
 
 class FilterModule:

@@ -698,17 +698,24 @@ def confinement(plan: t.Mapping[str, t.Any], facts: t.Mapping[str, t.Any]) -> t.
 
 
 def selinux_rules(plan: t.Mapping[str, t.Any], daemon_path: t.Optional[str], daemon_type: t.Any,
-                  reference_context: t.Any, wrapper_type: str) -> t.List[t.Dict[str, str]]:
+                  reference_context: t.Any, wrapper_type: str, daemon_realpath: t.Optional[str] = None,
+                  wrapper_realpaths: t.Optional[t.Mapping[str, str]] = None) -> t.List[t.Dict[str, str]]:
     """The SELinux file context rules of the host role: the daemon it installed (a path under the
     plan's install directory) gets ``daemon_type``, or else the type of ``reference_context`` (the
     ``user:role:type:level`` label of the distribution's virtiofsd), or else ``bin_t``; every
     present wrapper gets ``wrapper_type``.
+
+    A rule names the resolved path (file context rules match the real path; a rule for a path
+    through a symbolic link labels nothing): ``daemon_realpath`` (the virtiofsd module's
+    ``realpath``) for the daemon, ``wrapper_realpaths`` (wrapper path -> the virtiofsd_wrapper
+    module's ``realpath``) for the wrappers; a path they do not resolve stays as it is.
     """
     if not daemon_type:
         fields = str(reference_context or "").strip().split(":")
         daemon_type = fields[2] if len(fields) >= 3 else "bin_t"
+    resolved = dict(wrapper_realpaths or {})
     rules = []
     if daemon_path and str(daemon_path).startswith(plan["virtiofsd"]["install_dir_prefix"]):
-        rules.append({"path": str(daemon_path), "type": str(daemon_type)})
-    rules.extend({"path": path, "type": wrapper_type} for path in plan["wrapper_paths"])
+        rules.append({"path": str(daemon_realpath or daemon_path), "type": str(daemon_type)})
+    rules.extend({"path": str(resolved.get(path) or path), "type": wrapper_type} for path in plan["wrapper_paths"])
     return rules

@@ -751,6 +751,8 @@ class Installer:
             "binary_changed": out.binary_changed,
             "actions": out.actions,
             "path": out.path,
+            # what AppArmor and SELinux mediate (the host role's rules): the path with every link resolved
+            "realpath": os.path.realpath(out.path) if out.path else out.path,
             "version": info.version_string if info is not None else out.version,
             "implementation": info.implementation if info is not None else None,
             "capabilities": info.capabilities if info is not None else None,

@@ -148,6 +148,30 @@ def problem(path: str, what: str = "path",
     return None
 
 
+def file_problem(path: str, st: os.stat_result, what: str = "path",
+                 trusted_uids: t.Sequence[int] = TRUSTED_UIDS) -> t.Optional[UntrustedPathError]:
+    """The weakness of the file ``path`` itself (``st``, its ``lstat``) as an error (not raised), ``None``
+    when only root can change it. Its directories are not looked at (:func:`directory_problem`)."""
+    reasons = _weakness(st, trusted_uids)
+    if not reasons:
+        return None
+    return UntrustedPathError(path, path, st.st_uid, st.st_mode, reasons, _fix(path, st, trusted_uids), what)
+
+
+def directory_problem(path: str, what: str = "path",
+                      trusted_uids: t.Sequence[int] = TRUSTED_UIDS) -> t.Optional[UntrustedPathError]:
+    """Like :func:`problem`, for the directories on the way to ``path`` only, not ``path`` itself (a
+    file about to be replaced: whatever is at ``path`` now, a link included, is not followed)."""
+    if not os.path.isabs(path):
+        raise ValueError(f"{what} must be an absolute path, got {path!r}")
+    for component, st in walk(os.path.dirname(os.path.normpath(path))):
+        reasons = _weakness(st, trusted_uids)
+        if reasons:
+            return UntrustedPathError(path, component, st.st_uid, st.st_mode, reasons,
+                                      _fix(component, st, trusted_uids), what)
+    return None
+
+
 def check(path: str, what: str = "path", trusted_uids: t.Sequence[int] = TRUSTED_UIDS) -> None:
     """Raise :class:`UntrustedPathError` unless only root can change ``path`` (see module doc)."""
     err = problem(path, what, trusted_uids)

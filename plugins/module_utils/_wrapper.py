@@ -17,6 +17,7 @@ Plain Python, no Ansible imports. The wrapper (rules and their sources: docs/ref
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import stat
@@ -35,7 +36,11 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import (
     write_temporary,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import LockTimeout, path_lock
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import UntrustedPathError
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import (
+    UntrustedPathError,
+    directory_problem,
+    file_problem,
+)
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import check as check_root_only
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._restart import (
     forget_attribute_repair,
@@ -111,31 +116,129 @@ def describe_file(content: bytes) -> str:
     return "a text file"
 
 
-def check_replaceable(path: str, force: bool) -> None:
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file is, for the messages."""
+    return ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a special file")
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+@dataclass
+class Found:
+    """What is at ``path``: nothing (``lst`` ``None``), a file (``lst`` and ``st`` its ``lstat``), or a
+    symbolic link (``link``, its text) with ``st`` the ``stat`` of the file it points to (``None`` for a
+    link that cannot be followed, ``error`` says why)."""
+
+    path: str
+    lst: t.Optional[os.stat_result] = None
+    link: t.Optional[str] = None
+    st: t.Optional[os.stat_result] = None
+    error: t.Optional[OSError] = None
+
+    @property
+    def target(self) -> t.Optional[str]:
+        return link_target(self.path, self.link) if self.link is not None else None
+
+    @property
+    def dangling(self) -> bool:
+        return self.link is not None and self.st is None
+
+    def is_what(self, kind: str) -> str:
+        """``PATH is a FIFO``, or ``PATH is a symlink to a FIFO (TARGET)``."""
+        if self.link is None:
+            return f"{self.path} is {kind}"
+        return f"{self.path} is a symlink to {kind} ({self.target})"
+
+    def missing_target(self) -> str:
+        """``PATH is a symlink to TARGET, which does not exist`` (or cannot be followed, and why)."""
+        exc = self.error
+        why = ("does not exist" if exc is None or exc.errno == errno.ENOENT
+               else f"cannot be followed ({_reason(exc)})")
+        return f"{self.path} is a symlink to {self.target}, which {why}"
+
+
+def inspect_path(path: str) -> Found:
+    """What is at ``path`` (:class:`Found`), without opening it (a FIFO would block).
+
+    Raises :class:`WrapperError` when ``path`` cannot even be looked at (``lstat`` fails other than
+    with ``ENOENT``).
+    """
+    try:
+        lst = os.lstat(path)
+    except FileNotFoundError:
+        return Found(path)
+    except OSError as exc:
+        raise WrapperError(
+            f"cannot look at {path} (lstat): {_reason(exc)}; {path} was not changed. Fix: let root read the "
+            "directory of path (not an NFS export with root_squash, not a stale mount), then run again"
+        ) from None
+    if not stat.S_ISLNK(lst.st_mode):
+        return Found(path, lst, st=lst)
+    try:
+        link = os.readlink(path)
+    except OSError:  # replaced by something else meanwhile: judged as a link that cannot be followed
+        return Found(path, lst, link="?")
+    try:
+        return Found(path, lst, link, os.stat(path))
+    except OSError as exc:  # ENOENT (dangling), ELOOP, EACCES
+        return Found(path, lst, link, None, exc)
+
+
+def check_replaceable(path: str, force: bool, found: t.Optional[Found] = None) -> t.Optional[UntrustedPathError]:
     """Refuse to replace a file at ``path`` that this module did not write, unless ``force``.
 
     The same test as ``state=absent`` (:func:`is_managed_wrapper`: the ``#!`` line and the
     :data:`MARKER` header); a missing file (or one that cannot be read, which the write then reports)
-    passes. A FIFO, socket or device at ``path`` is refused even with ``force`` (reading a FIFO would
-    block, and the module only replaces files).
+    passes. A symbolic link is judged by the file it points to; one that points nowhere (dangling)
+    is refused unless ``force``, the module cannot tell whether it wrote it. A FIFO, socket or device
+    at ``path`` (or a link to one) is refused even with ``force`` (reading a FIFO would block, and the
+    module only replaces files).
+
+    A regular file at ``path`` that a user other than root can change (owner not root, group- or
+    other-writable: :func:`_path_safety.file_problem`) is refused unless ``force``: its content cannot
+    be trusted, so it is not repaired in place. With ``force`` the weakness is returned, and the caller
+    replaces the file by a new one (never a ``chmod``/``chown`` of the old inode, which its owner may
+    hold open for writing).
     """
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return
-    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a directory: check_paths says so
-        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-        raise WrapperError(f"{path} is {kind}, not a wrapper; remove it yourself or choose another path for the wrapper")
-    if force:
-        return
-    content = read_bytes(path, 4096, best_effort=True)
-    if content is None or is_managed_wrapper(content):
-        return
+    found = found if found is not None else inspect_path(path)
+    if found.lst is None:
+        return None
+    if found.dangling:
+        if force:
+            return None
+        raise WrapperError(
+            f"{found.missing_target()}: this module cannot tell whether it wrote the link, so it is not replaced. "
+            f"Fix: remove the link yourself (rm {path}), or set force: true to replace the link by the wrapper "
+            f"(nothing is written at {found.target})"
+        )
+    mode = t.cast(os.stat_result, found.st).st_mode
+    if stat.S_ISDIR(mode):  # check_paths says so
+        return None
+    if not stat.S_ISREG(mode):
+        raise WrapperError(
+            f"{found.is_what(_kind(mode))}, not a wrapper; remove it yourself or choose another path for the wrapper")
+    if not force:
+        content = read_bytes(path, 4096, best_effort=True)
+        if content is not None and not is_managed_wrapper(content):
+            raise WrapperError(
+                f"{path} exists and was not written by this module ({describe_file(content)} without the '{MARKER}' "
+                "header): refusing to replace it. Choose another path for the wrapper, "
+                "or set force: true to replace it (with backup: true to keep a copy)"
+            )
+    if found.link is not None:
+        return None  # the link itself is replaced: its target is not kept and not run again
+    weak = file_problem(path, found.lst, "wrapper path")
+    if weak is None or force:
+        return weak
     raise WrapperError(
-        f"{path} exists and was not written by this module ({describe_file(content)} without the '{MARKER}' "
-        "header): refusing to replace it. Choose another path for the wrapper, or set force: true to replace it "
-        "(with backup: true to keep a copy)"
+        f"{path} can be changed by users other than root: it is {' and '.join(weak.reasons)} (uid {weak.uid}, "
+        f"mode {stat.S_IMODE(weak.mode):04o}); libvirt runs it as root, so its content cannot be trusted and it "
+        f"is not repaired in place. Fix: {weak.fix} once you have checked its content, or set force: true to "
+        "replace it by a new root-owned wrapper (with backup: true to keep a copy)"
     )
 
 
@@ -157,6 +260,10 @@ def check_paths(path: str, binary: str) -> None:
             "exec itself forever. Point binary at the real virtiofsd"
         )
     if os.path.isdir(path):
+        link = symlink_at(path)
+        if link is not None:
+            raise WrapperError(f"path {path} is a symlink to a directory ({link_target(path, link)}); give the file "
+                               "name of the wrapper")
         raise WrapperError(f"path {path} is a directory; give the file name of the wrapper")
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
@@ -171,11 +278,21 @@ def check_paths(path: str, binary: str) -> None:
         raise WrapperError(
             f"binary {binary} is itself a wrapper managed by {MODULE_NAME}; point binary at the real virtiofsd"
         )
-    try:  # libvirt runs both as root: only root may be able to change them (docs/troubleshooting.md)
-        check_root_only(path, "wrapper path")
+    # libvirt runs both as root: only root may be able to change them (docs/troubleshooting.md). The
+    # wrapper's directories are checked here; the file at path itself is replaced by a new root-owned file,
+    # what is there now is judged by check_replaceable (a symlink at path is not followed: it is replaced).
+    try:
+        weak = directory_problem(path, "wrapper path")
+        if weak is not None:
+            raise weak
         check_root_only(binary, "binary")
     except UntrustedPathError as exc:
         raise WrapperError(str(exc)) from exc
+    except OSError as exc:  # ELOOP, EACCES on the way
+        raise WrapperError(
+            f"cannot check who can change {exc.filename or path} (the way to path or binary): {_reason(exc)}; "
+            f"{path} was not changed. Fix: make the directories and links on the way resolvable, then run again"
+        ) from None
 
 
 def check_daemon(info: DaemonInfo) -> None:
@@ -308,7 +425,9 @@ def self_test(path: str, daemon: DaemonInfo, run: RunCallable) -> t.Dict[str, t.
 # ``result`` (the module's return values) as they go and raise :class:`WrapperError` or
 # :class:`VirtiofsdError` for a failure, with ``result`` saying what was (not) done.
 
-MoveCallable = t.Callable[[str, str], t.Any]
+#: ``move(src, dest)``; the module's also takes ``fresh=True``: do not copy the old file's owner, mode and
+#: SELinux context to the new one (``atomic_move(keep_dest_attrs=False)``, the default context instead)
+MoveCallable = t.Callable[..., t.Any]
 BackupCallable = t.Callable[[str], str]
 
 
@@ -390,32 +509,82 @@ def link_target(path: str, link: str) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(path), link))
 
 
+def _cannot_read(path: str, exc: OSError) -> WrapperError:
+    return WrapperError(
+        f"cannot read {path}: {_reason(exc)}; {path} was not changed. Fix: let root read it (not on an NFS "
+        "export with root_squash, no I/O error on the disk), then run again"
+    )
+
+
+def _read_existing(path: str) -> t.Tuple[t.Optional[bytes], t.Optional[t.Dict[str, t.Any]]]:
+    """The bytes and :func:`attrs_of` of the regular file ``path`` (``None, None`` when it is gone)."""
+    try:
+        before = read_bytes(path)
+        return before, (attrs_of(path) if before is not None else None)
+    except OSError as exc:
+        raise _cannot_read(path, exc) from None
+
+
 def apply_absent(
     result: t.Dict[str, t.Any],
     path: str,
     check_mode: bool,
     diff: bool,
     backup: t.Optional[BackupCallable],
+    warn: t.Optional[t.Callable[[str], t.Any]] = None,
 ) -> None:
-    """Remove the wrapper at ``path``; refuse a file this module did not write."""
-    if os.path.isdir(path):
-        raise WrapperError(f"path {path} is a directory, not a wrapper")
-    if not os.path.lexists(path):
+    """Remove the wrapper at ``path``; refuse a file this module did not write.
+
+    A symbolic link at ``path`` is judged by the file it points to (it must be a wrapper of this
+    module); then the link itself is removed, never its target: the diff shows the link
+    (``PATH (symlink -> TARGET)``, no content) as before, a warning names the target left in place,
+    and no backup is made (nothing of the target is removed). A link that points nowhere is refused:
+    the module cannot tell whether it wrote it. A failing ``unlink`` is a :class:`WrapperError`
+    saying what is left.
+    """
+    found = inspect_path(path)
+    if found.lst is None:
         return
-    before = read_bytes(path)
-    if not is_managed_wrapper(before):
+    if found.dangling:
         raise WrapperError(
-            f"{path} is not a wrapper written by this module (no '{MARKER}' header): "
+            f"{found.missing_target()}: this module cannot tell whether it wrote the link, so it is not removed "
+            f"(force: true does not change that). Fix: remove the link yourself (rm {path}) if it is yours to delete"
+        )
+    mode = t.cast(os.stat_result, found.st).st_mode
+    if stat.S_ISDIR(mode):
+        if found.link is not None:
+            raise WrapperError(f"path {found.is_what('a directory')}, not a wrapper")
+        raise WrapperError(f"path {path} is a directory, not a wrapper")
+    if not stat.S_ISREG(mode):
+        raise WrapperError(f"{found.is_what(_kind(mode))}, not a wrapper: refusing to remove it; remove it yourself "
+                           "if it really is yours to delete")
+    before, _attrs = _read_existing(path)
+    if not is_managed_wrapper(before):
+        what = path if found.link is None else f"{path} (a symlink to {found.target})"
+        raise WrapperError(
+            f"{what} is not a wrapper written by this module (no '{MARKER}' header): "
             "refusing to remove it; remove it yourself if it really is yours to delete"
         )
     result["changed"] = True
+    if found.link is not None and warn is not None:
+        warn(f"{path} is a symlink to {found.target}; the link is removed, {found.target} is left in place")
     if diff:
-        result["diff"] = file_diff(path, before, None)
-    if not check_mode:
-        if backup is not None and before is not None:
-            result["backup_file"] = backup(path)
+        result["diff"] = file_diff(path, None if found.link is not None else before, None, link=found.link)
+    if check_mode:
+        return
+    if backup is not None and before is not None and found.link is None:  # a link: its target stays, no copy
+        result["backup_file"] = backup(path)
+    try:
         os.unlink(path)
-        forget_attribute_repair(path)
+    except OSError as exc:
+        result["changed"] = "backup_file" in result
+        kept = f" (the backup {result['backup_file']} was made)" if "backup_file" in result else ""
+        raise WrapperError(
+            f"cannot remove {path} (unlink): {_reason(exc)}; {path} is left in place{kept} and libvirt can still "
+            "run it. Fix: let root remove files in its directory (the directory and the file not immutable: lsattr, "
+            "chattr -i; the file system not read-only, not a read-only bind mount), then run again"
+        ) from None
+    forget_attribute_repair(path)
 
 
 def apply_present(
@@ -446,31 +615,43 @@ def apply_present(
 
     A symbolic link at ``path`` is replaced by the regular file (the move renames over the link), its
     target is left as it is: the diff shows the link (``PATH (symlink -> TARGET)``, no content) as
-    before, and a warning (in check mode too) names the target.
+    before, and a warning (in check mode too) names the target. A link that points nowhere needs
+    ``force``.
+
+    A file at ``path`` others can change (owner not root, group- or other-writable) needs ``force``;
+    then it is replaced by a new file (``content_changed`` true, also for the same bytes) and the
+    move is told not to copy the old file's attributes (``fresh``). A mode or group that gives
+    nobody else write access is repaired in place (``chmod``/``chown``, ``content_changed`` false).
+    ``result["realpath"]`` is :func:`resolved_path` of ``path``.
     """
     # paths first: probing a missing or recursive binary would only give a vague error
     check_paths(path, binary)
-    check_replaceable(path, force)
+    found = inspect_path(path)
+    untrusted = check_replaceable(path, force, found)
     daemon = probe_daemon(binary, run)
     plan = plan_wrapper(path, binary, daemon, options, extra_args)
     check_argv_with_daemon(binary, plan.argv, run)
 
     for warning in plan.warnings:
         warn(warning)
-    result.update(argv=plan.argv, daemon_version=plan.daemon_version)
+    result.update(argv=plan.argv, daemon_version=plan.daemon_version, realpath=resolved_path(path))
 
     after = plan.script.encode("utf-8")
-    link = symlink_at(path)
+    link = found.link
     if link is not None:
         # the move replaces the link itself (rename(2) does not follow it): its target is not written,
         # not chmod-ed and not backed up; the diff and the warning say so
-        target = link_target(path, link)
+        target = found.target
         warn(f"{path} is a symlink to {target}; it is replaced by a regular file, {target} is left unchanged")
         before, attrs = None, None
     else:
-        before = read_bytes(path)
-        attrs = attrs_of(path) if before is not None else None
-    content_changed = link is not None or before != after
+        before, attrs = _read_existing(path) if found.lst is not None else (None, None)
+    if untrusted is not None:
+        # force: true and a file others could have changed: a new file in its place, never a chmod/chown of
+        # this inode (its owner may hold it open for writing), even when the bytes are the same
+        warn(f"{path} can be changed by users other than root ({' and '.join(untrusted.reasons)}); with force: true "
+             "it is replaced by a new root-owned wrapper (mode 0755), not repaired in place")
+    content_changed = link is not None or before != after or untrusted is not None
     attrs_changed = attrs is not None and attrs != WRAPPER_ATTRS
     result["changed"] = content_changed or attrs_changed
     result["content_changed"] = content_changed  # what a running daemon could care about (not a mode repair)
@@ -492,12 +673,18 @@ def apply_present(
     if not content_changed:
         # a mode/owner repair moves ctime: it is recorded, so that running daemons are not reported as
         # needing a restart for it (the bytes they run did not change; _restart's module doc)
-        unrepaired = os.stat(path)
+        try:
+            unrepaired = os.stat(path)
+        except OSError as exc:
+            raise _cannot_read(path, exc) from None
         try:
             set_attributes(path, WRAPPER_MODE, (0, 0), changed=False, state=lambda: (
                 f"the content of {path} was not changed; it now has {describe_attrs(path)}"))
         except AttributesError as exc:
-            result["changed"] = attrs_of(path) != attrs  # a chmod that worked before the chown failed
+            try:
+                result["changed"] = attrs_of(path) != attrs  # a chmod that worked before the chown failed
+            except OSError:
+                result["changed"] = True  # unknown: the message names what it could read
             raise WrapperError(str(exc)) from None
         record_attribute_repair(path, unrepaired, after)
         return
@@ -520,8 +707,12 @@ def apply_present(
             ) from None
         if backup is not None and before is not None:
             result["backup_file"] = backup(path)
+        # a link, or a file others can change, must not lend the new wrapper its owner and mode on the way
+        # (atomic_move copies them from the old file before its rename): the move gets fresh=True
+        fresh = link is not None or untrusted is not None
         try:
-            install_temporary(tmp, path, move=move, mode=WRAPPER_MODE, owner=(0, 0))
+            install_temporary(tmp, path, move=(_fresh_move(move) if fresh and move is not None else move),
+                              mode=WRAPPER_MODE, owner=(0, 0))
         except WriteError as exc:
             raise WrapperError(str(exc)) from None
         except AttributesError as exc:  # after the move: the new wrapper is in place, its mode or owner not yet
@@ -534,6 +725,21 @@ def apply_present(
             remove_file(tmp)
         except OSError:
             pass  # the next run's remove_leftovers takes it
+
+
+def _fresh_move(move: MoveCallable) -> MoveCallable:
+    """``move`` told not to copy the old file's attributes (the module's move takes ``fresh``)."""
+    return lambda src, dest: move(src, dest, fresh=True)
+
+
+def resolved_path(path: str) -> str:
+    """Where the wrapper written at ``path`` is, with every symbolic link resolved.
+
+    The directory of ``path`` resolved, with the file name of ``path``: a symbolic link at ``path`` is
+    replaced by the wrapper, so its target does not count. What AppArmor and SELinux see when libvirt
+    runs the wrapper (they mediate the resolved path).
+    """
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
 
 
 def run_reporting_os_errors(run_command: t.Callable[[t.List[str]], t.Tuple[int, str, str]]) -> RunCallable:
@@ -578,7 +784,7 @@ def apply(
     try:
         with path_lock(path):
             if state == "absent":
-                apply_absent(result, path, check_mode, diff, backup)
+                apply_absent(result, path, check_mode, diff, backup, warn)
             else:
                 if not binary:
                     raise WrapperError("binary is required with state=present")

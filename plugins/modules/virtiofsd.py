@@ -268,6 +268,15 @@ path:
   returned: always
   type: str
   sample: /opt/virtiofsd-rust/virtiofsd
+realpath:
+  description:
+    - RV(path) with every symbolic link resolved (of the directories and of the file); in check mode before a
+      first installation, the path it would have.
+    - AppArmor and SELinux mediate the executable by this path, not by RV(path); the host role
+      R(virtiofs.libvirt.host,ansible_collections.virtiofs.libvirt.host_role) writes its rules for it.
+  returned: always
+  type: str
+  sample: /srv/virtiofsd-rust/virtiofsd
 version:
   description:
     - Version reported by the daemon's C(--version).

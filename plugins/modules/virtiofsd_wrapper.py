@@ -41,10 +41,14 @@ attributes:
       - The diff shows the wrapper script before and after; when the old file's mode or owner changes too, the
         headers name them (C(PATH (mode 0700)) before, C(PATH (mode 0755)) after).
       - A symbolic link at O(path) is shown as what it is, C(PATH (symlink -> TARGET)) with no content before,
-        not as its target's script.
-      - When only the mode or owner of an existing wrapper changes, the diff is that of M(ansible.builtin.file);
-        C(before) and C(after) are dicts with C(path) and the attributes that change (C(mode) as text such as
-        V(0700), C(owner) and C(group) as numbers).
+        not as its target's script, by O(state=present) (the link is replaced) and by O(state=absent) (the link is
+        removed).
+      - A wrapper others could change that O(force=true) replaces shows its script before and after (the same text
+        when only its owner or mode was wrong), with the owner and mode in the headers
+        (C(PATH (mode 0775, owner 1000, group 1000)) before, C(PATH (mode 0755, owner 0, group 0)) after).
+      - When only the mode or group of an existing wrapper changes (a repair in place, see O(path)), the diff is that
+        of M(ansible.builtin.file); C(before) and C(after) are dicts with C(path) and the attributes that change
+        (C(mode) as text such as V(0700), C(group) as a number).
   idempotent:
     support: full
 options:
@@ -52,11 +56,34 @@ options:
     description:
       - Absolute path of the wrapper script; use it as C(<binary path='...'/>) in the domain XML.
       - Its directory must exist. On Debian/Ubuntu a confined libvirtd needs an AppArmor rule that allows executing
-        it (C(PATH PUx,) in C(/etc/apparmor.d/local/usr.sbin.libvirtd)).
+        it (C(PATH PUx,) in C(/etc/apparmor.d/local/usr.sbin.libvirtd)), written for the resolved path RV(realpath)
+        (AppArmor mediates the executable by its resolved path, a rule for a path through a symbolic link never
+        matches).
       - When O(path) is a symbolic link, the link itself is replaced by the wrapper, a regular file (also when its
         target already holds the same script); the target is left unchanged (not written, not chmod-ed, not backed
         up). A warning says so (in check mode too), and the diff shows the link as before
-        (C(PATH (symlink -> TARGET)), no content).
+        (C(PATH (symlink -> TARGET)), no content). The link is judged by the file it points to (see O(state)); who
+        owns that file does not matter, it is not kept and not run again.
+      - A symbolic link at O(path) that points nowhere (its target does not exist, or the link cannot be followed)
+        is refused by O(state=present) unless O(force=true), which replaces the link (nothing is created at its
+        target); O(state=absent) refuses it always.
+      - A symbolic link to a directory, FIFO, socket or device is refused, and the error says so
+        (C(PATH is a symlink to a FIFO (TARGET))).
+      - The directories on the way to O(path) (the resolved ones, and those of every link on the way) must be
+        owned by root and not writable by group or others (a root-owned sticky directory such as C(/tmp) passes),
+        also with O(force=true); libvirt runs the wrapper as root. The error names the directory and the fix
+        (C(chmod go-w DIR), C(chown root:root DIR)).
+      - The wrapper is always written owned by root:root with mode 0755. A regular file at O(path) whose owner is
+        not root, or that is writable by group or others (for example uid 1000, or mode 0775 or 0757), could have
+        been changed by somebody other than root, so its content cannot be trusted (also when it is a wrapper this
+        module wrote with the right script). Without O(force=true) it is an error (in check mode too) that names
+        the fix (C(chown root:root PATH), C(chmod go-w PATH)) and the file stays as it is. With O(force=true) it is
+        replaced by a new file (a new inode, never a C(chmod)/C(chown) of the old one, which its owner may hold open
+        for writing; the new file does not take the old one's owner, mode or SELinux context on the way), with a
+        warning; RV(content_changed) is V(true) even when the script was the same.
+      - A wrapper this module wrote that is root-owned and not writable by group or others, but has another mode
+        or group (for example mode 0700, 0750, 0555 or 04755, or group 1001 with mode 0755), is repaired in place
+        with C(chmod 0755) and C(chown 0:0), no O(force) needed; RV(content_changed) is V(false).
     type: path
     default: /opt/virtiofsd-rust/virtiofsd.sh
   binary:
@@ -72,6 +99,12 @@ options:
         place, unless O(force=true).
       - V(absent) only removes a wrapper this module wrote (its header names the module); any other
         file at O(path) is an error and stays in place.
+      - V(absent) on a symbolic link to a wrapper this module wrote removes the link, never its target; a warning
+        names the target left in place and no backup is made (nothing of the target is removed). A link to any
+        other file, a link that points nowhere, a directory, FIFO, socket or device (or a link to one) is an error
+        and stays in place.
+      - When the removal itself fails (C(unlink) refused, for example the directory or file immutable, a read-only file system
+        or bind mount), the error names the path, the system's words and the fix; the file stays in place.
     type: str
     choices: [present, absent]
     default: present
@@ -86,8 +119,11 @@ options:
         C(managed by Ansible (virtiofs.libvirt.virtiofsd_wrapper)) header, for example a hand-written wrapper
         being migrated). Without it such a file is an error, in check mode too, and stays as it is; the error says
         what the file looks like (an ELF binary, a script, ...).
+      - Also replaces a file at O(path) that users other than root can change (owner not root, group- or
+        other-writable; see O(path)), and a symbolic link at O(path) that points nowhere.
       - Use it together with O(backup=true) to keep a copy of the replaced file. A FIFO, socket or device at
-        O(path) is refused even with O(force=true).
+        O(path) (or a symbolic link to one) is refused even with O(force=true), as are directories on the way to
+        O(path) that others can write to.
       - O(state=absent) ignores it and never removes a file this module did not write.
     type: bool
     default: false
@@ -296,7 +332,8 @@ options:
         type: str
 notes:
   - The module needs root (the wrapper is written owned by root with mode 0755).
-  - A mode or owner repair (right bytes, wrong mode or group) moves the wrapper's ctime. The module records the repair
+  - A mode or group repair in place (right bytes, a mode or group that gives nobody but root write access; see
+    O(path)) moves the wrapper's ctime. The module records the repair
     (device, inode, ctime, SHA-256 of the bytes and the change time before it) in
     C(/run/virtiofs-libvirt/attribute-repairs/), so that M(virtiofs.libvirt.share) and M(virtiofs.libvirt.share_info)
     do not report running domains as needing a restart for it while the wrapper keeps that inode, ctime and bytes.
@@ -373,7 +410,8 @@ argv:
 content_changed:
   description:
     - Whether the bytes at O(path) were replaced (in check mode, would be) - a new wrapper, other options, or a
-      symbolic link replaced by the wrapper. V(false) when only the mode or owner was repaired, which running
+      symbolic link replaced by the wrapper, or a file others could change replaced with O(force=true) (also with
+      the same bytes). V(false) when only the mode or group was repaired in place, which running
       daemons do not care about.
     - The role R(virtiofs.libvirt.host,ansible_collections.virtiofs.libvirt.host_role) passes only these wrappers
       to M(virtiofs.libvirt.share) as O(virtiofs.libvirt.share#module:changed_binaries), so a mode repair does not
@@ -386,9 +424,19 @@ daemon_version:
   returned: when O(state=present)
   type: str
   sample: 1.13.2
+realpath:
+  description:
+    - Where the wrapper is (or, in check mode, would be) with every symbolic link resolved - the resolved
+      directory of O(path) and the file name of O(path) (a symbolic link at O(path) is replaced by the wrapper, so
+      its target does not count).
+    - AppArmor and SELinux mediate the executable by this path, not by O(path); use it in their rules. The host
+      role R(virtiofs.libvirt.host,ansible_collections.virtiofs.libvirt.host_role) does.
+  returned: when O(state=present) and the checks of the paths passed
+  type: str
+  sample: /srv/virtiofsd-rust/virtiofsd.sh
 backup_file:
   description: Name of the backup of the previous file.
-  returned: when O(backup=true) and a previous file was changed or removed
+  returned: when O(backup=true) and a previous regular file was changed or removed (not for a symbolic link at O(path))
   type: str
   sample: /opt/virtiofsd-rust/virtiofsd.sh.12345.2025-01-01@00:00:00~
 """
@@ -425,10 +473,15 @@ def main() -> None:
     )
     p = module.params
     result: t.Dict[str, t.Any] = {"changed": False, "path": p["path"]}
+
+    def move(src: str, dest: str, fresh: bool = False) -> None:
+        # fresh: the new wrapper does not take the old file's owner, mode and SELinux context (the default one)
+        module.atomic_move(src, dest, keep_dest_attrs=not fresh)
+
     try:
         apply(result, p["state"], p["path"], p["binary"], p["options"], p["extra_args"],
               run_reporting_os_errors(lambda argv: module.run_command(argv, handle_exceptions=False)),
-              module.check_mode, module._diff, module.backup_local if p["backup"] else None, module.atomic_move,
+              module.check_mode, module._diff, module.backup_local if p["backup"] else None, move,
               module.warn, p["force"])
     except (WrapperError, VirtiofsdError) as exc:
         module.fail_json(msg=str(exc), **result)

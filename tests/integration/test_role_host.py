@@ -200,7 +200,9 @@ def test_role_on_defined_domains(run_playbook, lab):
         handler = [t for t in res.tasks(ROLE + "Reload the libvirt AppArmor profiles") if "hypervisor" in t]
         assert handler and handler[-1]["hypervisor"].get("skipped") is True  # kernel without AppArmor
         runs = [t["hypervisor"] for t in res.tasks(ROLE + "Allow libvirt to execute the wrappers and the daemon")]
-        assert [r["changed"] for r in runs] == [True, False]  # written once, then left alone
+        # written once, then left alone; the third run names daemon and wrappers through a symbolic link to the
+        # install directory: the rules name the resolved paths, so the block is the same
+        assert [r["changed"] for r in runs] == [True, False, False]
 
         # removal (docs/guide.md): shares absent, then wrappers and daemon gone in the same run
         removal = {"rh_shares": [{"domain": d, "tag": t, "state": "absent"}

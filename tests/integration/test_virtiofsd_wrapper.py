@@ -68,6 +68,13 @@ def test_target(run_target, lab):
                f"file, {target} is left unchanged")
     for name in ("Wrapper at a symlink (check mode)", "Wrapper at a symlink"):
         assert any(warning in str(w) for w in res.result(name).get("warnings", [])), res.result(name)
+    # state=absent on a symlink to a wrapper: the warning names the target left in place
+    link, owned = "/opt/it-wrapper/target/wrappers/owned-link.sh", "/opt/it-wrapper/target/wrappers/owned.sh"
+    removed = res.result("Remove the wrapper through the symlink")
+    assert f"{link} is a symlink to {owned}; the link is removed, {owned} is left in place" in removed.get(
+        "warnings", []), removed
+    forced = res.result("Rewrite it with force")
+    assert any("can be changed by users other than root" in w for w in forced.get("warnings", [])), forced
 
 
 def _daemon_pids(domain: str) -> list[int]:

@@ -59,3 +59,16 @@ def test_daemon_and_every_present_wrapper_get_a_rule(tmp_path):
         {"path": "/opt/virtiofsd-rust/virtiofsd.sh", "type": "bin_t"},
         {"path": "/opt/virtiofsd-rust/virtiofsd-ro.sh", "type": "bin_t"},
     ]
+
+
+def test_the_rules_name_the_resolved_paths(tmp_path):
+    """semanage fcontext rules match the real path: the role passes the modules' realpath to the filter."""
+    rules = decide(tmp_path, virtiofs_host_virtiofsd_path="/opt/virtiofsd-rust/virtiofsd",
+                   virtiofs_host_selinux_daemon_type="virtd_exec_t",
+                   _virtiofs_host_virtiofsd_realpath="/srv/virtiofsd-rust/virtiofsd",
+                   _virtiofs_host_wrapper_realpaths={"/opt/virtiofsd-rust/virtiofsd.sh": "/srv/virtiofsd-rust/virtiofsd.sh"})
+    assert rules == [
+        {"path": "/srv/virtiofsd-rust/virtiofsd", "type": "virtd_exec_t"},
+        {"path": "/srv/virtiofsd-rust/virtiofsd.sh", "type": "bin_t"},
+        {"path": "/opt/virtiofsd-rust/virtiofsd-ro.sh", "type": "bin_t"},
+    ]

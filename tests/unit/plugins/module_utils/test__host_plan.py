@@ -427,6 +427,19 @@ def test_selinux_rules_daemon_type_from_option_reference_or_bin_t():
     assert selinux_rules(plan, "", "", "", "wt") == selinux_rules(plan, None, "", "", "wt") == wrappers
 
 
+def test_selinux_rules_name_the_resolved_paths():
+    """File context rules match the real path: the daemon's and the wrappers' rules name the modules' realpath
+    (the install-directory test still reads the path as given)."""
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._host_plan import host_plan, selinux_rules
+    plan = host_plan({"virtiofs_host_wrappers": {"a": {"path": "/opt/virtiofsd-rust/a.sh"},
+                                                 "b": {"path": "/opt/w/b.sh"}}})
+    rules = selinux_rules(plan, "/opt/virtiofsd-rust/virtiofsd", "my_t", "", "wt",
+                          daemon_realpath="/srv/virtiofsd-rust/virtiofsd",
+                          wrapper_realpaths={"/opt/virtiofsd-rust/a.sh": "/srv/virtiofsd-rust/a.sh"})
+    assert rules == [{"path": "/srv/virtiofsd-rust/virtiofsd", "type": "my_t"},
+                     {"path": "/srv/virtiofsd-rust/a.sh", "type": "wt"}, {"path": "/opt/w/b.sh", "type": "wt"}]
+
+
 # ---------------------------------------------------------------- what the role does with a tag that is not text
 
 
@@ -452,9 +465,46 @@ def test_apparmor_refuses_pattern_characters_in_paths():
     assert paths == ["/opt/v/virtiofsd-[ro].sh", "/opt/v/b{1}.sh", "/opt/v/ok.sh", "/opt/v/virtiofsd*"]
     fails, msg = role_task("host", "apparmor.yml", "Refuse paths AppArmor would read as patterns", _virtiofs_host_apparmor_paths=paths)
     assert fails and msg == ("virtiofs.libvirt.host: /opt/v/virtiofsd-[ro].sh, /opt/v/b{1}.sh, /opt/v/virtiofsd* contain characters"
-                             ' AppArmor reads as patterns or cannot quote (* ? [ ] { } ^ " or a newline); rename them.')
+                             ' AppArmor reads as patterns or cannot quote (* ? [ ] { } ^ " or a newline); rename them'
+                             " (the paths as AppArmor sees them, with symbolic links resolved).")
     assert not role_task("host", "apparmor.yml", "Refuse paths AppArmor would read as patterns",
                          _virtiofs_host_apparmor_paths=["/opt/v/ok.sh", "/opt/virtiofsd-rust/virtiofsd"])[0]
+
+
+def test_apparmor_rules_name_the_resolved_paths():
+    """AppArmor mediates exec by the resolved path: the rules name the modules' realpath of the daemon and of
+    each wrapper written (a wrapper not written yet, in check mode, keeps its path), and the pattern check
+    looks at those resolved paths."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    result = plan(virtiofs_host_wrappers={"a": {"path": "/opt/v/a.sh"}, "b": {"path": "/opt/v/b.sh"},
+                                          "c": {"path": "/opt/v/c.sh"}})
+    written = role_facts("host", "wrappers.yml", "Remember what the wrappers run", _virtiofs_host_wrapper_results={
+        "results": [{"path": "/opt/v/a.sh", "realpath": "/srv/v/a.sh", "argv": []},
+                    {"path": "/opt/v/b.sh", "realpath": "/srv/v[1]/b.sh", "argv": ["--cache=never"]},
+                    {"skipped": True, "item": {"path": "/opt/v/c.sh"}}]})
+    assert written["_virtiofs_host_wrapper_realpaths"] == {"/opt/v/a.sh": "/srv/v/a.sh", "/opt/v/b.sh": "/srv/v[1]/b.sh"}
+    daemon = role_facts("host", "virtiofsd.yml", "Remember where the daemon is", _virtiofs_host_virtiofsd={
+        "path": "/opt/v/virtiofsd", "realpath": "/srv/v/virtiofsd", "version": "1.13.2"})
+    assert daemon["_virtiofs_host_virtiofsd_realpath"] == "/srv/v/virtiofsd"
+    paths = role_facts("host", "apparmor.yml", "Work out the paths libvirt must be allowed to execute",
+                       _virtiofs_host_plan=result, virtiofs_host_virtiofsd_path="/opt/v/virtiofsd",
+                       _virtiofs_host_virtiofsd_realpath="/srv/v/virtiofsd",
+                       _virtiofs_host_wrapper_realpaths=written["_virtiofs_host_wrapper_realpaths"])[
+        "_virtiofs_host_apparmor_paths"]
+    assert paths == ["/srv/v/a.sh", "/srv/v[1]/b.sh", "/opt/v/c.sh", "/srv/v/virtiofsd"]
+    fails, msg = role_task("host", "apparmor.yml", "Refuse paths AppArmor would read as patterns",
+                           _virtiofs_host_apparmor_paths=paths)
+    assert fails and msg.startswith("virtiofs.libvirt.host: /srv/v[1]/b.sh contain characters AppArmor reads as")
+    template = (Path(__file__).resolve().parents[4] / "roles" / "host" / "templates" / "apparmor-local.j2").read_text()
+    rendered = Templar(loader=DataLoader(), variables={"_virtiofs_host_apparmor_paths": paths[:1] + paths[2:]}).template(
+        trust_as_template(template))
+    assert rendered.splitlines()[1:] == ['"/srv/v/a.sh" PUx,', '"/opt/v/c.sh" PUx,', '"/srv/v/virtiofsd" PUx,']
+    # without the realpaths (an older run's facts): the paths as given
+    assert role_facts("host", "apparmor.yml", "Work out the paths libvirt must be allowed to execute",
+                      _virtiofs_host_plan=result, virtiofs_host_virtiofsd_path="/opt/v/virtiofsd")[
+        "_virtiofs_host_apparmor_paths"] == ["/opt/v/a.sh", "/opt/v/b.sh", "/opt/v/c.sh", "/opt/v/virtiofsd"]
 
 
 def test_a_domain_that_does_not_shut_down_in_time():

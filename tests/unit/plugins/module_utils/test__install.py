@@ -128,6 +128,18 @@ def test_url_install_then_idempotent_without_network(lab):
     assert lab.server.requests == [url]
 
 
+def test_realpath_resolves_a_symlinked_install_dir(lab):
+    """The host role writes its AppArmor/SELinux rules for realpath: they mediate the resolved path."""
+    (lab.root / "srv").mkdir()
+    (lab.root / "opt").symlink_to("srv")
+    url, checksum = lab.publish_zip("virtiofsd-v1.13.2.zip", rust_script("1.13.2"))
+    expected = os.path.join(os.path.realpath(lab.root), "srv", "virtiofsd-rust", "virtiofsd")
+    checked = lab.run(check_mode=True, method="url", url=url, checksum=checksum, version="1.13.2")
+    assert checked["path"] == str(lab.binary) and checked["realpath"] == expected
+    res = lab.run(method="url", url=url, checksum=checksum, version="1.13.2")
+    assert res["path"] == str(lab.binary) and res["realpath"] == expected == os.path.realpath(lab.binary)
+
+
 def test_url_check_mode_downloads_nothing(lab):
     url, checksum = lab.publish_zip("v.zip", rust_script())
     res = lab.run(check_mode=True, method="url", url=url, checksum=checksum, version="1.13.2")

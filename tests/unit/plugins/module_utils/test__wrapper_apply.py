@@ -103,7 +103,7 @@ def test_mode_only_drift_has_a_diff_that_names_it(tmp_path, daemon):
     assert attrs["diff"] == {"before": {"path": path, "mode": "0700"}, "after": {"path": path, "mode": "0755"}}
     assert os.stat(path).st_mode & 0o7777 == WRAPPER_MODE and Path(path).read_bytes() == script
 
-    os.chown(path, 0, 1001)  # another owner is refused by the path check; another group is not
+    os.chown(path, 0, 1001)  # another owner is refused (test__wrapper_trust.py); another group is repaired
     group = {"changed": False}
     present(group, path, daemon)
     assert group["changed"] is True
@@ -165,20 +165,6 @@ def test_a_symlink_at_path_is_replaced_by_a_regular_file_and_its_target_is_left_
     warnings = []
     present(again, str(path), daemon, warnings=warnings)
     assert again["changed"] is False and warnings == []
-
-
-@needs_root
-def test_a_dangling_symlink_at_path_is_named_and_replaced(tmp_path, daemon):
-    path = tmp_path / "wrapper.sh"
-    path.symlink_to("/nonexistent/wrapper.sh")
-    warnings: list = []
-    result = {"changed": False}
-    present(result, str(path), daemon, warnings=warnings)
-    assert warnings == [f"{path} is a symlink to /nonexistent/wrapper.sh; it is replaced by a regular file, "
-                        "/nonexistent/wrapper.sh is left unchanged"]
-    assert result["diff"]["before_header"] == f"{path} (symlink -> /nonexistent/wrapper.sh)"
-    assert result["diff"]["before"] == ""
-    assert not path.is_symlink() and MARKER in path.read_text()
 
 
 @needs_root

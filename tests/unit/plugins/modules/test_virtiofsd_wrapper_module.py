@@ -110,3 +110,63 @@ def test_a_symlink_at_path_is_replaced_through_atomic_move_and_the_warning_names
     assert not path.is_symlink() and path.read_text() == render_script(str(daemon), [])
     assert os.stat(path).st_mode & 0o7777 == 0o755
     assert target.read_text() == "#!/bin/sh\necho v1\n" and target.stat().st_mode & 0o7777 == 0o700
+
+
+def _record_warnings(monkeypatch):
+    from ansible.module_utils import basic
+
+    warned: list = []
+    original = basic.AnsibleModule.warn
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg, *a, **kw: warned.append(msg) or original(
+        self, msg, *a, **kw))
+    return warned
+
+
+def test_absent_on_a_symlink_removes_the_link_and_warns_through_the_module(run_module, tmp_path, monkeypatch):
+    import os
+
+    warned = _record_warnings(monkeypatch)
+    target = tmp_path / "real.sh"
+    script = render_script("/usr/libexec/virtiofsd", [])
+    target.write_text(script)
+    path = tmp_path / "w.sh"
+    path.symlink_to(target)
+    res = run_module("virtiofsd_wrapper", {"path": str(path), "state": "absent", "backup": True,
+                                           "_ansible_diff": True})
+    assert res["changed"] is True and "failed" not in res, res
+    assert warned == [f"{path} is a symlink to {target}; the link is removed, {target} is left in place"]
+    assert res["diff"]["before_header"] == f"{path} (symlink -> {target})" and res["diff"]["before"] == ""
+    assert "backup_file" not in res and sorted(os.listdir(tmp_path)) == ["real.sh"]
+    assert target.read_text() == script
+
+
+def test_realpath_and_a_fresh_move_for_a_wrapper_others_can_change(run_module, tmp_path, monkeypatch, daemon):
+    """realpath names the resolved directory; replacing a file others could change (force) calls atomic_move
+    with keep_dest_attrs=False, so the new wrapper never carries the old owner on the way."""
+    import os
+
+    import pytest
+    from ansible.module_utils import basic
+
+    if os.geteuid() != 0:
+        pytest.skip("the wrapper is written root-owned")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "via").symlink_to("real")
+    path = tmp_path / "via" / "w.sh"
+    resolved = os.path.join(os.path.realpath(tmp_path), "real", "w.sh")
+    res = run_module("virtiofsd_wrapper", {"path": str(path), "binary": daemon})
+    assert res["changed"] is True and res["realpath"] == resolved, res
+
+    moves: list = []
+    original = basic.AnsibleModule.atomic_move
+    monkeypatch.setattr(basic.AnsibleModule, "atomic_move", lambda self, src, dest, *a, **kw: moves.append(
+        kw.get("keep_dest_attrs", True)) or original(self, src, dest, *a, **kw))
+    os.chown(resolved, 1000, 1000)
+    res = run_module("virtiofsd_wrapper", {"path": str(path), "binary": daemon})
+    assert res["failed"] is True and "can be changed by users other than root" in res["msg"] and moves == []
+    res = run_module("virtiofsd_wrapper", {"path": str(path), "binary": daemon, "force": True})
+    assert res["changed"] is True and res["content_changed"] is True and moves == [False], res
+    st = os.stat(resolved)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 0, 0o755)
+    res = run_module("virtiofsd_wrapper", {"path": str(path), "binary": daemon, "options": {"cache": "never"}})
+    assert res["changed"] is True and moves == [False, True]  # a trusted wrapper keeps atomic_move's default
