@@ -42,9 +42,15 @@ options:
     type: list
     elements: str
   known_variables:
-    description: The role's variables (the options of its argument spec), for O(variable_names).
+    description: The role's variables (default the keys of O(role_spec)), for O(variable_names).
     type: list
     elements: str
+  role_spec:
+    description:
+      - "The options of the role's argument spec (C(meta/argument_specs.yml)). The variables are typed with them
+        (ansible-core's validator), since the role's argument check validates values but does not convert them, so
+        C(-e virtiofs_host_install_packages=false) would stay a string."
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -115,6 +121,14 @@ _value:
     install_packages:
       description: Whether packages are installed.
       type: bool
+    extra_packages:
+      description: C(virtiofs_host_extra_packages) typed as a list.
+      type: list
+      elements: str
+    apparmor_profiles:
+      description: C(virtiofs_host_apparmor_profiles) typed as a list.
+      type: list
+      elements: str
     remove:
       description: Whether wrappers or the daemon are removed.
       type: bool
@@ -130,10 +144,11 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._host_plan import
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._plain import plain
 
 
-def _host_plan(params, role_share_keys=(), variable_names=None, known_variables=None):
+def _host_plan(params, role_share_keys=(), variable_names=None, known_variables=None, role_spec=None):
     return host_plan(plain(params), role_share_keys=plain(list(role_share_keys)),
                      variable_names=None if variable_names is None else plain(list(variable_names)),
-                     known_variables=None if known_variables is None else plain(list(known_variables)))
+                     known_variables=None if known_variables is None else plain(list(known_variables)),
+                     role_spec=None if role_spec is None else plain(role_spec))
 
 
 class FilterModule:

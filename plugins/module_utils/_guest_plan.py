@@ -42,10 +42,11 @@ _CONTEXT_OPTION_RE = re.compile(r"^(context|fscontext|defcontext|rootcontext)=")
 def _path_error(path: str, earlier: t.Sequence[str]) -> t.Optional[str]:
     if path == "":
         return "path is missing; set the absolute mount point, e.g. /mnt/share"
-    if not path.startswith("/"):
-        return f"path must be absolute, e.g. /{path}"
+    # whitespace first: the fix of "must be absolute" would be refused for it
     if re.search(r"[\s\\&#]", path):
         return "path must not contain whitespace, backslash, & or # (fstab escaping); choose a plain path"
+    if not path.startswith("/"):
+        return f"path must be absolute, e.g. /{path}"
     if path != posixpath.normpath(path) or path.startswith("//"):
         return f"path is not normalised; write {re.sub('^/+', '/', posixpath.normpath(path))} instead"
     if path == "/":

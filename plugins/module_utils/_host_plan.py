@@ -397,51 +397,73 @@ def guest_mount_problems(share: t.Mapping[t.Any, t.Any], earlier_paths: t.List[s
             rest = rest[len(entry["path"]) + 1:] if rest.startswith(entry["path"] + " ") else rest
             problem = f"mount_path {quoted(entry['path'])}{default} {rest}"
         elif key in ("options", "selinux_context"):
-            problem = f"mount_{problem}"
+            problem = f"mount_{problem}".replace(" a context option in options ", " a context option in mount_options ")
         out.append(problem)
     return out
+
+
+def _under(path: str, directory: str) -> bool:
+    """``path`` is ``directory`` or below it (both absolute, normalised)."""
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], default_wrapper: str,
                 role_share_keys: t.Collection[str], source_owner: t.Any, source_group: t.Any,
                 source_mode: t.Any, type_options: TypeOptions = module_typed_options,
-                type_share: t.Optional[TypeOptions] = None) -> t.Tuple[t.List[str], t.List[t.Dict[str, t.Any]]]:
+                type_share: t.Optional[TypeOptions] = None, daemon: str = "", daemon_removed: bool = False,
+                install_dir: str = "") -> t.Tuple[t.List[str], t.List[t.Dict[str, t.Any]]]:
     """The problems of ``virtiofs_host_shares`` and its entries, normalised: domain, tag, state,
     source, binary_path (the wrapper's path unless set) and module (the entry for the share module:
-    the keys the role does not consume, binary_path, and the create_source settings).
+    the keys the role does not consume and that are not null, binary_path, and the create_source settings).
     ``type_options`` types a profile's options (see :func:`plan_wrappers`), ``type_share`` a share
-    entry's values as the share module's argument spec would (see :func:`share_problems`)."""
+    entry's values as the share module's argument spec would (see :func:`share_problems`); ``daemon``
+    (removed when ``daemon_removed``) and ``install_dir``: the daemon the role installs and its directory,
+    which a share must neither run once removed nor expose to a guest."""
     if not is_list(shares):
         return [f"virtiofs_host_shares must be a list of shares ({{domain, tag, source, ...}}), got {shares}"], []
     present = {w["name"]: w["path"] for w in wrappers if w["state"] == "present"}
     profiles = {w["path"]: w for w in wrappers if w["state"] == "present"}
+    removed = {w["path"]: f"wrapper profile {w['name']} is being removed" for w in wrappers if w["state"] == "absent"}
+    if daemon_removed and daemon:
+        removed[daemon] = "the daemon is being removed (virtiofs_host_virtiofsd_state=absent)"
+    # what libvirt runs as root: a guest that can write it would run code as root on the hypervisor
+    run_as_root = [p for p in [install_dir, daemon] + [w["path"] for w in wrappers] if p]
     names = [w["name"] for w in wrappers]
     errors: t.List[str] = []
     out: t.List[t.Dict[str, t.Any]] = []
     keys: t.List[t.Tuple[str, str]] = []
     accepted = accepted_share_keys(role_share_keys)
     own = own_share_keys(role_share_keys)
-    # the inside of a dict (idmap) is checked by the share module's own words (share_problems)
+    # the inside of a dict (idmap) is checked by the share module's own words (share_problems), then by its spec
+    full_spec = share_entry_spec()
     type_spec = {key: {k: v for k, v in spec.items() if k != "options"}
-                 for key, spec in share_entry_spec().items() if key not in _OWN_WORDS_KEYS}
+                 for key, spec in full_spec.items() if key not in _OWN_WORDS_KEYS}
     mount_paths: t.Dict[str, t.List[str]] = {}
     for index, share in enumerate(shares):
         where = f"virtiofs_host_shares[{index}]"
         if not isinstance(share, Mapping):
             errors.append(f"{where}: must be a dict with at least domain, tag and source, got {share}")
             continue
-        raw_tag = share.get("tag")
-        domain, tag = text(share.get("domain")), "" if raw_tag is None else str(raw_tag)
+        raw_tag, raw_domain = share.get("tag"), share.get("domain")
+        domain, tag = text(raw_domain), "" if raw_tag is None else str(raw_tag)
         where = f"{where} (domain {quoted(domain)}, tag {quoted(tag)})"
-        errors_before = len(errors)
+        blocking = 0  # problems the share module's own checks would repeat in their words
         errors.extend(unknown_key_errors(where, share, accepted))
         # each value of the types the share module, the role and the guest role declare
         typed, typing = ansible_typed(type_spec, share)
         errors.extend(f"{where}: {problem}" for _key, problem in typing)
+        bad_keys = {key for key, _problem in typing}
         state = text(typed.get("state"), "present")
         source = text(share.get("source"))
-        if domain == "":
+        if raw_domain is None or raw_domain == "":
             errors.append(f"{where}: domain is missing; set the libvirt domain name the share belongs to")
+        elif "domain" not in bad_keys and not isinstance(raw_domain, str):
+            errors.append(f"{where}: domain {quoted(raw_domain)} is a {type(raw_domain).__name__} in YAML, not a name;"
+                          f" quote it (domain: \"{raw_domain}\")")
+        elif isinstance(raw_domain, str) and (raw_domain != raw_domain.strip() or re.search(r"[\x00-\x1f\x7f/]", raw_domain)):
+            errors.append(f"{where}: domain {quoted(raw_domain)} has leading or trailing blanks, a control character or a /;"
+                          " write the libvirt domain name as virsh list --all shows it")
+        tag_ok = False
         if raw_tag is None or raw_tag == "":
             errors.append(f"{where}: tag is missing; set the mount tag the guest uses (1-36 bytes)")
         else:
@@ -449,25 +471,50 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
             problem = tag_error(raw_tag, strict=state != "absent")
             if problem:
                 errors.append(f"{where}: {problem}")
+            tag_ok = problem is None
+        strict_tag_ok = isinstance(raw_tag, str) and raw_tag != "" and tag_error(raw_tag, strict=True) is None
+        mounted = typed.get("mount") is not False and "mount" not in bad_keys
         if (domain, tag) in keys:
             errors.append(f"{where}: the same domain and tag appear twice; one entry per share")
-        elif not typing and (share.get("mount_path") or (isinstance(raw_tag, str) and not tag_error(raw_tag, strict=True))):
-            # the guest role's checks of the mount (not of a default mount path made from a tag that is refused
-            # anyway or, for a share being removed, accepted only there)
-            errors.extend(f"{where}: {problem}" for problem in guest_mount_problems(typed, mount_paths.setdefault(domain, [])))
+        elif tag_ok and mounted and not share.get("mount_path") and not strict_tag_ok:
+            # a share being removed may keep a tag the guest cannot write into fstab; its default mount path neither
+            errors.append(f"{where}: the guest playbook would unmount this share at /mnt/{tag}, which the guest role refuses"
+                          " (the tag is not fit for a path); set mount: false or a mount_path")
+        elif share.get("mount_path") or strict_tag_ok:
+            # the guest role's checks of the mount, on the keys whose type is right
+            errors.extend(f"{where}: {problem}" for problem in guest_mount_problems(
+                {k: v for k, v in typed.items() if k not in bad_keys}, mount_paths.setdefault(domain, [])))
+        if state == "absent" and typed.get("mount_state") in ("mounted", "present") and mounted:
+            errors.append(f"{where}: mount_state {typed['mount_state']} for a share being removed (state: absent): the guest"
+                          " is no longer offered the tag; set mount_state: absent (or unmounted), or leave it out")
         keys.append((domain, tag))
         if state == "present" and source == "":
             errors.append(f"{where}: source is missing; set the host directory to share")
+            blocking += 1
         elif source != "" and not source.startswith("/"):
             errors.append(f"{where}: source {quoted(source)} must be an absolute path")
+            blocking += 1
+        elif "\0" in source or "\n" in source:
+            errors.append(f"{where}: source {quoted(source)} contains a NUL or a newline; give a plain directory path")
+            blocking += 1
         elif state == "present" and root_source_error(source):
             errors.append(f"{where}: {root_source_error(source)}")
+        elif state == "present":
+            exposed = [p for p in run_as_root if _under(p, posixpath.normpath(source))]
+            if exposed:
+                errors.append(f"{where}: source {source} contains {', '.join(_unique(exposed))}, which libvirt runs as root: a"
+                              " guest that can write the share could run its own code as root on the hypervisor; share a"
+                              " directory that holds no wrapper or daemon")
         binary = text(share.get("binary_path"))
         wrapper = text(share.get("wrapper"), default_wrapper)
         if binary != "" and share.get("wrapper"):
             errors.append(f"{where}: set either wrapper (a profile name) or binary_path, not both")
         elif binary != "" and not binary.startswith("/"):
             errors.append(f"{where}: binary_path {quoted(binary)} must be an absolute path")
+            blocking += 1
+        elif binary != "" and state == "present" and posixpath.normpath(binary) in removed:
+            errors.append(f"{where}: binary_path {binary}: {removed[posixpath.normpath(binary)]} in this run, so the domain would"
+                          " point at a program that no longer exists; remove the share too (state: absent) or point it elsewhere")
         elif binary == "" and state == "present":
             if wrapper in present:
                 binary = present[wrapper]
@@ -477,19 +524,30 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
             else:
                 errors.append(f"{where}: wrapper profile {quoted(wrapper)} is not defined in virtiofs_host_wrappers (profiles: "
                               f"{', '.join(str(n) for n in names) or 'none'}); add it or set binary_path")
-        module = {key: value for key, value in share.items() if key not in own}
+        # null is the module's default: the key is left out, as if it were not given
+        module = {key: value for key, value in share.items() if key not in own and value is not None}
         if binary != "":
             module["binary_path"] = binary
         if state == "present" and typed.get("create_source") is True:
+            mode = share.get("source_mode")
             module.update({"create_source": True, "owner": text(share.get("source_owner"), source_owner),
                            "group": text(share.get("source_group"), source_group),
-                           "mode": share.get("source_mode") or source_mode})
-        if len(errors) == errors_before:
-            errors.extend(f"{where}: {problem}" for problem in share_problems(dict(module, tag=tag), type_share))
+                           "mode": source_mode if mode is None or mode == "" else mode})
+        if tag_ok and not blocking:
+            checked = {key: value for key, value in module.items() if key not in bad_keys and key not in accepted_unknown(share, accepted)}
+            problems = share_problems(dict(checked, tag=tag), type_share)
+            if not problems and "idmap" in checked:
+                problems = [p for _k, p in ansible_typed({"idmap": full_spec["idmap"]}, {"idmap": checked["idmap"]})[1]]
+            errors.extend(f"{where}: {problem}" for problem in problems)
         if state == "present" and binary in profiles:
             errors.extend(f"{where}: {problem}" for problem in profile_overrides(share, profiles[binary], type_options))
         out.append({"domain": domain, "tag": tag, "state": state, "source": source, "binary_path": binary, "module": module})
     return errors, out
+
+
+def accepted_unknown(share: t.Mapping[t.Any, t.Any], accepted: t.Sequence[str]) -> t.Set[t.Any]:
+    """The keys of ``share`` that are not in ``accepted`` (reported by :func:`unknown_key_errors`)."""
+    return {key for key in share if key not in accepted}
 
 
 def profile_overrides(share: t.Mapping[str, t.Any], profile: t.Mapping[str, t.Any],
@@ -605,6 +663,20 @@ def failure(errors: t.Mapping[str, t.Sequence[str]]) -> t.Any:
     return out
 
 
+def typed_variables(params: t.Mapping[str, t.Any], role_spec: t.Optional[t.Mapping[str, t.Mapping[str, t.Any]]]
+                    ) -> t.Tuple[t.Dict[str, t.Any], t.List[str]]:
+    """The role variables typed as the role's argument spec (``role_spec``: its options) declares them,
+    and the problems. Ansible's role argument check validates the values but hands them on unconverted
+    (``-e virtiofs_host_install_packages=false`` stays the string "false", ``-e
+    virtiofs_host_extra_packages=htop`` a string), so the plan and the tasks use these typed values."""
+    if role_spec is None:
+        return dict(params), []
+    spec = {name: {k: v for k, v in option.items() if k in ("type", "choices", "elements")}
+            for name, option in role_spec.items() if isinstance(option, Mapping)}
+    typed, typing = ansible_typed(spec, params)
+    return typed, [problem for _key, problem in typing]
+
+
 def variable_errors(params: t.Mapping[str, t.Any], variable_names: t.Optional[t.Iterable[t.Any]],
                     known_variables: t.Optional[t.Iterable[t.Any]]) -> t.List[str]:
     """The problems of the role's other variables: unknown ``virtiofs_host_*`` names (when the caller
@@ -622,18 +694,24 @@ def variable_errors(params: t.Mapping[str, t.Any], variable_names: t.Optional[t.
 
 def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] = (),
               type_options: TypeOptions = module_typed_options, variable_names: t.Optional[t.Iterable[t.Any]] = None,
-              known_variables: t.Optional[t.Iterable[t.Any]] = None) -> t.Dict[str, t.Any]:
+              known_variables: t.Optional[t.Iterable[t.Any]] = None,
+              role_spec: t.Optional[t.Mapping[str, t.Mapping[str, t.Any]]] = None) -> t.Dict[str, t.Any]:
     """The plan of the host role from its variables (``virtiofs_host_*`` as keys; ``role_share_keys``
     are the keys of a share entry the role consumes itself; ``type_options``: see :func:`plan_wrappers`;
-    ``variable_names`` and ``known_variables``: see :func:`variable_errors`). Fields:
+    ``variable_names`` and ``known_variables``: see :func:`variable_errors`; ``role_spec``: the options of the
+    role's argument spec, to type the variables with, see :func:`typed_variables`). Fields:
 
     failure: the message the role fails with, or None; errors: variables, wrappers, shares and install (lists);
     wrappers (all profiles), wrappers_present, wrappers_absent, wrapper_paths (the paths of the
     present ones), wrapper_dirs; shares, domains, share_domains (the share module's domains option);
     virtiofsd: state, method, install, install_package, remove, daemon (install_dir/binary_name),
-    install_dir_prefix; install_packages (whether the package step runs); remove (whether the removal
+    install_dir_prefix; install_packages (whether the package step runs); extra_packages and
+    apparmor_profiles (those variables, typed as lists); remove (whether the removal
     step runs); apparmor and selinux (the modes, decided with the facts by :func:`confinement`).
     """
+    params, type_errors = typed_variables(params, role_spec)
+    if role_spec is not None and known_variables is None:
+        known_variables = list(role_spec)
     state = params.get("virtiofs_host_virtiofsd_state", "present")
     method = params.get("virtiofs_host_virtiofsd_method", "package")
     install_dir = str(params.get("virtiofs_host_virtiofsd_install_dir", "/opt/virtiofsd-rust"))
@@ -643,8 +721,9 @@ def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] 
     share_errors, shares = plan_shares(
         params.get("virtiofs_host_shares", []), wrappers, params.get("virtiofs_host_default_wrapper", "default"),
         role_share_keys, params.get("virtiofs_host_source_owner", "root"), params.get("virtiofs_host_source_group", "root"),
-        params.get("virtiofs_host_source_mode", "0755"), type_options)
-    errors = {"variables": variable_errors(params, variable_names, known_variables),
+        params.get("virtiofs_host_source_mode", "0755"), type_options, daemon=f"{install_dir}/{binary_name}",
+        daemon_removed=state == "absent", install_dir=install_dir)
+    errors = {"variables": type_errors + variable_errors(params, variable_names, known_variables),
               "wrappers": wrapper_errors, "shares": share_errors, "install": install_errors(params)}
     present = [w for w in wrappers if w["state"] == "present"]
     absent = [w for w in wrappers if w["state"] == "absent"]
@@ -673,6 +752,8 @@ def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] 
         "install_packages": bool(to_bool(params.get("virtiofs_host_install_packages", True))
                                  or params.get("virtiofs_host_extra_packages") or install_package),
         "remove": state == "absent" or bool(absent),
+        "extra_packages": list(params.get("virtiofs_host_extra_packages") or []),
+        "apparmor_profiles": list(params.get("virtiofs_host_apparmor_profiles") or []),
         "apparmor": params.get("virtiofs_host_apparmor", "auto"),
         "selinux": params.get("virtiofs_host_selinux", "auto"),
     }

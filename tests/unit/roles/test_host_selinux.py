@@ -51,7 +51,7 @@ def decide(tmp_path: Path, **role_vars) -> list:
 
 
 def test_daemon_and_every_present_wrapper_get_a_rule(tmp_path):
-    rules = decide(tmp_path, virtiofs_host_virtiofsd_path="/opt/virtiofsd-rust/virtiofsd",
+    rules = decide(tmp_path, _virtiofs_host_daemon_path="/opt/virtiofsd-rust/virtiofsd",
                    virtiofs_host_selinux_daemon_type="",
                    _virtiofs_host_selinux_reference_context={"stdout": "system_u:object_r:virtd_exec_t:s0\n"})
     assert rules == [
@@ -63,7 +63,7 @@ def test_daemon_and_every_present_wrapper_get_a_rule(tmp_path):
 
 def test_the_rules_name_the_resolved_paths(tmp_path):
     """semanage fcontext rules match the real path: the role passes the modules' realpath to the filter."""
-    rules = decide(tmp_path, virtiofs_host_virtiofsd_path="/opt/virtiofsd-rust/virtiofsd",
+    rules = decide(tmp_path, _virtiofs_host_daemon_path="/opt/virtiofsd-rust/virtiofsd",
                    virtiofs_host_selinux_daemon_type="virtd_exec_t",
                    _virtiofs_host_virtiofsd_realpath="/srv/virtiofsd-rust/virtiofsd",
                    _virtiofs_host_wrapper_realpaths={"/opt/virtiofsd-rust/virtiofsd.sh": "/srv/virtiofsd-rust/virtiofsd.sh"})

@@ -68,6 +68,9 @@ CASES: t.Dict[str, t.Dict[str, t.Any]] = {  # one role run per case; a case's en
     "install_dir_in_package_dir": {"install_dir": "/usr/libexec"},
     "relative_source_dir": {"method": "source", "source_dir": "crates/virtiofsd"},
     "negative_restart_timeout": {"restart_timeout": -1},
+    "string_restart_timeout": {"restart_timeout": "-5"},
+    "ambiguous_bools": {"shares": [dict(GOOD, mount_nofail="t", create_source="Y")]},
+    "null_is_the_default": {"shares": [dict(GOOD, mount=None, mount_nofail=None, cache=None, state=None)]},
     "wrappers": {"wrappers": {
         "default": {"path": "/opt/w.sh"},
         "other": {"path": "/opt/w.sh"},
@@ -352,3 +355,21 @@ def test_negative_restart_timeout(outcome):
 def test_the_host_root_is_not_shared(outcome):
     assert ('virtiofs_host_shares[6] (domain "vm", tag "root"): source \'//\' is the root of the host file system: the guest would'
             " get the whole host file system" in refusal(outcome, "typed"))
+
+
+def test_a_string_from_extra_vars_is_typed_before_it_is_checked(outcome):
+    # -e virtiofs_host_restart_timeout=-5 is the string "-5": the argument check accepts it unconverted
+    assert ("virtiofs_host_restart_timeout -5 must be 0 or more seconds"
+            in refusal(outcome, "string_restart_timeout"))
+
+
+def test_bools_the_argument_check_and_the_bool_filter_read_differently(outcome):
+    msg = refusal(outcome, "ambiguous_bools")
+    where = 'virtiofs_host_shares[0] (domain "vm", tag "data")'
+    assert (f'{where}: mount_nofail must be true or false, got "t" (Ansible' + "'s argument check reads t as true,"
+            " its bool filter as false: write true or false)") in msg
+    assert f'{where}: create_source must be true or false, got "Y"' in msg
+
+
+def test_null_means_the_default(outcome):
+    assert accepted(outcome, "null_is_the_default")

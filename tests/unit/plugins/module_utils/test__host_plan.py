@@ -216,10 +216,17 @@ def test_no_profiles_at_all():
 
 
 def test_removed_share_needs_no_source_and_any_tag():
-    result = plan(virtiofs_host_shares=[{"domain": "a", "tag": "any tag,", "state": "absent"}])
+    result = plan(virtiofs_host_shares=[{"domain": "a", "tag": "any tag,", "state": "absent", "mount": False}])
     assert result["failure"] is None
     assert result["shares"] == [{"domain": "a", "tag": "any tag,", "state": "absent", "source": "", "binary_path": "",
                                  "module": {"tag": "any tag,", "state": "absent"}}]
+    # the guest playbook would unmount it at /mnt/any tag, which the guest role refuses
+    result = plan(virtiofs_host_shares=[{"domain": "a", "tag": "any tag,", "state": "absent"}])
+    assert result["errors"]["shares"] == [
+        'virtiofs_host_shares[0] (domain "a", tag "any tag,"): the guest playbook would unmount this share at /mnt/any tag,,'
+        " which the guest role refuses (the tag is not fit for a path); set mount: false or a mount_path"]
+    result = plan(virtiofs_host_shares=[{"domain": "a", "tag": "any tag,", "state": "absent", "mount_path": "/mnt/old"}])
+    assert result["failure"] is None
 
 
 def test_shares_normalised():
@@ -461,7 +468,7 @@ def test_apparmor_refuses_pattern_characters_in_paths():
                                           "ok": {"path": "/opt/v/ok.sh"}})
     assert result["failure"] is None
     paths = role_facts("host", "apparmor.yml", "Work out the paths libvirt must be allowed to execute", _virtiofs_host_plan=result,
-                       virtiofs_host_virtiofsd_path="/opt/v/virtiofsd*")["_virtiofs_host_apparmor_paths"]
+                       _virtiofs_host_daemon_path="/opt/v/virtiofsd*")["_virtiofs_host_apparmor_paths"]
     assert paths == ["/opt/v/virtiofsd-[ro].sh", "/opt/v/b{1}.sh", "/opt/v/ok.sh", "/opt/v/virtiofsd*"]
     fails, msg = role_task("host", "apparmor.yml", "Refuse paths AppArmor would read as patterns", _virtiofs_host_apparmor_paths=paths)
     assert fails and msg == ("virtiofs.libvirt.host: /opt/v/virtiofsd-[ro].sh, /opt/v/b{1}.sh, /opt/v/virtiofsd* contain characters"
@@ -489,7 +496,7 @@ def test_apparmor_rules_name_the_resolved_paths():
         "path": "/opt/v/virtiofsd", "realpath": "/srv/v/virtiofsd", "version": "1.13.2"})
     assert daemon["_virtiofs_host_virtiofsd_realpath"] == "/srv/v/virtiofsd"
     paths = role_facts("host", "apparmor.yml", "Work out the paths libvirt must be allowed to execute",
-                       _virtiofs_host_plan=result, virtiofs_host_virtiofsd_path="/opt/v/virtiofsd",
+                       _virtiofs_host_plan=result, _virtiofs_host_daemon_path="/opt/v/virtiofsd",
                        _virtiofs_host_virtiofsd_realpath="/srv/v/virtiofsd",
                        _virtiofs_host_wrapper_realpaths=written["_virtiofs_host_wrapper_realpaths"])[
         "_virtiofs_host_apparmor_paths"]
@@ -503,7 +510,7 @@ def test_apparmor_rules_name_the_resolved_paths():
     assert rendered.splitlines()[1:] == ['"/srv/v/a.sh" PUx,', '"/opt/v/c.sh" PUx,', '"/srv/v/virtiofsd" PUx,']
     # without the realpaths (an older run's facts): the paths as given
     assert role_facts("host", "apparmor.yml", "Work out the paths libvirt must be allowed to execute",
-                      _virtiofs_host_plan=result, virtiofs_host_virtiofsd_path="/opt/v/virtiofsd")[
+                      _virtiofs_host_plan=result, _virtiofs_host_daemon_path="/opt/v/virtiofsd")[
         "_virtiofs_host_apparmor_paths"] == ["/opt/v/a.sh", "/opt/v/b.sh", "/opt/v/c.sh", "/opt/v/virtiofsd"]
 
 
@@ -591,11 +598,12 @@ def test_the_share_modules_owner_group_mode_are_source_keys_in_the_role():
     ]
 
 
-def test_unknown_keys_come_before_the_share_modules_check_and_fail_the_plan():
+def test_unknown_keys_and_the_share_modules_checks_are_reported_together():
     result = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/s", "queue_size": 0, "bogus": 1}])
     assert result["failure"][0] == "virtiofs.libvirt.host: bad virtiofs_host_shares:"
     assert result["failure"][1:] == [f'{W}: unknown key "bogus"; a share entry accepts '
-                                     + ", ".join(hp.accepted_share_keys(ROLE_SHARE_KEYS))]
+                                     + ", ".join(hp.accepted_share_keys(ROLE_SHARE_KEYS)),
+                                     f"{W}: share 't': queue_size must be an integer >= 1, got 0"]
 
 
 WO = "virtiofs_host_wrappers.default"
@@ -663,11 +671,11 @@ def test_only_wrappers_whose_bytes_changed_count_as_changed_binaries():
     plan_ = {"wrapper_paths": ["/opt/v/repaired.sh", "/opt/v/rewritten.sh", "/opt/v/same.sh"]}
     name = "Work out which daemons and wrappers are new or changed in this run"
     changed = role_facts("host", "shares.yml", name, _virtiofs_host_plan=plan_, _virtiofs_host_wrapper_results=results,
-                         virtiofs_host_virtiofsd_path="/opt/v/virtiofsd",
+                         _virtiofs_host_daemon_path="/opt/v/virtiofsd",
                          _virtiofs_host_virtiofsd={"binary_changed": False})["_virtiofs_host_changed_binaries"]
     assert changed == ["/opt/v/rewritten.sh"]
     changed = role_facts("host", "shares.yml", name, _virtiofs_host_plan=plan_, _virtiofs_host_wrapper_results=results,
-                         virtiofs_host_virtiofsd_path="/opt/v/virtiofsd",
+                         _virtiofs_host_daemon_path="/opt/v/virtiofsd",
                          _virtiofs_host_virtiofsd={"binary_changed": True})["_virtiofs_host_changed_binaries"]
     assert changed == plan_["wrapper_paths"] + ["/opt/v/virtiofsd"]
 
@@ -728,3 +736,92 @@ def test_unknown_variables():
         " see the role's variables (ansible-doc -t role virtiofs.libvirt.host) (rename or remove it)"]
     # without the names (a caller that does not pass them) nothing is checked
     assert plan()["errors"]["variables"] == []
+
+
+def test_the_role_variables_are_typed_with_the_role_spec():
+    role_spec = ARGUMENT_SPEC["argument_specs"]["main"]["options"]
+    result = hp.host_plan(params(virtiofs_host_extra_packages="htop,jq", virtiofs_host_apparmor_profiles="usr.sbin.libvirtd",
+                                 virtiofs_host_install_packages="false"), role_spec=role_spec)
+    assert result["failure"] is None
+    assert result["extra_packages"] == ["htop", "jq"] and result["apparmor_profiles"] == ["usr.sbin.libvirtd"]
+    assert result["install_packages"] is True  # for the extra packages
+    result = hp.host_plan(params(virtiofs_host_install_packages="false", virtiofs_host_virtiofsd_method="url",
+                                 virtiofs_host_virtiofsd_url="https://example.org/v.zip",
+                                 virtiofs_host_virtiofsd_checksum="sha256:" + "a" * 64), role_spec=role_spec)
+    assert result["failure"] is None and result["install_packages"] is False
+    result = hp.host_plan(params(virtiofs_host_source_owner=["root"], virtiofs_host_restart_timeout="-5"), role_spec=role_spec)
+    assert result["errors"]["variables"] == [
+        'virtiofs_host_source_owner must be a string, got ["root"]',
+        "virtiofs_host_restart_timeout -5 must be 0 or more seconds (the time a domain gets to shut down gracefully), e.g. 300"]
+
+
+def test_every_problem_of_an_entry_at_once():
+    result = plan(virtiofs_host_shares=[
+        {"domain": "a", "tag": "t1", "source": "/s", "mount_optoins": "ro", "thread_pool_size": -1, "binary_path": "/opt//x",
+         "create_source": True, "source_mode": "bogus"},
+        {"domain": "a", "tag": "t2", "source": "/s", "readonly": "maybe", "mount_path": "bad path"}])
+    errors = result["errors"]["shares"]
+    w1, w2 = 'virtiofs_host_shares[0] (domain "a", tag "t1")', 'virtiofs_host_shares[1] (domain "a", tag "t2")'
+    assert errors[0] == f'{w1}: unknown key "mount_optoins"; did you mean mount_options?'
+    assert f"{w1}: share 't1': thread_pool_size must be an integer >= 0, got -1" in errors
+    assert any(e.startswith(f"{w1}: share 't1': binary_path '/opt//x' is not in normal form") for e in errors)
+    assert any(e.startswith(f"{w1}: ") and "bogus" in e and "mode" in e for e in errors)
+    assert f'{w2}: readonly must be true or false, got "maybe"' in errors
+    # the whitespace first: the fix of "must be absolute" would be refused for it
+    assert (f'{w2}: mount_path "bad path" must not contain whitespace, backslash, & or # (fstab escaping); choose a plain path'
+            in errors)
+
+
+def test_null_values_are_left_out_for_the_module():
+    result = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/s", "cache": None, "sandbox": None,
+                                         "state": None, "mount": None, "mount_nofail": None}])
+    assert result["failure"] is None
+    assert result["shares"][0]["module"] == {"tag": "t", "source": "/s", "binary_path": "/opt/virtiofsd-rust/virtiofsd.sh"}
+
+
+def test_the_inside_of_idmap_is_checked_as_the_module_checks_it():
+    for idmap in ({"foo": []}, {"uid": [{"start": 0, "target": 100000, "count": 65536, "extra": 1}]},
+                  {"uid": [{"start": 0, "target": 100000, "count": 1.5}]}):
+        errors = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/s", "idmap": idmap}])["errors"]["shares"]
+        assert len(errors) == 1 and errors[0].startswith(f"{W}: idmap"), (idmap, errors)
+
+
+def test_a_share_exposing_what_libvirt_runs_as_root_is_refused():
+    for source in ("/opt", "/opt/virtiofsd-rust", "/opt/virtiofsd-rust/"):
+        errors = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": source}])["errors"]["shares"]
+        assert errors == [f"{W}: source {source} contains /opt/virtiofsd-rust, /opt/virtiofsd-rust/virtiofsd,"
+                          " /opt/virtiofsd-rust/virtiofsd.sh, which libvirt runs as root: a guest that can write the share could"
+                          " run its own code as root on the hypervisor; share a directory that holds no wrapper or daemon"]
+    assert plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/opt/virtiofsd-rust-data"}])["failure"] is None
+
+
+def test_a_share_running_a_program_this_run_removes_is_refused():
+    errors = plan(virtiofs_host_virtiofsd_state="absent", virtiofs_host_shares=[
+        {"domain": "a", "tag": "t", "source": "/s", "binary_path": "/opt/virtiofsd-rust/virtiofsd"}])["errors"]["shares"]
+    assert errors == [f"{W}: binary_path /opt/virtiofsd-rust/virtiofsd: the daemon is being removed"
+                      " (virtiofs_host_virtiofsd_state=absent) in this run, so the domain would point at a program that no longer"
+                      " exists; remove the share too (state: absent) or point it elsewhere"]
+    errors = plan(virtiofs_host_wrappers={"default": {"path": "/w/d.sh"}, "old": {"path": "/w/old.sh", "state": "absent"}},
+                  virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/s", "binary_path": "/w/old.sh"}])["errors"]["shares"]
+    assert errors == [f"{W}: binary_path /w/old.sh: wrapper profile old is being removed in this run, so the domain would"
+                      " point at a program that no longer exists; remove the share too (state: absent) or point it elsewhere"]
+
+
+def test_domain_names_are_text():
+    errors = plan(virtiofs_host_shares=[{"domain": 1.10, "tag": "t", "source": "/s"}, {"domain": " vm", "tag": "u", "source": "/s"},
+                                        {"domain": True, "tag": "v", "source": "/s"}])["errors"]["shares"]
+    assert errors[0] == ('virtiofs_host_shares[0] (domain "1.1", tag "t"): domain 1.1 is a float in YAML, not a name;'
+                         ' quote it (domain: "1.1")')
+    assert errors[1].startswith('virtiofs_host_shares[1] (domain " vm", tag "u"): domain " vm" has leading or trailing blanks')
+    assert errors[2].startswith('virtiofs_host_shares[2] (domain "True", tag "v"): domain true is a bool in YAML')
+
+
+def test_source_mode_zero_is_kept():
+    result = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/s", "create_source": True, "source_mode": "0000"}])
+    assert result["shares"][0]["module"]["mode"] == "0000"
+
+
+def test_a_removed_share_is_not_mounted():
+    errors = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "state": "absent", "mount_state": "mounted"}])["errors"]["shares"]
+    assert errors == [f"{W}: mount_state mounted for a share being removed (state: absent): the guest is no longer offered the"
+                      " tag; set mount_state: absent (or unmounted), or leave it out"]
