@@ -49,6 +49,9 @@ ROLE_FACTS = ("virtiofs_host_virtiofsd_path", "virtiofs_host_virtiofsd_installed
               "virtiofs_host_share_results", "virtiofs_host_restart_required", "virtiofs_host_restart_reasons",
               "virtiofs_host_restarted", "virtiofs_host_apparmor_files")
 
+# Characters AppArmor reads as patterns in a rule, or that cannot be quoted in one (and NUL, newline).
+_PATH_CHARS_RE = re.compile(r'[*?\[\]{}^"\\\x00-\x1f\x7f]')
+
 _PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 # The role's default virtiofs_host_virtiofsd_binary_name.
@@ -316,7 +319,8 @@ def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str, virtiofsd
     daemon = f"{install_dir}/{binary_name}"
     # a bad install directory is reported once under its own name (install_dir_error); the paths
     # derived from it (the default profile's) are not reported again
-    bad_dir = install_dir_error(install_dir) is not None or package_dir(install_dir) is not None
+    bad_dir = (install_dir_error(install_dir) is not None or package_dir(install_dir) is not None or install_dir == "/"
+               or _PATH_CHARS_RE.search(install_dir) is not None)
     errors: t.List[str] = []
     out: t.List[t.Dict[str, t.Any]] = []
     paths: t.List[str] = []
@@ -333,8 +337,14 @@ def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str, virtiofsd
             errors.append(f"{where}: path is missing; set the absolute path of the wrapper, e.g. {install_dir}/virtiofsd-{name}.sh")
         elif bad_dir and path.startswith(install_dir):
             pass
-        elif not path.startswith("/") or path != posixpath.normpath(path):
+        elif not path.startswith("/") or path != posixpath.normpath(path) or path.startswith("//"):
             errors.append(f"{where}: path {quoted(path)} must be an absolute, normalised path")
+        elif _PATH_CHARS_RE.search(path):
+            errors.append(f"{where}: path {quoted(path)} contains a character AppArmor reads as a pattern or cannot quote"
+                          " (* ? [ ] { } ^ \" \\, a control character); rename it")
+        elif path == "/" or _under(install_dir, path):
+            errors.append(f"{where}: path {path} is the install directory {install_dir} or a directory above it; give the"
+                          f" wrapper a file of its own, e.g. {install_dir}/virtiofsd-{name}.sh")
         elif package_dir(path) is not None:
             errors.append(f"{where}: {package_dir_problem('path', path)}")
         elif path == daemon and binary_name != DEFAULT_BINARY_NAME:
@@ -347,6 +357,10 @@ def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str, virtiofsd
                           f"{posixpath.dirname(path)}/virtiofsd-{name}.sh")
         elif path in paths:
             errors.append(f"{where}: path {path} is used by another profile; each profile needs its own file")
+        elif any(_under(path, other) or _under(other, path) for other in paths if other):
+            other = next(o for o in paths if o and (_under(path, o) or _under(o, path)))
+            errors.append(f"{where}: path {path} and the path {other} of another profile are one inside the other; each"
+                          " profile needs its own file in a directory")
         paths.append(path)
         if state not in ("present", "absent"):
             errors.append(f"{where}: state {quoted(state)} is not present or absent")
@@ -579,10 +593,20 @@ def install_errors(params: t.Mapping[str, t.Any]) -> t.List[str]:
     dir_error = install_dir_error(install_dir)
     if dir_error:
         errors.append(dir_error)
+    elif install_dir == "/":
+        errors.append("virtiofs_host_virtiofsd_install_dir / is the root directory; use a directory of its own,"
+                      " e.g. /opt/virtiofsd-rust")
+    elif _PATH_CHARS_RE.search(install_dir):
+        errors.append(f"virtiofs_host_virtiofsd_install_dir {quoted(install_dir)} contains a character AppArmor reads as a"
+                      " pattern or cannot quote (* ? [ ] { } ^ \" \\, a control character); rename it")
     else:
         problem = package_dir_problem("virtiofs_host_virtiofsd_install_dir", install_dir)
         if problem:
             errors.append(problem)
+    for profile in params.get("virtiofs_host_apparmor_profiles") or []:
+        if not isinstance(profile, str) or "/" in profile or profile in ("", ".", ".."):
+            errors.append(f"virtiofs_host_apparmor_profiles: {quoted(profile)} must be the file name of a profile in"
+                          " virtiofs_host_apparmor_dir (e.g. usr.sbin.libvirtd), without a /")
     for name in ("source_dir", "source_archive", "cargo_registry_dir"):
         value = params.get(f"virtiofs_host_virtiofsd_{name}")
         if value not in (None, "") and not str(value).startswith("/"):
@@ -633,6 +657,8 @@ def request_errors(params: t.Mapping[str, t.Any]) -> t.List[str]:
     errors = []
     for option, message in request.input_problems():
         if option in _REQUEST_CHECKS and not message.startswith("method=url needs"):
+            # the module's option names in the fix are role variables here
+            message = re.sub(r"\b(allow_http|source_archive|source_dir)=", r"virtiofs_host_virtiofsd_\1=", message)
             errors.append(f"virtiofs_host_virtiofsd_{option}: {message}")
     return errors
 

@@ -286,11 +286,11 @@ def test_shares_normalised():
      "virtiofs.libvirt.host: virtiofs_host_virtiofsd_version: version: not a version requirement: '>=banana' (expected X,"
      " X.Y or X.Y.Z, optionally after ==, >=, <=, > or <, e.g. 1.13.2 or >=1.10); virtiofs_host_virtiofsd_checksum: "
      "checksum algorithm 'md5' is not supported: only sha256 is (sha256:<64 hex digits>); virtiofs_host_virtiofsd_url: "
-     "url 'ftp://x/v.zip' must start with https:// (or http:// with allow_http=true)"),
+     "url 'ftp://x/v.zip' must start with https:// (or http:// with virtiofs_host_virtiofsd_allow_http=true)"),
     ({"virtiofs_host_virtiofsd_method": "url", "virtiofs_host_virtiofsd_url": "http://x/v.zip",
       "virtiofs_host_virtiofsd_checksum": "sha256:" + "0" * 64},
      "virtiofs.libvirt.host: virtiofs_host_virtiofsd_url: url 'http://x/v.zip' uses plain http: use https, or set "
-     "allow_http=true to accept an unencrypted download (the checksum still protects the content)"),
+     "virtiofs_host_virtiofsd_allow_http=true to accept an unencrypted download (the checksum still protects the content)"),
     ({"virtiofs_host_virtiofsd_method": "url", "virtiofs_host_virtiofsd_url": "http://x/v.zip",
       "virtiofs_host_virtiofsd_allow_http": True, "virtiofs_host_virtiofsd_checksum": "sha256:" + "0" * 64}, None),
     ({"virtiofs_host_virtiofsd_method": "source", "virtiofs_host_virtiofsd_source_dir": "/a",
@@ -464,14 +464,22 @@ def test_a_number_as_tag_is_text_to_the_role():
 
 
 def test_apparmor_refuses_pattern_characters_in_paths():
+    # in the paths as given: refused by the plan, before anything changes
     result = plan(virtiofs_host_wrappers={"default": {"path": "/opt/v/virtiofsd-[ro].sh"}, "b": {"path": "/opt/v/b{1}.sh"},
                                           "ok": {"path": "/opt/v/ok.sh"}})
+    assert result["errors"]["wrappers"] == [
+        f'virtiofs_host_wrappers.{name}: path "{path}" contains a character AppArmor reads as a pattern or cannot quote'
+        ' (* ? [ ] { } ^ " \\, a control character); rename it'
+        for name, path in (("default", "/opt/v/virtiofsd-[ro].sh"), ("b", "/opt/v/b{1}.sh"))]
+    # in a resolved path (a symbolic link to such a name): refused by apparmor.yml
+    result = plan(virtiofs_host_wrappers={"default": {"path": "/opt/v/ok.sh"}})
     assert result["failure"] is None
     paths = role_facts("host", "apparmor.yml", "Work out the paths libvirt must be allowed to execute", _virtiofs_host_plan=result,
-                       _virtiofs_host_daemon_path="/opt/v/virtiofsd*")["_virtiofs_host_apparmor_paths"]
-    assert paths == ["/opt/v/virtiofsd-[ro].sh", "/opt/v/b{1}.sh", "/opt/v/ok.sh", "/opt/v/virtiofsd*"]
+                       _virtiofs_host_daemon_path="/opt/v/virtiofsd*",
+                       _virtiofs_host_wrapper_realpaths={"/opt/v/ok.sh": "/opt/v/b{1}.sh"})["_virtiofs_host_apparmor_paths"]
+    assert paths == ["/opt/v/b{1}.sh", "/opt/v/virtiofsd*"]
     fails, msg = role_task("host", "apparmor.yml", "Refuse paths AppArmor would read as patterns", _virtiofs_host_apparmor_paths=paths)
-    assert fails and msg == ("virtiofs.libvirt.host: /opt/v/virtiofsd-[ro].sh, /opt/v/b{1}.sh, /opt/v/virtiofsd* contain characters"
+    assert fails and msg == ("virtiofs.libvirt.host: /opt/v/b{1}.sh, /opt/v/virtiofsd* contain characters"
                              ' AppArmor reads as patterns or cannot quote (* ? [ ] { } ^ " or a newline); rename them'
                              " (the paths as AppArmor sees them, with symbolic links resolved).")
     assert not role_task("host", "apparmor.yml", "Refuse paths AppArmor would read as patterns",
@@ -825,3 +833,28 @@ def test_a_removed_share_is_not_mounted():
     errors = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "state": "absent", "mount_state": "mounted"}])["errors"]["shares"]
     assert errors == [f"{W}: mount_state mounted for a share being removed (state: absent): the guest is no longer offered the"
                       " tag; set mount_state: absent (or unmounted), or leave it out"]
+
+
+def test_wrapper_paths_that_are_directories_of_the_role():
+    errors = wrapper_errors({"default": {"path": "/opt/virtiofsd-rust/virtiofsd.sh"}, "b": {"path": "/opt/virtiofsd-rust"},
+                             "r": {"path": "/"}, "c": {"path": "/opt/virtiofsd-rust/virtiofsd.sh/inner.sh"}})
+    assert errors == [
+        "virtiofs_host_wrappers.b: path /opt/virtiofsd-rust is the install directory /opt/virtiofsd-rust or a directory above it;"
+        " give the wrapper a file of its own, e.g. /opt/virtiofsd-rust/virtiofsd-b.sh",
+        "virtiofs_host_wrappers.r: path / is the install directory /opt/virtiofsd-rust or a directory above it;"
+        " give the wrapper a file of its own, e.g. /opt/virtiofsd-rust/virtiofsd-r.sh",
+        "virtiofs_host_wrappers.c: path /opt/virtiofsd-rust/virtiofsd.sh/inner.sh and the path /opt/virtiofsd-rust/virtiofsd.sh"
+        " of another profile are one inside the other; each profile needs its own file in a directory"]
+
+
+def test_install_dir_root_and_apparmor_profile_names():
+    assert plan(virtiofs_host_virtiofsd_install_dir="/")["errors"]["install"] == [
+        "virtiofs_host_virtiofsd_install_dir / is the root directory; use a directory of its own, e.g. /opt/virtiofsd-rust"]
+    assert plan(virtiofs_host_apparmor_profiles=["usr.sbin.libvirtd", "../passwd"])["errors"]["install"] == [
+        'virtiofs_host_apparmor_profiles: "../passwd" must be the file name of a profile in virtiofs_host_apparmor_dir'
+        " (e.g. usr.sbin.libvirtd), without a /"]
+
+
+def test_source_with_a_nul_or_newline():
+    errors = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/srv/a\nb"}])["errors"]["shares"]
+    assert errors == [f'{W}: source "/srv/a\\nb" contains a NUL or a newline; give a plain directory path']
