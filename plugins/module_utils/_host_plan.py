@@ -41,7 +41,8 @@ RENAMED_SHARE_KEYS = {o.name: f"source_{o.name}" for o in SHARE_OPTIONS if o.kin
 
 # Directories the distribution's packages own: a wrapper or daemon written there could be replaced by a
 # package upgrade, or replace a packaged program (the distribution's /usr/libexec/virtiofsd).
-PACKAGE_DIRS = ("/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec")
+PACKAGE_DIRS = ("/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec",
+                "/usr/share")
 
 # The facts the role sets (documented in meta/argument_specs.yml); a later run of the role sees them as
 # variables of its own prefix.
@@ -61,9 +62,10 @@ DEFAULT_BINARY_NAME = "virtiofsd"
 def install_dir_error(install_dir: str) -> t.Optional[str]:
     """Why virtiofs_host_virtiofsd_install_dir is not an absolute, normalised path, or None."""
     if not install_dir.startswith("/") or install_dir != posixpath.normpath(install_dir) or install_dir.startswith("//"):
+        example = posixpath.normpath("/" + install_dir.lstrip("/~."))
         return (f"virtiofs_host_virtiofsd_install_dir {quoted(install_dir)} "
                 "must be an absolute, normalised path (e.g."
-                f" {posixpath.normpath('/' + install_dir.lstrip('/'))})")
+                f" {example if example != '/' else '/opt/virtiofsd-rust'})")
     return None
 
 
@@ -108,8 +110,8 @@ def unknown_variable_errors(names: t.Iterable[t.Any], known: t.Iterable[t.Any]) 
     for name in sorted({str(n) for n in names if str(n).startswith("virtiofs_host_")} - set(accepted)):
         close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.8)
         hint = f"did you mean {close[0]}?" if close else "see the role's variables (ansible-doc -t role virtiofs.libvirt.host)"
-        errors.append(f"unknown variable {name}: the host role does not read it, so its default would be used; {hint}"
-                      " (rename or remove it)")
+        errors.append(f"unknown variable {name}: the host role has no such variable, so a value meant for it is ignored; {hint}"
+                      " (rename it; a variable of your own needs a name without the role's prefix virtiofs_host_)")
     return errors
 
 
@@ -434,7 +436,9 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
     (removed when ``daemon_removed``) and ``install_dir``: the daemon the role installs and its directory,
     which a share must neither run once removed nor expose to a guest."""
     if not is_list(shares):
-        return [f"virtiofs_host_shares must be a list of shares ({{domain, tag, source, ...}}), got {shares}"], []
+        hint = (" (a string: with -e, pass the list as JSON, -e '{\"virtiofs_host_shares\": [...]}')"
+                if isinstance(shares, str) else "")
+        return [f"virtiofs_host_shares must be a list of shares ({{domain, tag, source, ...}}), got {shares}{hint}"], []
     present = {w["name"]: w["path"] for w in wrappers if w["state"] == "present"}
     profiles = {w["path"]: w for w in wrappers if w["state"] == "present"}
     removed = {w["path"]: f"wrapper profile {w['name']} is being removed" for w in wrappers if w["state"] == "absent"}
@@ -472,7 +476,8 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
         if raw_domain is None or raw_domain == "":
             errors.append(f"{where}: domain is missing; set the libvirt domain name the share belongs to")
         elif "domain" not in bad_keys and not isinstance(raw_domain, str):
-            errors.append(f"{where}: domain {quoted(raw_domain)} is a {type(raw_domain).__name__} in YAML, not a name;"
+            kind = "bool" if isinstance(raw_domain, bool) else "number" if isinstance(raw_domain, (int, float)) else "value"
+            errors.append(f"{where}: domain {quoted(raw_domain)} is a {kind} in YAML, not a name;"
                           f" quote it (domain: \"{raw_domain}\")")
         elif isinstance(raw_domain, str) and (raw_domain != raw_domain.strip() or re.search(r"[\x00-\x1f\x7f/]", raw_domain)):
             errors.append(f"{where}: domain {quoted(raw_domain)} has leading or trailing blanks, a control character or a /;"

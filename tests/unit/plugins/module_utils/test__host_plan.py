@@ -149,7 +149,8 @@ def test_daemon_absent_removes_every_profile():
 
 
 def test_shares_not_a_list():
-    assert share_errors_of("x") == ["virtiofs_host_shares must be a list of shares ({domain, tag, source, ...}), got x"]
+    assert share_errors_of("x") == ["virtiofs_host_shares must be a list of shares ({domain, tag, source, ...}), got x"
+                                    """ (a string: with -e, pass the list as JSON, -e '{"virtiofs_host_shares": [...]}')"""]
     assert share_errors_of({"a": 1}) == ["virtiofs_host_shares must be a list of shares ({domain, tag, source, ...}), got {'a': 1}"]
 
 
@@ -738,10 +739,10 @@ def test_unknown_variables():
     known = ["virtiofs_host_shares", "virtiofs_host_restart"]
     names = ["virtiofs_host_shares", "virtiofs_host_share", "virtiofs_host_restarted", "virtiofs_host_zzz", "other_var"]
     assert hp.unknown_variable_errors(names, known) == [
-        "unknown variable virtiofs_host_share: the host role does not read it, so its default would be used;"
-        " did you mean virtiofs_host_shares? (rename or remove it)",
-        "unknown variable virtiofs_host_zzz: the host role does not read it, so its default would be used;"
-        " see the role's variables (ansible-doc -t role virtiofs.libvirt.host) (rename or remove it)"]
+        "unknown variable virtiofs_host_share: the host role has no such variable, so a value meant for it is ignored;"
+        " did you mean virtiofs_host_shares? (rename it; a variable of your own needs a name without the role's prefix virtiofs_host_)",
+        "unknown variable virtiofs_host_zzz: the host role has no such variable, so a value meant for it is ignored;"
+        " see the role's variables (ansible-doc -t role virtiofs.libvirt.host) (rename it; a variable of your own needs a name without the role's prefix virtiofs_host_)"]
     # without the names (a caller that does not pass them) nothing is checked
     assert plan()["errors"]["variables"] == []
 
@@ -818,7 +819,7 @@ def test_a_share_running_a_program_this_run_removes_is_refused():
 def test_domain_names_are_text():
     errors = plan(virtiofs_host_shares=[{"domain": 1.10, "tag": "t", "source": "/s"}, {"domain": " vm", "tag": "u", "source": "/s"},
                                         {"domain": True, "tag": "v", "source": "/s"}])["errors"]["shares"]
-    assert errors[0] == ('virtiofs_host_shares[0] (domain "1.1", tag "t"): domain 1.1 is a float in YAML, not a name;'
+    assert errors[0] == ('virtiofs_host_shares[0] (domain "1.1", tag "t"): domain 1.1 is a number in YAML, not a name;'
                          ' quote it (domain: "1.1")')
     assert errors[1].startswith('virtiofs_host_shares[1] (domain " vm", tag "u"): domain " vm" has leading or trailing blanks')
     assert errors[2].startswith('virtiofs_host_shares[2] (domain "True", tag "v"): domain true is a bool in YAML')
