@@ -107,7 +107,8 @@ def unknown_variable_errors(names: t.Iterable[t.Any], known: t.Iterable[t.Any]) 
     with the close match: a misspelt variable is otherwise ignored and its default used."""
     accepted = sorted({str(k) for k in known} | set(ROLE_FACTS))
     errors = []
-    for name in sorted({str(n) for n in names if str(n).startswith("virtiofs_host_")} - set(accepted)):
+    # virtiofs_hosts_* too: a plural typo of the prefix
+    for name in sorted({str(n) for n in names if str(n).startswith(("virtiofs_host_", "virtiofs_hosts_"))} - set(accepted)):
         close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.8)
         hint = f"did you mean {close[0]}?" if close else "see the role's variables (ansible-doc -t role virtiofs.libvirt.host)"
         errors.append(f"unknown variable {name}: the host role has no such variable, so a value meant for it is ignored; {hint}"

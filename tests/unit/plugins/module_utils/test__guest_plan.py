@@ -331,3 +331,18 @@ def test_not_a_virtiofs_mount_after_mounting():
                              " log (dmesg) and the virtiofsd log on the host.")
     assert not role_task("guest", "main.yml", name, _virtiofs_guest_info_after_mount={"shares": shares[2:]},
                          _virtiofs_guest_shares=shares[2:], _virtiofs_guest_mounted={"changed": True}, _virtiofs_guest_mounts=shares)[0]
+
+
+def test_mount_keys_are_typed_as_the_role_declares_them():
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest_plan import guest_plan as plan_of
+    result = plan_of([{"tag": "a", "path": "/mnt/a", "nofail": "t"}, {"tag": "b", "path": "/mnt/b", "automount": "maybe"}])
+    assert result["errors"] == [
+        'virtiofs_guest_mounts[0] (tag "a", path "/mnt/a"): nofail must be true or false, got "t" (Ansible\'s argument check'
+        " reads t as true, its bool filter as false: write true or false)",
+        'virtiofs_guest_mounts[1] (tag "b", path "/mnt/b"): automount must be true or false, got "maybe"']
+    # null is the default: nofail kept, no automount
+    result = plan_of([{"tag": "a", "path": "/mnt/a", "nofail": None, "automount": None, "options": None}])
+    assert result["errors"] == [] and result["mounts"][0]["options"] == "defaults,nofail"
+    assert result["mounts"][0]["automount"] is False
+    # "yes" as the role's argument check reads it
+    assert plan_of([{"tag": "a", "path": "/mnt/a", "automount": "yes"}])["mounts"][0]["automount"] is True

@@ -738,6 +738,10 @@ def test_ansible_typed_names_the_key_the_type_and_the_value():
 def test_unknown_variables():
     known = ["virtiofs_host_shares", "virtiofs_host_restart"]
     names = ["virtiofs_host_shares", "virtiofs_host_share", "virtiofs_host_restarted", "virtiofs_host_zzz", "other_var"]
+    assert hp.unknown_variable_errors(["virtiofs_hosts_shares"], known) == [
+        "unknown variable virtiofs_hosts_shares: the host role has no such variable, so a value meant for it is ignored;"
+        " did you mean virtiofs_host_shares? (rename it; a variable of your own needs a name without the role's prefix"
+        " virtiofs_host_)"]
     assert hp.unknown_variable_errors(names, known) == [
         "unknown variable virtiofs_host_share: the host role has no such variable, so a value meant for it is ignored;"
         " did you mean virtiofs_host_shares? (rename it; a variable of your own needs a name without the role's prefix virtiofs_host_)",
