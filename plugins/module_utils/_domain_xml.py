@@ -937,6 +937,12 @@ def _document_c14n(doc: DomainXML) -> bytes:
     owned elements (all virtio-fs filesystems, memoryBacking source/access; then an empty
     ``<memoryBacking/>`` or ``<devices/>``). Whitespace-only text between elements (the
     indentation the patcher adjusts) is dropped; all other text is kept exactly."""
+    return etree.tostring(_without_owned(doc), method="c14n2")
+
+
+def _without_owned(doc: DomainXML) -> t.Any:
+    """A copy of the document's tree without the owned elements and without whitespace-only text
+    between elements (what :func:`_document_c14n` and :func:`_cdata_sections` compare)."""
     tree = _copy_tree(doc.tree)
     root = tree.getroot()
     _strip_owned(root, None, lambda el: len(el) == 0 and not (el.text or "").strip() and not el.attrib)
@@ -945,7 +951,7 @@ def _document_c14n(doc: DomainXML) -> bytes:
             el.text = None
         if el is not root and el.tail is not None and not el.tail.strip():
             el.tail = None
-    return etree.tostring(tree, method="c14n2")
+    return tree
 
 
 # A CDATA section as lxml writes it (its content cannot hold "]]>"). Comments and processing
@@ -958,15 +964,7 @@ def _cdata_sections(doc: DomainXML) -> t.List[bytes]:
     """The CDATA sections of the document outside the owned elements, in document order (C14N
     2.0 writes a section as escaped text, so :func:`_document_c14n` cannot tell them apart).
     Whitespace-only text between elements is dropped first, as there."""
-    tree = _copy_tree(doc.tree)
-    root = tree.getroot()
-    _strip_owned(root, None, lambda el: len(el) == 0 and not (el.text or "").strip() and not el.attrib)
-    for el in root.iter():
-        if len(el) and el.text is not None and not el.text.strip():
-            el.text = None
-        if el is not root and el.tail is not None and not el.tail.strip():
-            el.tail = None
-    return _CDATA_RE.findall(etree.tostring(tree, encoding="UTF-8"))
+    return _CDATA_RE.findall(etree.tostring(_without_owned(doc), encoding="UTF-8"))
 
 
 def faithful_bytes(before: DomainXML, after: DomainXML, what: str = "domain XML") -> bytes:
