@@ -44,6 +44,11 @@ RENAMED_SHARE_KEYS = {o.name: f"source_{o.name}" for o in SHARE_OPTIONS if o.kin
 PACKAGE_DIRS = ("/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec",
                 "/usr/share")
 
+# What a guest must not be able to write: a share of one of these (or of a directory above one) with write access
+# would let the guest change what root runs or reads on the hypervisor. The distribution's daemons are in
+# PACKAGE_DIRS (/usr/libexec/virtiofsd, /usr/lib/qemu/virtiofsd).
+SYSTEM_DIRS = PACKAGE_DIRS + ("/etc", "/root", "/boot", "/var/spool/cron", "/var/lib/libvirt")
+
 # The facts the role sets (documented in meta/argument_specs.yml); a later run of the role sees them as
 # variables of its own prefix.
 ROLE_FACTS = ("virtiofs_host_virtiofsd_path", "virtiofs_host_virtiofsd_installed_version", "virtiofs_host_wrapper_argv",
@@ -138,9 +143,17 @@ def ansible_typed(spec: t.Mapping[str, t.Mapping[str, t.Any]], values: t.Mapping
             problems.append((key, f"{key} must be a string, got {quoted(value)}"))
             continue
         if one.get("type") == "bool" and isinstance(value, str) and value.strip().lower() in AMBIGUOUS_BOOLS:
-            problems.append((key, f"{key} must be true or false, got {quoted(value)} (Ansible's argument check reads"
-                                  f" {value.strip()} as {str(value.strip().lower() in ('y', 't')).lower()}, its bool filter as false:"
-                                  " write true or false)"))
+            if value.strip().lower() in ("y", "t"):
+                why = f"Ansible's argument check reads {value.strip()} as true, its bool filter as false"
+            else:
+                why = f"Ansible's bool filter does not know {value.strip()} (an error from ansible-core 2.23)"
+            problems.append((key, f"{key} must be true or false, got {quoted(value)} ({why}: write true or false)"))
+            continue
+        if one.get("type", "str") in ("str", "path") and isinstance(value, float):
+            problems.append((key, f"{key} {value} is a number in YAML (1.10 is read as 1.1); quote it"))
+            continue
+        if one.get("type") in ("int", "float") and isinstance(value, bool):
+            problems.append((key, f"{key} must be {_TYPE_WORDS[one['type']]}, got {quoted(value)}"))
             continue
         result = ArgumentSpecValidator({key: one}).validate({key: value})
         if not result.error_messages:
@@ -447,6 +460,10 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
         removed[daemon] = "the daemon is being removed (virtiofs_host_virtiofsd_state=absent)"
     # what libvirt runs as root: a guest that can write it would run code as root on the hypervisor
     run_as_root = [p for p in [install_dir, daemon] + [w["path"] for w in wrappers] if p]
+    # every share's own binary_path too (a share may expose the program another share runs)
+    if is_list(shares):
+        run_as_root += [posixpath.normpath(s["binary_path"]) for s in shares if isinstance(s, Mapping)
+                        and isinstance(s.get("binary_path"), str) and s["binary_path"].startswith("/")]
     names = [w["name"] for w in wrappers]
     errors: t.List[str] = []
     out: t.List[t.Dict[str, t.Any]] = []
@@ -519,8 +536,15 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
             blocking += 1
         elif state == "present" and root_source_error(source):
             errors.append(f"{where}: {root_source_error(source)}")
-        elif state == "present":
-            exposed = [p for p in run_as_root if _under(p, posixpath.normpath(source))]
+        elif state == "present" and not _read_only(typed, profiles.get(
+                text(share.get("binary_path")) or present.get(text(share.get("wrapper"), default_wrapper), ""))):
+            normal = posixpath.normpath(source)
+            exposed = [p for p in run_as_root if _under(p, normal)]
+            system = [d for d in SYSTEM_DIRS if _under(normal, d) or _under(d, normal)]
+            if system and not exposed:
+                errors.append(f"{where}: source {source} is {'in' if _under(normal, system[0]) else 'above'} {system[0]}, which"
+                              " root on the hypervisor runs or reads: a guest that can write the share could take over the host;"
+                              " share a directory of its own, or set readonly: true")
             if exposed:
                 errors.append(f"{where}: source {source} contains {', '.join(_unique(exposed))}, which libvirt runs as root: a"
                               " guest that can write the share could run its own code as root on the hypervisor; share a"
@@ -563,6 +587,15 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
             errors.extend(f"{where}: {problem}" for problem in profile_overrides(share, profiles[binary], type_options))
         out.append({"domain": domain, "tag": tag, "state": state, "source": source, "binary_path": binary, "module": module})
     return errors, out
+
+
+def _read_only(share: t.Mapping[t.Any, t.Any], profile: t.Optional[t.Mapping[str, t.Any]]) -> bool:
+    """The guest cannot write the share: ``readonly: true`` on it, or its wrapper profile sets virtiofsd's
+    ``readonly`` option."""
+    if share.get("readonly") is True:
+        return True
+    options = (profile or {}).get("options")
+    return isinstance(options, Mapping) and options.get("readonly") in (True, "true", "yes", "on", "1", 1)
 
 
 def accepted_unknown(share: t.Mapping[t.Any, t.Any], accepted: t.Sequence[str]) -> t.Set[t.Any]:
@@ -746,8 +779,10 @@ def host_plan(params: t.Mapping[str, t.Any], role_share_keys: t.Collection[str] 
         known_variables = list(role_spec)
     state = params.get("virtiofs_host_virtiofsd_state", "present")
     method = params.get("virtiofs_host_virtiofsd_method", "package")
-    install_dir = str(params.get("virtiofs_host_virtiofsd_install_dir", "/opt/virtiofsd-rust"))
-    binary_name = str(params.get("virtiofs_host_virtiofsd_binary_name", "virtiofsd"))
+    # null means the default here too
+    install_dir = str(params.get("virtiofs_host_virtiofsd_install_dir") or "/opt/virtiofsd-rust")
+    binary_name = str(params.get("virtiofs_host_virtiofsd_binary_name") or "virtiofsd")
+    params = dict(params, virtiofs_host_virtiofsd_install_dir=install_dir, virtiofs_host_virtiofsd_binary_name=binary_name)
     wrapper_errors, wrappers = plan_wrappers(
         params.get("virtiofs_host_wrappers", {}), install_dir, binary_name, state, type_options)
     share_errors, shares = plan_shares(

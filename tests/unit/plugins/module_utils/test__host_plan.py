@@ -823,10 +823,10 @@ def test_a_share_running_a_program_this_run_removes_is_refused():
 def test_domain_names_are_text():
     errors = plan(virtiofs_host_shares=[{"domain": 1.10, "tag": "t", "source": "/s"}, {"domain": " vm", "tag": "u", "source": "/s"},
                                         {"domain": True, "tag": "v", "source": "/s"}])["errors"]["shares"]
-    assert errors[0] == ('virtiofs_host_shares[0] (domain "1.1", tag "t"): domain 1.1 is a number in YAML, not a name;'
-                         ' quote it (domain: "1.1")')
+    assert errors[0] == 'virtiofs_host_shares[0] (domain "1.1", tag "t"): domain 1.1 is a number in YAML (1.10 is read as 1.1); quote it'
     assert errors[1].startswith('virtiofs_host_shares[1] (domain " vm", tag "u"): domain " vm" has leading or trailing blanks')
-    assert errors[2].startswith('virtiofs_host_shares[2] (domain "True", tag "v"): domain true is a bool in YAML')
+    assert errors[2] == ('virtiofs_host_shares[2] (domain "True", tag "v"): domain true is a bool in YAML, not a name;'
+                         ' quote it (domain: "True")')
 
 
 def test_source_mode_zero_is_kept():
@@ -863,3 +863,31 @@ def test_install_dir_root_and_apparmor_profile_names():
 def test_source_with_a_nul_or_newline():
     errors = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/srv/a\nb"}])["errors"]["shares"]
     assert errors == [f'{W}: source "/srv/a\\nb" contains a NUL or a newline; give a plain directory path']
+
+
+def test_system_directories_are_not_shared_writable():
+    for source, where in (("/etc", "in /etc"), ("/usr", "above /usr/bin"), ("/usr/libexec", "in /usr/libexec"),
+                          ("/var/lib/libvirt/images", "in /var/lib/libvirt")):
+        errors = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": source}])["errors"]["shares"]
+        assert errors == [f"{W}: source {source} is {where}, which root on the hypervisor runs or reads: a guest that can"
+                          " write the share could take over the host; share a directory of its own, or set readonly: true"], errors
+    assert plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/etc", "readonly": True}])["failure"] is None
+    # read-only through the wrapper profile
+    assert plan(virtiofs_host_wrappers={"default": {"path": "/w/d.sh", "options": {"readonly": True}}},
+                virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/opt"}])["failure"] is None
+
+
+def test_a_share_exposing_another_shares_binary_is_refused():
+    errors = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/srv/a", "binary_path": "/srv/b/virtiofsd"},
+                                        {"domain": "b", "tag": "u", "source": "/srv/b"}])["errors"]["shares"]
+    assert errors == ['virtiofs_host_shares[1] (domain "b", tag "u"): source /srv/b contains /srv/b/virtiofsd, which libvirt runs'
+                      " as root: a guest that can write the share could run its own code as root on the hypervisor; share a"
+                      " directory that holds no wrapper or daemon"]
+
+
+def test_numbers_and_bools_where_text_or_a_number_belong():
+    role_spec = ARGUMENT_SPEC["argument_specs"]["main"]["options"]
+    errors = hp.host_plan(params(virtiofs_host_virtiofsd_version=1.10, virtiofs_host_restart_timeout=True),
+                          role_spec=role_spec)["errors"]["variables"]
+    assert errors == ["virtiofs_host_virtiofsd_version 1.1 is a number in YAML (1.10 is read as 1.1); quote it",
+                      "virtiofs_host_restart_timeout must be a whole number, e.g. 4, got true"]
