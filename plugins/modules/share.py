@@ -123,7 +123,17 @@ options:
       - The rest is lxml's serialisation, with the same meaning but possibly another spelling - every attribute in
         double quotes (a C(") inside becomes C(&quot;)), a character reference such as C(&#233;) or C(&#xE9;) becomes
         the character when the file's encoding has it and a decimal reference otherwise, C(&quot;) and C(&apos;) in
-        text become C(") and C('), a C(>) in text becomes C(&gt;). The written bytes are parsed again and compared
+        text become C(") and C('), a C(>) in text becomes C(&gt;). Also rewritten - an empty element becomes C(<x/>),
+        the space and line breaks between attributes inside a tag become one space, namespace declarations come
+        before the other attributes, a literal tab or line break inside an attribute value becomes a space (as any
+        XML parser reads it), CR-only line endings become LF, the blank space between the nodes outside the root
+        element (comments, processing instructions) becomes one line break, a comment before the C(<!DOCTYPE>) moves
+        after it, and the DOCTYPE is written in lxml's spelling (single spaces, double quotes, an empty internal
+        subset C([]) dropped). A C(<!DOCTYPE>) that names another root element than C(domain) is refused.
+      - Text (or a CDATA section) right after a removed share's C(</filesystem>) belongs to C(<devices>) and is kept
+        (joined to the text before the share); a CDATA section there is refused, since it would become plain text.
+      - The file is replaced by a new one (atomic rename), so a hard link to the old file keeps the old content.
+      - The written bytes are parsed again and compared
         (canonically, and the CDATA sections as they are) before the file is replaced.
       - With C(--diff) the diff's before is the file's text as it is on disk and its after the text that is written;
         both headers are the file's path (a symbolic link resolved). Check mode returns the same diff.
