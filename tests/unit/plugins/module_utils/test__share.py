@@ -973,12 +973,13 @@ def test_every_unsafe_source_of_a_share_list_is_reported_at_once(conn, host, tmp
 
 
 @pytest.mark.parametrize("create_source", [True, False])
-def test_a_source_below_proc_is_refused_before_it_is_created(conn, host, tmp_path, create_source):
+def test_a_source_below_proc_is_refused_before_it_is_created(conn, host, tmp_path, create_source, monkeypatch):
     path, before = _vm(tmp_path)
+    monkeypatch.chdir(tmp_path)  # /proc/self/cwd/new is tmp_path/new for this process
     share = {"tag": "t", "source": "/proc/self/cwd/new", "create_source": create_source}
     with pytest.raises(_share.ShareError) as err:
         converge_file(str(path), [share], Settings(), host)
     assert str(err.value).startswith("share 't': source '/proc/self/cwd/new' is below /proc: procfs is not a "
                                      "directory tree to share")
-    assert not os.path.exists(os.path.join(os.getcwd(), "new"))
+    assert not os.path.exists(tmp_path / "new")
     assert path.read_bytes() == before
