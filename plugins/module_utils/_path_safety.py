@@ -24,8 +24,9 @@ share's ``<source dir>`` is not run but handed to virtiofsd (root) as written (`
 gives the guest that tree. So ``/`` (or a bind mount of it) and ``/proc`` are refused, a symbolic
 link on the way that another user can change (the link, its directory or a directory above) is
 refused, and a safe link or a parent directory another user can rename entries of (the source
-could be swapped for another directory or a link before the next start) is a warning. The source directory's own owner and mode are the operator's choice (who may use the
-share on the host) and are not checked.
+could be swapped for another directory or a link before the next start) is a warning. The
+source directory's own owner and mode are the operator's choice (who may use the share on the
+host) and are not checked.
 """
 
 from __future__ import annotations
