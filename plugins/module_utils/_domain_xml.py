@@ -583,6 +583,9 @@ class _Layout:
     def remove(self, child: t.Any) -> None:
         parent = child.getparent()
         index = parent.index(child)
+        if (child.tail or "").strip():
+            _remove_keeping_tail(child, refuse_cdata=True)  # text after it belongs to the parent
+            return
         if index == len(parent) - 1:
             # keep the closing indentation that followed the removed element
             if index == 0:
@@ -594,6 +597,32 @@ class _Layout:
                 if not (prev.tail or "").strip():
                     prev.tail = child.tail
         parent.remove(child)
+
+
+def _remove_keeping_tail(child: t.Any, refuse_cdata: bool = False) -> None:
+    """Remove ``child`` from its parent but keep the text after it (its lxml ``tail``, which is
+    the parent's content): it is appended to the previous sibling's tail, or to the parent's
+    text when ``child`` is the first node. A CDATA section there would become plain text, so
+    with ``refuse_cdata`` it raises :class:`DomainXMLError` instead."""
+    parent = child.getparent()
+    tail = child.tail
+    if tail and tail.strip():
+        if refuse_cdata:
+            whole = etree.tostring(child)
+            if b"<![CDATA[" in whole[len(etree.tostring(child, with_tail=False)):]:
+                what = f"share {filesystem_tag(child)!r}" if child.tag == "filesystem" else f"<{child.tag}>"
+                raise DomainXMLError(
+                    f"{what} is followed by a CDATA section inside <{parent.tag}> that removing it would turn into "
+                    "plain text; nothing was written: move the CDATA section into an element that stays (for "
+                    "example <description>) or remove it, then run again"
+                )
+        index = parent.index(child)
+        if index > 0:
+            prev = parent[index - 1]
+            prev.tail = (prev.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+    parent.remove(child)
 
 
 def _ensure_child(layout: _Layout, parent: t.Any, tag: str, order: t.Sequence[str]) -> t.Any:
@@ -649,16 +678,16 @@ def _strip_owned(root: t.Any, tags: t.Optional[t.Collection[str]], empty: t.Call
     if devices is not None:
         for fs in _children(devices, "filesystem"):
             if is_virtiofs(fs) and (tags is None or filesystem_tag(fs) in tags):
-                devices.remove(fs)
+                _remove_keeping_tail(fs)  # text after it is not owned: a lost tail shows as a difference
     mb = _child(root, "memoryBacking")
     if mb is not None:
         for c in _children(mb):
             if c.tag in ("source", "access"):
-                mb.remove(c)
+                _remove_keeping_tail(c)
     for tag in ("memoryBacking", "devices"):
         el = _child(root, tag)
         if el is not None and empty(el):
-            root.remove(el)
+            _remove_keeping_tail(el)
 
 
 # virsh define reads at most this much (VSH_MAX_XML_FILE); a larger file is no domain definition
@@ -915,6 +944,10 @@ def _unkeepable(doc: DomainXML, what: str) -> t.Optional[str]:
     """Why ``doc`` cannot be written back as it was read, or None."""
     info = doc.tree.docinfo
     dtd = info.internalDTD
+    if dtd is not None and dtd.name is not None and dtd.name != info.root_name:
+        return (f"{what} declares <!DOCTYPE {dtd.name}> but its root element is <{info.root_name}>: the DOCTYPE must "
+                f"name the root element (<!DOCTYPE {info.root_name}>) or be removed, and the module would write it back "
+                "naming the root element")
     if dtd is not None:
         entities = [e.name for e in dtd.iterentities()]
         if entities:

@@ -21,11 +21,12 @@ that is about to be written is checked through its directory and the directory's
 Share sources (:func:`source_findings`, :func:`root_source_error`) have a rule of their own: a
 share's ``<source dir>`` is not run but handed to virtiofsd (root) as written (``--shared-dir`` or
 ``-o source=``), which resolves it when the domain starts (virtiofsd's ``Sandbox::new`` canonicalises the path) and
-gives the guest that tree. So ``/`` is refused, a symbolic link on the way that another user
-can change is refused, and a safe link or a parent directory another user can rename entries
-of (the source could be swapped for another directory or a link before the next start) is a
-warning. The source directory's own owner and mode are the operator's choice (who may use the
-share on the host) and are not checked.
+gives the guest that tree. So ``/`` (or a bind mount of it) and ``/proc`` are refused, a symbolic
+link on the way that another user can change (the link, its directory or a directory above) is
+refused, and a safe link or a parent directory another user can rename entries of (the source
+could be swapped for another directory or a link before the next start) is a warning. The
+source directory's own owner and mode are the operator's choice (who may use the share on the
+host) and are not checked.
 """
 
 from __future__ import annotations
@@ -206,27 +207,81 @@ def _describe(component: str, st: os.stat_result, reasons: t.List[str]) -> str:
     return f"{component} is {' and '.join(reasons)} (uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})"
 
 
-def _link_weakness(link_st: os.stat_result, dir_st: os.stat_result) -> t.List[str]:
-    """Why a user other than root can change a symbolic link: it is theirs, or its directory is
-    writable by group or others without the sticky bit (anyone there may replace it)."""
+def _link_weakness(link: str, link_st: os.stat_result, dir_st: os.stat_result) -> t.List[str]:
+    """Why a user other than root can change a symbolic link: it is theirs; its directory is
+    writable by group or others without the sticky bit (anyone there may replace it), or owned by
+    another user (sticky or not, the owner may replace any entry); or a directory above that one
+    is owned by another user or writable by group or others (unless root's and sticky): that
+    user may rename the directories on the way and put another link in place."""
     reasons = []
     if link_st.st_uid not in TRUSTED_UIDS:
         reasons.append(f"owned by uid {link_st.st_uid}, not root")
+    directory = os.path.dirname(link)
     writable = dir_st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
     if writable and not dir_st.st_mode & stat.S_ISVTX:
         who = {stat.S_IWGRP: "group", stat.S_IWOTH: "others",
                stat.S_IWGRP | stat.S_IWOTH: "group and others"}[writable]
         reasons.append(f"in a directory writable by {who} without the sticky bit "
                        f"(mode {stat.S_IMODE(dir_st.st_mode):04o})")
+    if dir_st.st_uid not in TRUSTED_UIDS:
+        reasons.append(f"in the directory {directory} owned by uid {dir_st.st_uid}, not root, who may replace the "
+                       f"link (mode {stat.S_IMODE(dir_st.st_mode):04o})")
+        return reasons
+    above = os.path.dirname(directory)
+    while True:  # the link's directory is a real path (walk resolves links before it)
+        if above == directory:
+            break
+        try:
+            st = os.lstat(above)
+        except OSError:
+            break
+        weak = _weakness(st, TRUSTED_UIDS)
+        if weak:
+            reasons.append(f"below {_describe(above, st, weak)}, who may rename the directories on the way and "
+                           "put another link in place")
+            break
+        directory, above = above, os.path.dirname(above)
     return reasons
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def proc_source_error(path: str, what: str = "source") -> t.Optional[str]:
+    """Why ``path`` (a share source as written, absolute) cannot be shared because it is ``/proc``
+    or below it, or ``None``. No file system access. ``/proc/self``, ``/proc/thread-self`` and
+    ``/proc/PID`` name the process that resolves them: virtiofsd, not this module, resolves the
+    source when the domain starts; and procfs is no directory tree to share."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        return None
+    norm = os.path.normpath(path)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    if norm != "/proc" and not norm.startswith("/proc/"):
+        return None
+    return _proc_message(path, what, resolved=None)
+
+
+def _proc_message(path: str, what: str, resolved: t.Optional[str]) -> str:
+    how = f" (through symbolic links it leads to {resolved})" if resolved else ""
+    return (
+        f"{what} {path!r} is below /proc{how}: procfs is not a directory tree to share, and /proc/self, "
+        "/proc/thread-self and /proc/PID name the process that resolves them (virtiofsd resolves the source "
+        "when the domain starts, so /proc/self/cwd would be virtiofsd's own directory, not this task's); "
+        "write the real directory as the source (readlink -f PATH shows where a /proc link points now)"
+    )
 
 
 def source_findings(path: str, what: str = "source") -> t.Tuple[t.Optional[str], t.List[str]]:
     """``(refusal, warnings)`` for a share source on this host (``path`` absolute, in normal form).
 
-    * refusal: ``path`` is ``/`` or resolves to it; or a symbolic link on the way to it is owned
-      by a user other than root or sits in a directory writable by group or others without the
-      sticky bit (that user chooses what the guest gets at its next start).
+    * refusal: ``path`` is ``/``, resolves to it or is the same directory (a bind mount of ``/``);
+      ``path`` is below ``/proc`` as written or through links (:func:`proc_source_error`); or a
+      symbolic link on the way to it is owned by a user other than root, sits in a directory
+      writable by group or others without the sticky bit or owned by another user, or below a
+      directory another user can rename entries of (that user chooses what the guest gets at
+      its next start).
     * warnings: a symbolic link on the way (safe as above): the guest gets the resolved
       directory, named with the fix (write the resolved path); a directory above the source (the
       directories of the links included) that another user can rename entries of (owned by
@@ -240,6 +295,9 @@ def source_findings(path: str, what: str = "source") -> t.Tuple[t.Optional[str],
     problem_root = root_source_error(path, what)
     if problem_root:
         return problem_root, []
+    problem_proc = proc_source_error(path, what)
+    if problem_proc:
+        return problem_proc, []
     resolved = os.path.realpath(path)
     exists = os.path.isdir(path)
     if exists and resolved == "/":
@@ -249,16 +307,30 @@ def source_findings(path: str, what: str = "source") -> t.Tuple[t.Optional[str],
         components = list(walk(path))
     except OSError as exc:
         return f"{what} {path!r} cannot be checked: {exc.strerror or exc}; fix the symbolic links on the way", []
+    through_proc = [c for c, _st in components if c == "/proc" or c.startswith("/proc/")]
+    if through_proc:
+        return _proc_message(path, what, resolved=through_proc[-1]), []
+    if exists:
+        try:
+            bound_root = _same_file(os.stat(path), os.stat("/"))
+        except OSError:
+            bound_root = False
+        if bound_root:
+            return (
+                f"{what} {path!r} is the root of the host file system (it is the same directory as '/', for "
+                "example a bind mount of /): the guest would get the whole host file system, read and written by "
+                "virtiofsd as root; share a dedicated directory instead (for example /srv/shares/NAME)"
+            ), []
     warnings: t.List[str] = []
     safe_links = []
     for link, link_st, target in found_links:
-        reasons = _link_weakness(link_st, os.lstat(os.path.dirname(link)))
+        reasons = _link_weakness(link, link_st, os.lstat(os.path.dirname(link)))
         if reasons:
             return (
                 f"{what} {path!r} goes through the symbolic link {link} -> {target}, which is "
                 f"{' and '.join(reasons)}: whoever can change it chooses the directory the guest gets "
                 f"(virtiofsd, running as root, follows it when the domain starts); write the resolved path "
-                f"{resolved!r} as the source, or make the link root's in a directory only root can write"
+                f"{resolved!r} as the source, or make the link root's in a directory only root can change"
             ), []
         safe_links.append(f"{link} -> {target}")
     if safe_links:

@@ -65,6 +65,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features
     check_features,
 )
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import problem as path_problem
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import proc_source_error
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import source_findings
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._share_options import SOURCE_OPTIONS, SPEC_OPTIONS
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._version import format_version
@@ -284,48 +285,66 @@ def check_host(
     ``pending`` (check mode only): binaries an earlier task of the same run installs.
     ``warnings``: the source warnings of :func:`_path_safety.source_findings` are appended
     (a symbolic link on the way, a parent directory other users can change); its refusals
-    (``/``, a link other users can change) are raised. Check mode runs the same checks.
+    (``/``, ``/proc``, a link other users can change) are raised. The first problem of every
+    share is collected and all are raised together (joined by ``; ``). Check mode runs the
+    same checks.
     """
     missing: t.List[t.Tuple[str, t.Dict[str, t.Any]]] = []
+    errors: t.List[str] = []
     for spec in specs:
-        if spec.state != "present":
-            continue
-        if spec.binary_path is not None:
-            path = spec.binary_path
-            if not os.path.exists(path) and os.path.normpath(path) in pending:
-                pass  # an earlier task of this run installs it (check mode prediction)
-            elif not (os.path.isfile(path) and os.access(path, os.X_OK)):
-                what = "does not exist" if not os.path.exists(path) else "is not an executable file"
-                raise ShareError(
-                    f"share {spec.tag!r}: binary_path {path!r} {what} on this host: install virtiofsd "
-                    "(or the wrapper) there, or fix the path"
-                )
-            untrusted = path_problem(path, f"share {spec.tag!r}: binary_path")  # libvirt runs it as root
-            if untrusted is not None:
-                raise ShareError(str(untrusted))
-        if spec.source is not None and not os.path.isdir(spec.source):
-            if os.path.exists(spec.source):
-                raise ShareError(
-                    f"share {spec.tag!r}: source {spec.source!r} exists but is not a directory: "
-                    "virtio-fs shares a directory"
-                )
-            params = dict(sources[spec.tag])
-            check_creatable(spec.tag, spec.source)  # before "create it": below a file nothing can be created
-            if not params["create_source"]:
-                raise ShareError(
-                    f"share {spec.tag!r}: source directory {spec.source!r} does not exist on this host: "
-                    "create it first or set create_source=true"
-                )
-            check_ownership(spec.tag, params)
-            if spec.source not in [path for path, _params in missing]:
-                missing.append((spec.source, params))
-        if spec.source is not None:
-            refusal, found = source_findings(spec.source, f"share {spec.tag!r}: source")
-            if refusal is not None:
-                raise ShareError(refusal)
-            if warnings is not None:
-                warnings.extend(w for w in found if w not in warnings)
+        try:
+            _check_one_host(spec, sources, pending, missing, warnings)
+        except ShareError as exc:  # every share's problem at once, as the other input checks
+            errors.append(str(exc))
+    if errors:
+        raise ShareError("; ".join(errors))
     return missing
+
+
+def _check_one_host(spec: ShareSpec, sources: t.Mapping[str, t.Mapping[str, t.Any]], pending: t.Collection[str],
+                    missing: t.List[t.Tuple[str, t.Dict[str, t.Any]]], warnings: t.Optional[t.List[str]]) -> None:
+    """:func:`check_host` for one share: raises its first problem, appends to ``missing``."""
+    if spec.state != "present":
+        return
+    if spec.source is not None:
+        proc = proc_source_error(spec.source, f"share {spec.tag!r}: source")
+        if proc is not None:  # before "does not exist": nothing can be created in /proc
+            raise ShareError(proc)
+    if spec.binary_path is not None:
+        path = spec.binary_path
+        if not os.path.exists(path) and os.path.normpath(path) in pending:
+            pass  # an earlier task of this run installs it (check mode prediction)
+        elif not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            what = "does not exist" if not os.path.exists(path) else "is not an executable file"
+            raise ShareError(
+                f"share {spec.tag!r}: binary_path {path!r} {what} on this host: install virtiofsd "
+                "(or the wrapper) there, or fix the path"
+            )
+        untrusted = path_problem(path, f"share {spec.tag!r}: binary_path")  # libvirt runs it as root
+        if untrusted is not None:
+            raise ShareError(str(untrusted))
+    if spec.source is not None and not os.path.isdir(spec.source):
+        if os.path.exists(spec.source):
+            raise ShareError(
+                f"share {spec.tag!r}: source {spec.source!r} exists but is not a directory: "
+                "virtio-fs shares a directory"
+            )
+        params = dict(sources[spec.tag])
+        check_creatable(spec.tag, spec.source)  # before "create it": below a file nothing can be created
+        if not params["create_source"]:
+            raise ShareError(
+                f"share {spec.tag!r}: source directory {spec.source!r} does not exist on this host: "
+                "create it first or set create_source=true"
+            )
+        check_ownership(spec.tag, params)
+        if spec.source not in [path for path, _params in missing]:
+            missing.append((spec.source, params))
+    if spec.source is not None:
+        refusal, found = source_findings(spec.source, f"share {spec.tag!r}: source")
+        if refusal is not None:
+            raise ShareError(refusal)
+        if warnings is not None:
+            warnings.extend(w for w in found if w not in warnings)
 
 
 # ----------------------------------------------------------------------------- shared helpers

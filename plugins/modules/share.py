@@ -48,12 +48,16 @@ notes:
     a O(source) that is C(/); a symbolic link on the way to O(source) that another user can change."
   - "Share sources are checked on the host with O(state=present), for domains and O(xml_file) alike and in check
     mode too. virtiofsd runs as root and the guest reads and writes the whole tree below the source (as root or as
-    the files' owners), so a source that is C(/), or resolves to it, is refused: share a dedicated directory."
+    the files' owners), so a source that is C(/), resolves to it or is the same directory (a bind mount of C(/)) is
+    refused: share a dedicated directory. A source below C(/proc) (as written or through symbolic links) is refused:
+    C(/proc/self), C(/proc/thread-self) and C(/proc/PID) name the process that resolves them, which is virtiofsd,
+    not the task."
   - "libvirt hands the source to virtiofsd as written, and virtiofsd resolves symbolic links when the domain starts,
     so the guest gets the directory the links point to at that moment. A symbolic link on the way (the source itself
-    or a directory above it) that a user other than root owns, or that sits in a directory writable by group or
-    others without the sticky bit, is refused: that user would choose what the guest gets; write the resolved path.
-    Any other symbolic link on the way is a warning naming the resolved directory."
+    or a directory above it) that a user other than root owns, that sits in a directory writable by group or
+    others without the sticky bit or owned by another user (sticky or not), or below a directory another user can
+    rename entries of, is refused: that user would choose what the guest gets; write the resolved path.
+    A root-owned link in a directory only root can change is a warning naming the resolved directory."
   - "A directory above the source that a user other than root owns or can write (a root-owned sticky directory
     such as C(/tmp) is fine), or a source owned by another user in a sticky directory others can write, is a
     warning with the command that fixes it: such a user could rename the source away and put another directory or
@@ -61,7 +65,8 @@ notes:
     (compare O(binary_path), which must be root's all the way). The source directory's own owner and mode are the
     operator's choice and are not checked. For a source still to be created (O(create_source=true)) the existing
     part of its path is checked. The same checks are exported for the host role (C(_path_safety.source_findings),
-    C(root_source_error))."
+    C(root_source_error), C(proc_source_error)). When several shares have such a problem, all of them are reported
+    in one error (the first problem of each share)."
 seealso:
   - module: virtiofs.libvirt.share_info
   - module: community.libvirt.virt
@@ -118,7 +123,17 @@ options:
       - The rest is lxml's serialisation, with the same meaning but possibly another spelling - every attribute in
         double quotes (a C(") inside becomes C(&quot;)), a character reference such as C(&#233;) or C(&#xE9;) becomes
         the character when the file's encoding has it and a decimal reference otherwise, C(&quot;) and C(&apos;) in
-        text become C(") and C('), a C(>) in text becomes C(&gt;). The written bytes are parsed again and compared
+        text become C(") and C('), a C(>) in text becomes C(&gt;). Also rewritten - an empty element becomes C(<x/>),
+        the space and line breaks between attributes inside a tag become one space, namespace declarations come
+        before the other attributes, a literal tab or line break inside an attribute value becomes a space (as any
+        XML parser reads it), CR-only line endings become LF, the blank space between the nodes outside the root
+        element (comments, processing instructions) becomes one line break, a comment before the C(<!DOCTYPE>) moves
+        after it, and the DOCTYPE is written in lxml's spelling (single spaces, double quotes, an empty internal
+        subset C([]) dropped). A C(<!DOCTYPE>) that names another root element than C(domain) is refused.
+      - Text (or a CDATA section) right after a removed share's C(</filesystem>) belongs to C(<devices>) and is kept
+        (joined to the text before the share); a CDATA section there is refused, since it would become plain text.
+      - The file is replaced by a new one (atomic rename), so a hard link to the old file keeps the old content.
+      - The written bytes are parsed again and compared
         (canonically, and the CDATA sections as they are) before the file is replaced.
       - With C(--diff) the diff's before is the file's text as it is on disk and its after the text that is written;
         both headers are the file's path (a symbolic link resolved). Check mode returns the same diff.

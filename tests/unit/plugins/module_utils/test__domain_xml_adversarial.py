@@ -122,6 +122,14 @@ def test_internal_dtd_subset_without_entities_is_refused(tmp_path, host):
             "convert it to plain UTF-8 XML without a DTD (for example `xmllint --noent --dropdtd --encode UTF-8 FILE`)")
 
 
+@pytest.mark.parametrize("doctype", ["<!DOCTYPE notdomain>", '<!DOCTYPE notdomain SYSTEM "x.dtd">'])
+def test_a_doctype_naming_another_root_is_refused_for_what_it_is(tmp_path, host, doctype):
+    out, raw, new = run(tmp_path, host, doc(before=doctype + "\n"))
+    refused(out, raw, new, "declares <!DOCTYPE notdomain> but its root element is <domain>: the DOCTYPE must name "
+                           "the root element (<!DOCTYPE domain>) or be removed")
+    assert "internal DTD subset" not in str(out)
+
+
 def test_external_entity_is_refused_and_never_read(tmp_path, host):
     (tmp_path / "src").mkdir()
     secret = tmp_path / "src" / "secret"
@@ -519,3 +527,46 @@ def test_a_serialisation_that_turns_cdata_into_text_is_refused():
     after.root.find("description").text = "a < b"  # the same text, escaped: no CDATA section any more
     with pytest.raises(DomainXMLError, match="changes the CDATA sections"):
         faithful_bytes(before, after, what="xml_file 'x'")
+
+
+# ------------------------------------------------------------------- text after a removed share
+
+@pytest.mark.parametrize("devices,text_before", [
+    (f"{DISK}{FS_OLD}stray text{FS_KEEP}", b"</disk>stray text<filesystem"),  # onto the disk's tail
+    (f"{FS_OLD} stray &amp; text {DISK}", b"<devices> stray &amp; text <disk"),  # first child: the parent's text
+    (f"{DISK}<!-- c -->{FS_OLD}last words", b"<!-- c -->last words<"),  # onto a comment's tail
+])
+@pytest.mark.parametrize("how", ["absent", "exclusive"])
+def test_text_after_a_removed_share_is_kept(tmp_path, host, devices, text_before, how):
+    src = tmp_path / "src"
+    if how == "absent":
+        entries, settings = [{"tag": "old", "state": "absent"}], {}
+    else:
+        entries, settings = [{"tag": "keep", "source": str(src)}], {"exclusive": True}
+    out, raw, new = run(tmp_path, host, doc(devices=devices), entries=entries, **settings)
+    assert not isinstance(out, Exception), out
+    assert out["changed"] is True and b"<target dir='old'/>" not in new
+    assert text_before in new, new
+
+
+def test_a_cdata_section_after_a_removed_share_is_refused(tmp_path, host):
+    devices = f"{DISK}{FS_OLD}<![CDATA[a <b>]]>"
+    out, raw, new = run(tmp_path, host, doc(devices=devices), entries=[{"tag": "old", "state": "absent"}])
+    assert isinstance(out, DomainXMLError), out
+    assert str(out) == (
+        "share 'old' is followed by a CDATA section inside <devices> that removing it would turn into plain text; "
+        "nothing was written: move the CDATA section into an element that stays (for example <description>) or "
+        "remove it, then run again")
+    assert new == raw
+
+
+def test_the_faithful_check_catches_lost_text_after_a_share():
+    data = doc(devices=f"{DISK}{FS_OLD}stray text")
+    before = DomainXML.from_string(data)
+    after = DomainXML.from_string(data)
+    fs = after.find_share("old")
+    fs.getparent().remove(fs)  # lxml drops the tail with the element
+    assert b"stray text" not in after.to_bytes()
+    with pytest.raises(DomainXMLError) as err:
+        faithful_bytes(before, after, "x.xml")
+    assert "re-reading the patched document changes content outside the virtio-fs shares and memoryBacking" in str(err.value)

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -270,7 +273,7 @@ def test_a_link_another_user_owns_is_refused(share_tree, where):
     assert refusal.startswith(f"share 'data': source {path!r} goes through the symbolic link {link} -> ")
     assert f"which is owned by uid {NOBODY}, not root: whoever can change it chooses the directory the guest gets" in refusal
     assert refusal.endswith(
-        f"write the resolved path {real!r} as the source, or make the link root's in a directory only root can write"
+        f"write the resolved path {real!r} as the source, or make the link root's in a directory only root can change"
     )
     assert warnings == []
 
@@ -341,4 +344,106 @@ def test_a_source_path_that_cannot_be_walked_is_a_refusal(share_tree):
     refusal, warnings = source_findings(str(loop / "sub"), WHAT)
     assert refusal == (f"share 'data': source {str(loop / 'sub')!r} cannot be checked: too many levels of symbolic "
                        "links; fix the symbolic links on the way")
+    assert warnings == []
+
+
+USER = 1000
+
+
+@needs_root
+@pytest.mark.parametrize("mode", [0o755, 0o1777, 0o700])
+@pytest.mark.parametrize("where", ["source", "parent"])
+def test_a_root_link_in_a_directory_another_user_owns_is_refused(share_tree, mode, where):
+    # that user may replace any entry of their own directory, sticky or not, so they choose what the guest gets
+    home = share_tree / "home"
+    home.mkdir()
+    os.chown(home, USER, USER)
+    os.chmod(home, mode)
+    link = home / "share"
+    if where == "source":
+        link.symlink_to(share_tree / "srv" / "data")
+        path = str(link)
+    else:
+        link.symlink_to(share_tree / "srv")
+        path = str(link / "data")
+    os.lchown(link, 0, 0)
+    refusal, warnings = source_findings(path, WHAT)
+    assert refusal is not None, warnings
+    assert refusal.startswith(f"share 'data': source {path!r} goes through the symbolic link {link} -> ")
+    assert (f"in the directory {home} owned by uid {USER}, not root, who may replace the link "
+            f"(mode {mode:04o}): whoever can change it chooses the directory the guest gets") in refusal
+    assert warnings == []
+
+
+@needs_root
+def test_a_root_link_below_a_directory_another_user_owns_is_refused(share_tree):
+    # /home/alice (alice's) /sub (root's, 0755) /share -> ...: alice may rename sub and put her own link there
+    home = share_tree / "home"
+    (home / "sub").mkdir(parents=True)
+    os.chown(home, USER, USER)
+    os.chmod(home, 0o755)
+    link = home / "sub" / "share"
+    link.symlink_to(share_tree / "srv" / "data")
+    refusal, warnings = source_findings(str(link), WHAT)
+    assert refusal is not None and warnings == []
+    assert (f"below {home} is owned by uid {USER}, not root (uid {USER}, mode 0755), who may rename the "
+            "directories on the way and put another link in place: whoever can change it chooses") in refusal
+    os.chown(home, 0, 0)
+    refusal, warnings = source_findings(str(link), WHAT)
+    assert refusal is None and len(warnings) == 1 and "goes through the symbolic link" in warnings[0]
+
+
+def test_a_bind_mount_of_the_root_is_refused_in_a_mount_namespace(tmp_path):
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1)")
+    target = tmp_path / "hostroot"
+    target.mkdir()
+    script = (
+        "import sys; sys.path[:0] = %r\n"
+        "from ansible_collections.virtiofs.libvirt.plugins.module_utils._path_safety import source_findings\n"
+        "print(repr(source_findings(%r, 'src')))\n" % (sys.path, str(target))
+    )
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c",
+         'mount --bind / "$1" && exec "$2" -c "$3"', "sh", str(target), sys.executable, script],
+        capture_output=True, text=True, check=False)
+    if proc.returncode != 0 and "mount" in proc.stderr:
+        pytest.skip(f"cannot bind-mount here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    refusal, warnings = eval(proc.stdout)  # noqa: S307 - the repr of a tuple of str printed above
+    assert refusal == (
+        f"src {str(target)!r} is the root of the host file system (it is the same directory as '/', for example a "
+        "bind mount of /): the guest would get the whole host file system, read and written by virtiofsd as root; "
+        "share a dedicated directory instead (for example /srv/shares/NAME)")
+    assert warnings == []
+
+
+def test_a_directory_that_stats_like_the_root_is_refused(share_tree, monkeypatch):
+    data = str(share_tree / "srv" / "data")
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: real_stat("/" if p == data else p, *a, **k))
+    refusal, warnings = source_findings(data, WHAT)
+    assert "is the root of the host file system (it is the same directory as '/', for example a bind mount" in refusal
+    assert warnings == []
+
+
+@pytest.mark.parametrize("path", ["/proc/self/cwd", "/proc/thread-self/root", "/proc/1/cwd", "/proc/self/fd/3",
+                                  "/proc", "//proc/self/cwd", "/proc/../proc/self/root/srv"])
+def test_a_source_under_proc_is_refused(path):
+    refusal, warnings = source_findings(path, WHAT)
+    assert refusal == (
+        f"share 'data': source {path!r} is below /proc: procfs is not a directory tree to share, and /proc/self, "
+        "/proc/thread-self and /proc/PID name the process that resolves them (virtiofsd resolves the source when "
+        "the domain starts, so /proc/self/cwd would be virtiofsd's own directory, not this task's); write the real "
+        "directory as the source (readlink -f PATH shows where a /proc link points now)")
+    assert warnings == []
+
+
+def test_a_link_into_proc_is_refused(share_tree):
+    link = share_tree / "srv" / "here"
+    link.symlink_to("/proc/self/cwd")
+    refusal, warnings = source_findings(str(link), WHAT)
+    assert refusal.startswith(f"share 'data': source {str(link)!r} is below /proc (through symbolic links it leads "
+                              "to /proc/")
+    assert "/proc/self/cwd would be virtiofsd's own directory" in refusal
     assert warnings == []

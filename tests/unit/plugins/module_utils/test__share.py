@@ -883,7 +883,7 @@ def test_a_symlink_another_user_owns_is_refused_before_anything_changes(conn, ho
         f"share 't': source {str(link)!r} goes through the symbolic link {link} -> real, which is owned by uid "
         f"{NOBODY}, not root: whoever can change it chooses the directory the guest gets (virtiofsd, running as "
         f"root, follows it when the domain starts); write the resolved path {str(tmp_path / 'real')!r} as the "
-        "source, or make the link root's in a directory only root can write"
+        "source, or make the link root's in a directory only root can change"
     )
     a = conn.add("a")
     with pytest.raises(ShareValidationError) as err:
@@ -943,3 +943,43 @@ def test_a_parent_other_users_can_write_is_a_warning_also_for_a_source_to_create
              **{k: None for k in _share.SPEC_OPTIONS})
     result, warnings, failed = _share.run_share(p, check_mode, False, host, lambda: None)
     assert failed is False and warnings == [f"domain 'a': {msg}"]
+
+
+@needs_root
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_every_unsafe_source_of_a_share_list_is_reported_at_once(conn, host, tmp_path, check_mode):
+    path, before = _vm(tmp_path)
+    os.chmod(tmp_path, 0o755)
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "current"
+    link.symlink_to("real")
+    os.lchown(link, NOBODY, NOBODY)
+    shares = [{"tag": "a", "source": "/"}, {"tag": "ok", "source": str(tmp_path / "real")},
+              {"tag": "b", "source": str(link)}, {"tag": "c", "source": "/proc/self/cwd"}]
+    with pytest.raises(_share.ShareError) as err:
+        converge_file(str(path), shares, Settings(check_mode=check_mode), host)
+    msg = str(err.value)
+    parts = msg.split("; share '")
+    assert len(parts) == 3, msg
+    assert parts[0].startswith("share 'a': source '/' is the root of the host file system")
+    assert parts[1].startswith(f"b': source {str(link)!r} goes through the symbolic link")
+    assert parts[2].startswith("c': source '/proc/self/cwd' is below /proc: procfs is not a directory tree to share")
+    d = conn.add("d")
+    with pytest.raises(ShareValidationError) as err:
+        converge_domains([DomainRequest("d", shares)], Settings(check_mode=check_mode), host)
+    for fragment in ("share 'a': source '/' is the root", "share 'b': source", "share 'c': source '/proc/self/cwd'"):
+        assert fragment in str(err.value)
+    assert path.read_bytes() == before and d.defines == [] and host.locks == []
+
+
+@pytest.mark.parametrize("create_source", [True, False])
+def test_a_source_below_proc_is_refused_before_it_is_created(conn, host, tmp_path, create_source, monkeypatch):
+    path, before = _vm(tmp_path)
+    monkeypatch.chdir(tmp_path)  # /proc/self/cwd/new is tmp_path/new for this process
+    share = {"tag": "t", "source": "/proc/self/cwd/new", "create_source": create_source}
+    with pytest.raises(_share.ShareError) as err:
+        converge_file(str(path), [share], Settings(), host)
+    assert str(err.value).startswith("share 't': source '/proc/self/cwd/new' is below /proc: procfs is not a "
+                                     "directory tree to share")
+    assert not os.path.exists(tmp_path / "new")
+    assert path.read_bytes() == before
