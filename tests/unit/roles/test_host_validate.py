@@ -325,7 +325,8 @@ def test_misspelt_role_variable(outcome):
     assert msg.startswith("virtiofs.libvirt.host: bad role variables:")
     assert ("unknown variable virtiofs_host_share: the host role has no such variable, so a value meant for it is ignored;"
             " did you mean virtiofs_host_shares? (rename it; a variable of your own needs a name without the role's prefix virtiofs_host_)") in msg
-    assert "unknown variable virtiofs_host_restrat: the host role has no such variable, so a value meant for it is ignored; did you mean virtiofs_host_restart?" in msg
+    assert ("unknown variable virtiofs_host_restrat: the host role has no such variable, so a value meant for it is ignored;"
+            " did you mean virtiofs_host_restart?") in msg
 
 
 def test_wrapper_in_a_package_directory(outcome):

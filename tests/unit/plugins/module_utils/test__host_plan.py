@@ -746,7 +746,8 @@ def test_unknown_variables():
         "unknown variable virtiofs_host_share: the host role has no such variable, so a value meant for it is ignored;"
         " did you mean virtiofs_host_shares? (rename it; a variable of your own needs a name without the role's prefix virtiofs_host_)",
         "unknown variable virtiofs_host_zzz: the host role has no such variable, so a value meant for it is ignored;"
-        " see the role's variables (ansible-doc -t role virtiofs.libvirt.host) (rename it; a variable of your own needs a name without the role's prefix virtiofs_host_)"]
+        " see the role's variables (ansible-doc -t role virtiofs.libvirt.host) (rename it; a variable of your own needs a name"
+        " without the role's prefix virtiofs_host_)"]
     # without the names (a caller that does not pass them) nothing is checked
     assert plan()["errors"]["variables"] == []
 
@@ -869,8 +870,9 @@ def test_system_directories_are_not_shared_writable():
     for source, where in (("/etc", "in /etc"), ("/usr", "above /usr/bin"), ("/usr/libexec", "in /usr/libexec"),
                           ("/var/lib/libvirt/images", "in /var/lib/libvirt")):
         errors = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": source}])["errors"]["shares"]
-        assert errors == [f"{W}: source {source} is {where}, which root on the hypervisor runs or reads: a guest that can"
-                          " write the share could take over the host; share a directory of its own, or set readonly: true"], errors
+        assert errors == [f"{W}: source {source} is {where}, which"
+                          " root on the hypervisor runs or reads: a guest that can write the share could take over the host;"
+                          " share a directory of its own, or set readonly: true"], errors
     assert plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/etc", "readonly": True}])["failure"] is None
     # read-only through the wrapper profile
     assert plan(virtiofs_host_wrappers={"default": {"path": "/w/d.sh", "options": {"readonly": True}}},
@@ -880,8 +882,8 @@ def test_system_directories_are_not_shared_writable():
 def test_a_share_exposing_another_shares_binary_is_refused():
     errors = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/srv/a", "binary_path": "/srv/b/virtiofsd"},
                                         {"domain": "b", "tag": "u", "source": "/srv/b"}])["errors"]["shares"]
-    assert errors == ['virtiofs_host_shares[1] (domain "b", tag "u"): source /srv/b contains /srv/b/virtiofsd, which libvirt runs'
-                      " as root: a guest that can write the share could run its own code as root on the hypervisor; share a"
+    assert errors == ['virtiofs_host_shares[1] (domain "b", tag "u"): source /srv/b contains /srv/b/virtiofsd,'
+                      " which libvirt runs as root: a guest that can write the share could run its own code as root on the hypervisor; share a"
                       " directory that holds no wrapper or daemon"]
 
 
