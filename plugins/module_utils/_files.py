@@ -64,10 +64,11 @@ class WriteError(OSError):
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
         #: the cause alone, for callers that word the file's state themselves
         self.reason = f"the disk is full ({cause})" if full else cause
-        kept = "the old file stays as it was" if os.path.lexists(path) else "no file was created there"
+        kept = (f"{path} was not changed (the old file stays as it was)" if os.path.lexists(path)
+                else f"{path} was not changed (no file was created there)")
         fix = ("the file name is too long for the file system: choose a shorter path and run again"
                if exc.errno == errno.ENAMETOOLONG else "free space or fix the cause and run again")
-        self.message = f"cannot write {path}: {self.reason}; {path} was not changed ({kept}), {fix}"
+        self.message = f"cannot write {path}: {self.reason}; {kept}, {fix}"
 
     def __str__(self) -> str:
         return self.message

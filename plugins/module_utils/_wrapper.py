@@ -277,8 +277,6 @@ def check_paths(path: str, binary: str) -> None:
                                if path.endswith("/") else
                                f"the directory of path, {parent}, is not a directory; give a path inside a directory")
         raise WrapperError(f"the directory of path, {parent}, does not exist; create it first")
-    if path.endswith("/"):
-        raise WrapperError(f"path {path} ends in '/'; give the file name of the wrapper without the trailing '/'")
     if not os.path.exists(binary):
         raise WrapperError(f"binary {binary} does not exist; install virtiofsd first")
     if not os.path.isfile(binary):
@@ -728,8 +726,8 @@ def apply_present(
         except WrapperError as exc:
             kept = (f"{path} was not changed" if before is not None or link is not None
                     else f"no wrapper was written at {path}")
-            loop = (f" (self-test of the new wrapper: if {binary} runs {path} itself, the two exec each other "
-                    "forever)" if isinstance(exc, CommandTimeout) else "")
+            loop = (f" (self-test of the new wrapper: if {binary} runs {path} itself, "
+                    "the two exec each other forever)" if isinstance(exc, CommandTimeout) else "")
             raise WrapperError(
                 f"{exc}{loop}; {kept}: the new wrapper was tested as a temporary file next to it, "
                 "which is removed, and was not put in place"

@@ -116,8 +116,8 @@ options:
         C(PATH.PID.YYYY-MM-DD@HH:MM:SS.RANDOM~) (Ansible's C(backup_local) pattern with 8 random hex digits).
       - The copy is created by the module itself with C(O_CREAT|O_EXCL|O_NOFOLLOW) (mode 0600 until it is
         complete), never through a name planted in the directory by another user (a symbolic link or a file there is
-        not followed or reused); then it gets the permission bits and times of the previous file and stays owned by
-        root.
+        not followed or reused); then it gets the permission bits and times of the previous file and is owned by the
+        user the module runs as (root).
       - When the copy cannot be made (disk full, read-only file system) the task fails naming the operation, the
         file and the system error; O(path) is not changed and no partial copy is left.
     type: bool

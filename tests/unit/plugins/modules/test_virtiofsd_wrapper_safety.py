@@ -152,6 +152,7 @@ def test_backup_never_opens_an_existing_name(tmp_path, monkeypatch):
     assert exc.value.errno == errno.EEXIST
     assert str(exc.value).startswith(f"cannot back up {path} (create {name}): File exists [EEXIST]; {path} was "
                                      "not changed and no backup file is left")
+    assert "(create " in str(exc.value) and "File exists [EEXIST]" in str(exc.value)
     assert victim.read_bytes() == b"keep\n" and os.readlink(name) == str(victim)
 
 
@@ -260,8 +261,8 @@ def test_a_wrapper_with_a_255_byte_name_is_written(run_module, tmp_path, daemon)
 def test_a_name_too_long_never_says_free_space(tmp_path):
     path = str(tmp_path / ("x" * 300))
     err = WriteError(path, OSError(errno.ENAMETOOLONG, "File name too long"))
-    assert str(err) == (f"cannot write {path}: File name too long; {path} was not changed (no file was created "
-                        "there), the file name is too long for the file system: choose a shorter path and run again")
+    assert str(err) == (f"cannot write {path}: File name too long; {path} was not changed (no file was created there), "
+                        "the file name is too long for the file system: choose a shorter path and run again")
 
 
 # ------------------------------------------------------------------ F7: a trailing slash
@@ -273,3 +274,12 @@ def test_a_trailing_slash_after_a_file_says_it_is_a_file(tmp_path, daemon):
         check_paths(path, daemon)
     assert str(exc.value) == (f"path {path} ends in '/' but {tmp_path}/a.sh is a file, not a directory; give the "
                               f"file name of the wrapper without the trailing '/' ({tmp_path}/a.sh)")
+
+
+def test_a_file_on_the_way_to_path_says_it_is_not_a_directory(tmp_path, daemon):
+    (tmp_path / "a.sh").write_text("x")
+    path = f"{tmp_path}/a.sh/w.sh"
+    with pytest.raises(WrapperError) as exc:
+        check_paths(path, daemon)
+    assert str(exc.value) == (f"the directory of path, {tmp_path}/a.sh, "
+                              "is not a directory; give a path inside a directory")
