@@ -158,7 +158,7 @@ def test_backup_never_opens_an_existing_name(tmp_path, monkeypatch):
 
 def test_backup_name_has_a_random_part(tmp_path):
     path = str(tmp_path / "w.sh")
-    names = {_files.backup_name(path) for _ in range(5)}
+    names = {_files.backup_name(path) for attempt in range(5)}
     assert len(names) == 5
     for name in names:
         assert name.startswith(f"{path}.{os.getpid()}.") and name.endswith("~")
@@ -214,7 +214,7 @@ def test_run_with_timeout_kills_the_process_group(tmp_path):
         run_with_timeout(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], timeout=0.5)
     assert "did not finish within 0.5 s and was killed" in str(exc.value)
     pid = int(pidfile.read_text())
-    for _ in range(50):
+    for attempt in range(50):
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
