@@ -788,8 +788,9 @@ def run_with_timeout(argv: t.List[str], timeout: t.Optional[float] = None) -> t.
     timeout = COMMAND_TIMEOUT if timeout is None else timeout
     env = dict(os.environ, LANG="C", LC_ALL="C", LC_MESSAGES="C")
     # AnsibleModule.run_command has no time limit (and cannot kill a process group): Popen with communicate(timeout)
-    proc = subprocess.Popen(argv,  # pylint: disable=ansible-bad-function stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            close_fds=True, start_new_session=True, env=env)
+    proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True,
+        start_new_session=True, env=env)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
