@@ -11,9 +11,13 @@ Plain Python, no Ansible imports.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import secrets
+import stat
 import tempfile
+import time
 import typing as t
 
 
@@ -60,10 +64,11 @@ class WriteError(OSError):
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
         #: the cause alone, for callers that word the file's state themselves
         self.reason = f"the disk is full ({cause})" if full else cause
-        self.message = (
-            f"cannot write {path}: {self.reason}; "
-            f"{path} was not changed (the old file stays as it was), free space or fix the cause and run again"
-        )
+        kept = (f"{path} was not changed (the old file stays as it was)" if os.path.lexists(path)
+                else f"{path} was not changed (no file was created there)")
+        fix = ("the file name is too long for the file system: choose a shorter path and run again"
+               if exc.errno == errno.ENAMETOOLONG else "free space or fix the cause and run again")
+        self.message = f"cannot write {path}: {self.reason}; {kept}, {fix}"
 
     def __str__(self) -> str:
         return self.message
@@ -124,8 +129,16 @@ def set_attributes(
             raise AttributesError(path, f"{operation} {what or path}", exc, state(), changed) from None
 
 
+#: longest file name part of ``path`` kept as it is in the temporary name; a longer one is replaced by a hash, so
+#: that ``.virtiofs-libvirt-NAME-XXXXXXXX.tmp`` always fits in the 255 bytes of a file name
+_TMP_NAME_MAX = 200
+
+
 def _tmp_prefix(path: str) -> str:
-    return f"{TMP_PREFIX}{os.path.basename(path)}-"
+    name = os.path.basename(path)
+    if len(os.fsencode(name)) > _TMP_NAME_MAX:
+        name = "sha256-" + hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
+    return f"{TMP_PREFIX}{name}-"
 
 
 def remove_leftovers(path: str) -> t.List[str]:
@@ -242,6 +255,83 @@ def write_atomic(
     ``chmod``/``chown`` fails (its ``changed`` and message say whether ``path`` was replaced).
     """
     install_temporary(write_temporary(path, data, mode, owner), path, move, mode, owner)
+
+
+class BackupError(OSError):
+    """Making the backup copy of a file failed; :attr:`message` names the operation, the file, the system's
+    words, the state left (no partial backup is kept) and the fix."""
+
+    def __init__(self, path: str, backup: str, operation: str, exc: OSError) -> None:
+        super().__init__(exc.errno, exc.strerror)
+        code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        reason = exc.strerror or str(exc)
+        fix = ("the backup's name is too long for the file system: choose a shorter path for the wrapper, or set "
+               "backup: false" if exc.errno == errno.ENAMETOOLONG else
+               "free space in its directory or make it writable by root (not a read-only file system or bind "
+               "mount), or set backup: false")
+        self.message = (
+            f"cannot back up {path} ({operation} {backup}): {reason} [{code}]; {path} was not changed and no "
+            f"backup file is left. Fix: {fix}, then run again"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+#: a backup's name is ``PATH.PID.YYYY-MM-DD@HH:MM:SS.RANDOM~`` (Ansible's ``backup_local`` pattern with a random part)
+def backup_name(path: str) -> str:
+    stamp = time.strftime("%Y-%m-%d@%H:%M:%S", time.localtime())
+    return f"{path}.{os.getpid()}.{stamp}.{secrets.token_hex(4)}~"
+
+
+def backup_file(path: str) -> str:
+    """Copy the regular file ``path`` to a new file next to it (:func:`backup_name`) and return its path.
+
+    Unlike Ansible's ``backup_local`` the copy is created with ``O_CREAT|O_EXCL|O_NOFOLLOW`` (mode 0600 until it
+    is complete): a name planted in a directory others can write (a symbolic link, a file) is never followed or
+    reused. ``path`` is opened with ``O_NOFOLLOW``. The data is flushed to disk, then the copy gets the mode
+    (permission bits, not set-id) and times of ``path``; it stays owned by the user running the module. Raises
+    :class:`BackupError`; no partial backup is left then.
+    """
+    dest = backup_name(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    operation = "open"
+    created = False
+    try:
+        src = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(src)
+            operation = "create"
+            fd = os.open(dest, flags, 0o600)
+            created = True
+            try:
+                operation = "write"
+                while True:
+                    chunk = os.read(src, 1 << 20)
+                    if not chunk:
+                        break
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+                operation = "fsync"
+                os.fsync(fd)
+                operation = "chmod"
+                os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o777)
+                operation = "set the times of"
+                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+            finally:
+                os.close(fd)
+        finally:
+            os.close(src)
+    except OSError as exc:
+        if created:
+            try:
+                os.unlink(dest)
+            except OSError:
+                pass
+        raise BackupError(path, dest, operation, exc) from None
+    _fsync_dir(os.path.dirname(os.path.abspath(dest)))
+    return dest
 
 
 def is_leftover(name: str) -> bool:

@@ -18,14 +18,18 @@ Plain Python, no Ansible imports. The wrapper (rules and their sources: docs/ref
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shlex
+import signal
 import stat
+import subprocess
 import typing as t
 from dataclasses import dataclass, field
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import (
     AttributesError,
+    BackupError,
     WriteError,
     describe_attrs,
     install_temporary,
@@ -267,6 +271,11 @@ def check_paths(path: str, binary: str) -> None:
         raise WrapperError(f"path {path} is a directory; give the file name of the wrapper")
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
+        if os.path.lexists(parent):
+            raise WrapperError(f"path {path} ends in '/' but {parent} is a file, not a directory; give the file "
+                               f"name of the wrapper without the trailing '/' ({parent.rstrip('/')})"
+                               if path.endswith("/") else
+                               f"the directory of path, {parent}, is not a directory; give a path inside a directory")
         raise WrapperError(f"the directory of path, {parent}, does not exist; create it first")
     if not os.path.exists(binary):
         raise WrapperError(f"binary {binary} does not exist; install virtiofsd first")
@@ -491,9 +500,21 @@ def file_diff(
     return {
         "before_header": before_header,
         "after_header": f"{path} ({_attrs_text(WRAPPER_ATTRS, keys)})" if keys else path,
-        "before": (before or b"").decode("utf-8", "surrogateescape"),
-        "after": (after or b"").decode("utf-8", "surrogateescape"),
+        "before": diff_text(before),
+        "after": diff_text(after),
     }
+
+
+def diff_text(content: t.Optional[bytes]) -> str:
+    """``content`` as diff text: UTF-8 text as it is, anything else (an ELF binary, Latin-1 bytes) as the
+    placeholder ``<binary file, N bytes, sha256 HEX>``; the result never holds surrogates (the controller
+    refuses those and would drop the whole result)."""
+    if not content:
+        return ""
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<binary file, {len(content)} bytes, sha256 {hashlib.sha256(content).hexdigest()}>"
 
 
 def symlink_at(path: str) -> t.Optional[str]:
@@ -573,7 +594,11 @@ def apply_absent(
     if check_mode:
         return
     if backup is not None and before is not None and found.link is None:  # a link: its target stays, no copy
-        result["backup_file"] = backup(path)
+        try:
+            result["backup_file"] = _backup(backup, path)
+        except WrapperError:
+            result["changed"] = False  # nothing was removed, no copy is left
+            raise
     try:
         os.unlink(path)
     except OSError as exc:
@@ -701,12 +726,14 @@ def apply_present(
         except WrapperError as exc:
             kept = (f"{path} was not changed" if before is not None or link is not None
                     else f"no wrapper was written at {path}")
+            loop = (f" (self-test of the new wrapper: if {binary} runs {path} itself, "
+                    "the two exec each other forever)" if isinstance(exc, CommandTimeout) else "")
             raise WrapperError(
-                f"{exc}; {kept}: the new wrapper was tested as a temporary file next to it, "
+                f"{exc}{loop}; {kept}: the new wrapper was tested as a temporary file next to it, "
                 "which is removed, and was not put in place"
             ) from None
         if backup is not None and before is not None:
-            result["backup_file"] = backup(path)
+            result["backup_file"] = _backup(backup, path)
         # a link, or a file others can change, must not lend the new wrapper its owner and mode on the way
         # (atomic_move copies them from the old file before its rename): the move gets fresh=True
         fresh = link is not None or untrusted is not None
@@ -740,6 +767,65 @@ def resolved_path(path: str) -> str:
     runs the wrapper (they mediate the resolved path).
     """
     return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
+#: seconds one run of the daemon or of the wrapper (``--version``, ``--help``, ``--print-capabilities``) may take
+COMMAND_TIMEOUT = 30
+
+
+class CommandTimeout(WrapperError):
+    """A run of the daemon or the wrapper did not end within :data:`COMMAND_TIMEOUT` (it was killed)."""
+
+
+def run_with_timeout(argv: t.List[str], timeout: t.Optional[float] = None) -> t.Tuple[int, str, str]:
+    """Run ``argv`` (stdin ``/dev/null``, ``C`` locale) in a new session; ``(rc, stdout, stderr)``.
+
+    The output is decoded as UTF-8 with invalid bytes replaced, so that no message built from it carries
+    surrogates. A run that takes longer than ``timeout`` seconds (default :data:`COMMAND_TIMEOUT`) is killed with its whole process group
+    (``SIGKILL``) and :class:`CommandTimeout` is raised naming the command, the limit and the fix. An
+    :class:`OSError` starting it (``ENOEXEC``, ``EACCES``, noexec mount) is raised as it is.
+    """
+    timeout = COMMAND_TIMEOUT if timeout is None else timeout
+    env = dict(os.environ, LANG="C", LC_ALL="C", LC_MESSAGES="C")
+    # AnsibleModule.run_command has no time limit (and cannot kill a process group): Popen with communicate(timeout)
+    proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True,
+        start_new_session=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:  # a process that left the group holds the pipes: give up on them
+            pass
+        cmd = " ".join(shlex.quote(a) for a in argv)
+        raise CommandTimeout(
+            f"{cmd} did not finish within {timeout:g} s and was killed (a virtiofsd answers at once). Fix: point "
+            "binary at the real virtiofsd, not a program that waits for input or runs the wrapper path again "
+            "(a loop), then run again"
+        ) from None
+    finally:
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def _backup(backup: BackupCallable, path: str) -> str:
+    """``backup(path)``; a failure is a :class:`WrapperError` (``path`` is not changed then)."""
+    try:
+        return backup(path)
+    except BackupError as exc:
+        raise WrapperError(str(exc)) from None
+    except OSError as exc:
+        raise WrapperError(
+            f"cannot back up {path}: {_reason(exc)}; {path} was not changed. Fix: free space in its directory or "
+            "make it writable by root, or set backup: false, then run again"
+        ) from None
 
 
 def run_reporting_os_errors(run_command: t.Callable[[t.List[str]], t.Tuple[int, str, str]]) -> RunCallable:

@@ -49,6 +49,8 @@ attributes:
       - When only the mode or group of an existing wrapper changes (a repair in place, see O(path)), the diff is that
         of M(ansible.builtin.file); C(before) and C(after) are dicts with C(path) and the attributes that change
         (C(mode) as text such as V(0700), C(group) as a number).
+      - A previous file that is not UTF-8 text (an ELF binary, Latin-1 bytes) is shown as
+        C(<binary file, N bytes, sha256 HEX>), never as raw bytes.
   idempotent:
     support: full
 options:
@@ -110,7 +112,14 @@ options:
     default: present
   backup:
     description:
-      - Keep a timestamped copy of the previous file next to it before changing or removing it.
+      - Keep a timestamped copy of the previous file next to it before changing or removing it, named
+        C(PATH.PID.YYYY-MM-DD@HH:MM:SS.RANDOM~) (Ansible's C(backup_local) pattern with 8 random hex digits).
+      - The copy is created by the module itself with C(O_CREAT|O_EXCL|O_NOFOLLOW) (mode 0600 until it is
+        complete), never through a name planted in the directory by another user (a symbolic link or a file there is
+        not followed or reused); then it gets the permission bits and times of the previous file and is owned by the
+        user the module runs as (root).
+      - When the copy cannot be made (disk full, read-only file system) the task fails naming the operation, the
+        file and the system error; O(path) is not changed and no partial copy is left.
     type: bool
     default: false
   force:
@@ -332,6 +341,10 @@ options:
         type: str
 notes:
   - The module needs root (the wrapper is written owned by root with mode 0755).
+  - Every run of the daemon (C(--version), C(--help), C(--print-capabilities)) and of the new wrapper's self-test
+    may take at most 30 seconds; a run that takes longer is killed with its process group and the task fails
+    naming the command (for example a binary that waits for input, or one that runs the wrapper path again and so
+    loops). O(path) is not changed then.
   - A mode or group repair in place (right bytes, a mode or group that gives nobody but root write access; see
     O(path)) moves the wrapper's ctime. The module records the repair
     (device, inode, ctime, SHA-256 of the bytes and the change time before it) in
@@ -438,13 +451,14 @@ backup_file:
   description: Name of the backup of the previous file.
   returned: when O(backup=true) and a previous regular file was changed or removed (not for a symbolic link at O(path))
   type: str
-  sample: /opt/virtiofsd-rust/virtiofsd.sh.12345.2025-01-01@00:00:00~
+  sample: /opt/virtiofsd-rust/virtiofsd.sh.12345.2025-01-01@00:00:00.3f9a0c1e~
 """
 
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import backup_file
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd import VirtiofsdError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_options import (
     argument_spec as options_argument_spec,
@@ -454,6 +468,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import (
     WrapperError,
     apply,
     run_reporting_os_errors,
+    run_with_timeout,
 )
 
 
@@ -480,8 +495,8 @@ def main() -> None:
 
     try:
         apply(result, p["state"], p["path"], p["binary"], p["options"], p["extra_args"],
-              run_reporting_os_errors(lambda argv: module.run_command(argv, handle_exceptions=False)),
-              module.check_mode, module._diff, module.backup_local if p["backup"] else None, move,
+              run_reporting_os_errors(run_with_timeout),
+              module.check_mode, module._diff, backup_file if p["backup"] else None, move,
               module.warn, p["force"])
     except (WrapperError, VirtiofsdError) as exc:
         module.fail_json(msg=str(exc), **result)

@@ -116,12 +116,14 @@ def test_write_error_names_the_file_and_says_it_is_unchanged(tmp_path, monkeypat
     (PermissionError(errno.EACCES, "Permission denied"), "Permission denied"),
     (OSError("no errno at all"), "no errno at all"),
 ])
-def test_write_error_says_the_cause_once(exc, cause):
-    err = WriteError("/etc/x.xml", exc)
+def test_write_error_says_the_cause_once(exc, cause, tmp_path):
+    path = tmp_path / "x.xml"
+    path.write_text("old")
+    err = WriteError(str(path), exc)
     assert str(err) == (
-        f"cannot write /etc/x.xml: {cause}; /etc/x.xml was not changed (the old file stays as it was), "
+        f"cannot write {path}: {cause}; {path} was not changed (the old file stays as it was), "
         "free space or fix the cause and run again")
-    assert err.reason == cause and err.errno == exc.errno and err.path == "/etc/x.xml"
+    assert err.reason == cause and err.errno == exc.errno and err.path == str(path)
     assert str(err).count(exc.strerror or str(exc)) == 1
 
 
