@@ -57,7 +57,7 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml impor
     validate_specs,
     verify_converged,
 )
-from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import remove_leftovers, write_atomic
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import BackupError, remove_leftovers, write_atomic
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import LibvirtAdapterError
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import DomainLockError, LockTimeout, path_lock
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt_features import (
@@ -149,7 +149,8 @@ class Host:
     * ``set_attributes(path, owner, group, mode)``: owner/group/mode of a created directory
       (``module.set_fs_attributes_if_different``);
     * ``move(src, dest)``: ``module.atomic_move`` (:func:`os.replace` when not given);
-    * ``backup_file(path)``: a timestamped copy next to a file (``module.backup_local``);
+    * ``backup_file(path)``: a timestamped copy next to a file (``_files.backup_file``: never follows a name
+      planted in a directory others can write);
     * ``stale_daemons(dom, shares)``: why running virtiofsd of the live ``shares`` are older than
       their program (:func:`_restart.domain_reasons`); not asked when not given.
     """
@@ -511,7 +512,10 @@ def converge_file(path: str, entries: t.Sequence[t.Mapping[str, t.Any]], setting
             run.result["shares"] = after.shares()
             if patch.changed and not settings.check_mode:
                 if settings.backup:
-                    run.result["backup_file"] = host.backup_file(path)
+                    try:
+                        run.result["backup_file"] = host.backup_file(path)
+                    except BackupError as exc:
+                        raise ShareError(f"{exc.message}; {path} was not changed") from None
                 write_atomic(path, data, move=host.move)
                 run.written = True
     except LockTimeout as exc:

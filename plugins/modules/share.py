@@ -669,6 +669,7 @@ import typing as t
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._domain_xml import DomainXMLError
+from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import backup_file
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._libvirt import (
     Connection,
     LibvirtAdapterError,
@@ -739,7 +740,7 @@ def main() -> None:
         module.set_fs_attributes_if_different(file_args, False)
 
     host = Host(connect=Connection, lock=domain_lock, set_attributes=set_attributes,
-                backup_file=module.backup_local, move=module.atomic_move, stale_daemons=stale_daemons(p["uri"]))
+                backup_file=backup_file, move=module.atomic_move, stale_daemons=stale_daemons(p["uri"]))
     try:
         require("lxml")
         result, warnings, failed = run_share(p, module.check_mode, module._diff, host,

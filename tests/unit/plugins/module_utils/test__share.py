@@ -983,3 +983,29 @@ def test_a_source_below_proc_is_refused_before_it_is_created(conn, host, tmp_pat
                                      "directory tree to share")
     assert not os.path.exists(tmp_path / "new")
     assert path.read_bytes() == before
+
+
+def test_xml_file_backup_is_made_safely_and_a_failed_one_changes_nothing(host, tmp_path, monkeypatch):
+    """xml_file backups use _files.backup_file (O_EXCL|O_NOFOLLOW, a random part in the name), not Ansible's
+    backup_local, which follows a symbolic link planted at its predictable name in a directory others can write."""
+    import re
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils import _files
+    from ansible_collections.virtiofs.libvirt.plugins.modules import share as share_module
+
+    assert share_module.backup_file is _files.backup_file
+    path = tmp_path / "d.xml"
+    path.write_text(domain_xml("f", str(uuidlib.uuid4())))
+    old = path.read_bytes()
+    safe = dataclasses.replace(host, backup_file=_files.backup_file)
+    res = converge_file(str(path), [{"tag": "t", "source": str(tmp_path)}], Settings(backup=True), safe)
+    assert res["changed"] is True and open(res["backup_file"], "rb").read() == old
+    assert re.fullmatch(re.escape(str(path)) + r"\.\d+\.\d{4}-\d\d-\d\d@\d\d:\d\d:\d\d\.[0-9a-f]{8}~", res["backup_file"])
+
+    def failing(p):
+        raise _files.BackupError(p, p + ".bak", "write", OSError(28, "No space left on device"))
+
+    current = path.read_bytes()
+    with pytest.raises(_share.ShareError, match=r"was not changed$"):
+        converge_file(str(path), [{"tag": "u", "source": str(tmp_path)}], Settings(backup=True),
+                      dataclasses.replace(host, backup_file=failing))
+    assert path.read_bytes() == current
