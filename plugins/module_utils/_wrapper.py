@@ -71,6 +71,8 @@ from ansible_collections.virtiofs.libvirt.plugins.module_utils._virtiofsd_option
 
 MODULE_NAME = "virtiofs.libvirt.virtiofsd_wrapper"
 MARKER = f"managed by Ansible ({MODULE_NAME})"
+#: the second line of every wrapper the module writes
+HEADER_LINE = f"# virtiofsd wrapper -- {MARKER}."
 WRAPPER_MODE = 0o755
 #: the module's ``state`` choices: V(present) writes the wrapper, V(absent) removes it
 STATES = ("present", "absent")
@@ -102,7 +104,10 @@ def is_managed_wrapper(content: t.Union[str, bytes, None]) -> bool:
         return False
     if isinstance(content, bytes):
         content = content[:4096].decode("utf-8", "replace")
-    return content.startswith("#!") and MARKER in content[:4096]
+    # the header the module writes: "#!" on line 1 and exactly HEADER_LINE on line 2 (a comment that merely
+    # mentions the marker elsewhere does not make a file the module's)
+    lines = content[:4096].split("\n", 2)
+    return lines[0].startswith("#!") and len(lines) > 1 and lines[1].rstrip("\r") == HEADER_LINE
 
 
 def describe_file(content: bytes) -> str:
@@ -319,7 +324,7 @@ def render_script(binary: str, argv: t.Sequence[str]) -> str:
     qbin = shlex.quote(binary)
     lines = [
         "#!/bin/sh",
-        f"# virtiofsd wrapper -- {MARKER}.",
+        HEADER_LINE,
         "# Local changes are overwritten. libvirt runs it as <binary path=.../> of a virtio-fs share.",
         f"# daemon: {_comment(binary)}",
     ]

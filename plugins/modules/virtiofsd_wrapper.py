@@ -124,9 +124,10 @@ options:
     default: false
   force:
     description:
-      - With O(state=present), replace a file at O(path) that this module did not write (one without the
-        C(managed by Ansible (virtiofs.libvirt.virtiofsd_wrapper)) header, for example a hand-written wrapper
-        being migrated). Without it such a file is an error, in check mode too, and stays as it is; the error says
+      - With O(state=present), replace a file at O(path) that this module did not write (one whose second line is
+        not the module's header C(# virtiofsd wrapper -- managed by Ansible (virtiofs.libvirt.virtiofsd_wrapper).)
+        after a C(#!) line; a comment elsewhere that mentions the module does not count), for example a hand-written
+        wrapper being migrated). Without it such a file is an error, in check mode too, and stays as it is; the error says
         what the file looks like (an ELF binary, a script, ...).
       - Also replaces a file at O(path) that users other than root can change (owner not root, group- or
         other-writable; see O(path)), and a symbolic link at O(path) that points nowhere.

@@ -15,6 +15,7 @@ import pytest
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._files import TMP_PREFIX, TMP_SUFFIX
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._lock import path_lock
 from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import (
+    HEADER_LINE,
     MARKER,
     STATES,
     WRAPPER_MODE,
@@ -454,7 +455,7 @@ def test_absent_refuses_foreign_files_and_removes_its_own(tmp_path):
     assert missing == {"changed": False}
 
     own = tmp_path / "own.sh"
-    own.write_text(f"#!/bin/sh\n# {MARKER}\n")
+    own.write_text(f"#!/bin/sh\n{HEADER_LINE}\n")
     backups = []
     checked = {"changed": False}
     apply_absent(checked, str(own), True, True, backups.append)
@@ -487,7 +488,7 @@ def test_apply_dispatches_on_the_state(tmp_path, daemon):
     assert result["argv"] == []
 
     own = tmp_path / "own.sh"
-    own.write_text(f"#!/bin/sh\n# {MARKER}\n")
+    own.write_text(f"#!/bin/sh\n{HEADER_LINE}\n")
     result = {"changed": False}
     run_apply(result, "absent", str(own))
     assert result["changed"] is True and "binary" not in result and not own.exists()

@@ -437,3 +437,13 @@ def test_realpath_is_the_resolved_path_of_the_written_wrapper(tmp_path, daemon):
     absent_result: dict = {"changed": False}
     apply_absent(absent_result, str(via / "none.sh"), False, False, None)
     assert "realpath" not in absent_result
+
+
+def test_only_the_modules_header_makes_a_file_managed():
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._wrapper import HEADER_LINE, MARKER, is_managed_wrapper
+    assert is_managed_wrapper(f"#!/bin/sh\n{HEADER_LINE}\nexec /x \"$@\"\n")
+    assert is_managed_wrapper(f"#!/bin/sh\n{HEADER_LINE}\n".encode())
+    # the marker in another comment, or on another line, is a foreign script
+    assert not is_managed_wrapper(f"#!/bin/sh\necho hi\n# {MARKER}\n")
+    assert not is_managed_wrapper(f"#!/bin/sh\n# see {HEADER_LINE}\n")
+    assert not is_managed_wrapper(f"{HEADER_LINE}\n#!/bin/sh\n")
