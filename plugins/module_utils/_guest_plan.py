@@ -94,6 +94,11 @@ def mount_problems(mount: t.Mapping[t.Any, t.Any], earlier_paths: t.Sequence[str
         problems.append("selinux_context must not contain whitespace or quotes, e.g. system_u:object_r:httpd_sys_content_t:s0")
     if context != "" and any(_CONTEXT_OPTION_RE.match(o) for o in opts):
         problems.append("selinux_context and a context option in options are both set; keep only one")
+    # imported here: _share is large
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._share import mode_error
+    problem = mode_error(str(tag), mount.get("mode"), "of the mount point directory", prefix="mode")
+    if problem:
+        problems.append(problem)
     if not nofail:
         opts = [o for o in opts if o != "nofail"]
     elif "nofail" not in opts:
@@ -111,7 +116,7 @@ def mount_problems(mount: t.Mapping[t.Any, t.Any], earlier_paths: t.Sequence[str
         "automount": "x-systemd.automount" in opts,
         "owner": mount.get("owner"),
         "group": mount.get("group"),
-        "mode": mount.get("mode") or default_mode,
+        "mode": default_mode if mount.get("mode") is None or mount.get("mode") == "" else mount["mode"],
     }
 
 

@@ -138,6 +138,10 @@ def ansible_typed(spec: t.Mapping[str, t.Mapping[str, t.Any]], values: t.Mapping
         if key not in spec or value is None:
             continue
         one = {k: v for k, v in spec[key].items() if k not in ("required", "default", "aliases")}
+        if str(value) == "<<Omit>>" or str(value).startswith("__omit_place_holder__"):
+            problems.append((key, f"{key} is omit, which Ansible only applies to a module's or task's own options, not"
+                                  " to a key inside a variable; use default(none) instead (null means the default)"))
+            continue
         if one.get("type", "str") in ("str", "path") and isinstance(value, (Mapping, list, tuple, set)):
             # Ansible would turn [a] into the string "['a']"
             problems.append((key, f"{key} must be a string, got {quoted(value)}"))
@@ -331,7 +335,9 @@ def plan_wrappers(wrappers: t.Any, install_dir: str, binary_name: str, virtiofsd
     they are checked (the filter passes Ansible's own validator; the default is
     :func:`module_typed_options`)."""
     if not isinstance(wrappers, Mapping):
-        return [f"virtiofs_host_wrappers must be a dict of profile name -> {{path, options}}, got {wrappers}"], []
+        hint = (" (a string: with -e, pass the dict as JSON, -e '{\"virtiofs_host_wrappers\": {...}}')"
+                if isinstance(wrappers, str) else "")
+        return [f"virtiofs_host_wrappers must be a dict of profile name -> {{path, options}}, got {wrappers}{hint}"], []
     daemon = f"{install_dir}/{binary_name}"
     # a bad install directory is reported once under its own name (install_dir_error); the paths
     # derived from it (the default profile's) are not reported again
@@ -426,7 +432,7 @@ def guest_mount_problems(share: t.Mapping[t.Any, t.Any], earlier_paths: t.List[s
         if key == "path":
             rest = rest[len(entry["path"]) + 1:] if rest.startswith(entry["path"] + " ") else rest
             problem = f"mount_path {quoted(entry['path'])}{default} {rest}"
-        elif key in ("options", "selinux_context"):
+        elif key in ("options", "selinux_context", "mode"):
             problem = f"mount_{problem}".replace(" a context option in options ", " a context option in mount_options ")
         out.append(problem)
     return out
@@ -642,6 +648,13 @@ def install_errors(params: t.Mapping[str, t.Any]) -> t.List[str]:
         problem = package_dir_problem("virtiofs_host_virtiofsd_install_dir", install_dir)
         if problem:
             errors.append(problem)
+    apparmor_dir = params.get("virtiofs_host_apparmor_dir")
+    if apparmor_dir is not None and not str(apparmor_dir).startswith("/"):
+        errors.append(f"virtiofs_host_apparmor_dir {quoted(apparmor_dir)} must be an absolute path, e.g. /etc/apparmor.d")
+    for package in params.get("virtiofs_host_extra_packages") or []:
+        if not isinstance(package, str) or package.strip() == "" or package.startswith("-"):
+            errors.append(f"virtiofs_host_extra_packages: {quoted(package)} is not a package name; list package names only"
+                          " (no empty entries or options such as -y)")
     for profile in params.get("virtiofs_host_apparmor_profiles") or []:
         if not isinstance(profile, str) or "/" in profile or profile in ("", ".", ".."):
             errors.append(f"virtiofs_host_apparmor_profiles: {quoted(profile)} must be the file name of a profile in"

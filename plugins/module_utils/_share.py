@@ -210,14 +210,19 @@ def check_ownership(tag: str, params: t.Mapping[str, t.Any]) -> None:
         raise ShareError(problem)
 
 
-def mode_error(tag: str, mode: t.Any) -> t.Optional[str]:
+def mode_error(tag: str, mode: t.Any, what: str = "of the source directory to create",
+               prefix: t.Optional[str] = None) -> t.Optional[str]:
     """Why ``mode`` cannot be the mode of a source directory to create, or ``None`` (no host
-    needed: the host role's plan runs it before anything changes)."""
+    needed: the host role's plan runs it before anything changes). ``what`` and ``prefix`` (default
+    ``share 'TAG': mode``) name the directory and the key for other callers (the guest's mount point)."""
+    if prefix is not None:
+        message = mode_error(tag, mode, what)
+        return None if message is None else prefix + message[len(f"share {tag!r}: mode"):]
     if mode is None:
         return None
     if isinstance(mode, bool) or (not isinstance(mode, int) and not _MODE_RE.fullmatch(str(mode))):
         return (
-            f"share {tag!r}: mode {mode!r} of the source directory to create is neither octal (e.g. '0755') "
+            f"share {tag!r}: mode {mode!r} {what} is neither octal (e.g. '0755') "
             "nor symbolic (e.g. 'u=rwx,g=rx,o=')"
         )
     if isinstance(mode, int):
@@ -225,12 +230,12 @@ def mode_error(tag: str, mode: t.Any) -> t.Optional[str]:
         # the decimal number 755 (0o1363); three octal digits above 0o777 can only be that mistake
         if mode < 0 or mode > 0o7777:
             return (
-                f"share {tag!r}: mode {mode!r} of the source directory to create is outside 0 to 0o7777: "
+                f"share {tag!r}: mode {mode!r} {what} is outside 0 to 0o7777: "
                 "give the mode as a quoted octal string (e.g. '0755')"
             )
         if 0o777 < mode <= 777 and set(str(mode)) <= set("01234567"):
             return (
-                f"share {tag!r}: mode {mode!r} of the source directory to create is the decimal number {mode} "
+                f"share {tag!r}: mode {mode!r} {what} is the decimal number {mode} "
                 f"(octal {mode:04o}), not the octal mode {mode:04d}: quote it, mode: '0{mode}'"
             )
         value: t.Optional[int] = mode
@@ -238,7 +243,7 @@ def mode_error(tag: str, mode: t.Any) -> t.Optional[str]:
         value = int(str(mode), 8) if str(mode).isdigit() else None  # symbolic modes are applied as given
     if value is not None and value & 0o4000:
         return (
-            f"share {tag!r}: mode {mode!r} of the source directory to create sets the setuid bit (0o4000), which "
+            f"share {tag!r}: mode {mode!r} {what} sets the setuid bit (0o4000), which "
             "means nothing on a directory: drop it (setgid 0o2000 and sticky 0o1000 are fine)"
         )
     return None

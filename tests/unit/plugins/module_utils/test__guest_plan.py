@@ -346,3 +346,15 @@ def test_mount_keys_are_typed_as_the_role_declares_them():
     assert result["mounts"][0]["automount"] is False
     # "yes" as the role's argument check reads it
     assert plan_of([{"tag": "a", "path": "/mnt/a", "automount": "yes"}])["mounts"][0]["automount"] is True
+
+
+def test_mount_point_mode_is_checked_as_a_created_source_is():
+    from ansible_collections.virtiofs.libvirt.plugins.module_utils._guest_plan import guest_plan as plan_of
+    result = plan_of([{"tag": "a", "path": "/mnt/a", "mode": 755}, {"tag": "b", "path": "/mnt/b", "mode": "rwx"},
+                      {"tag": "c", "path": "/mnt/c", "mode": 0}])
+    assert result["errors"] == [
+        'virtiofs_guest_mounts[0] (tag "a", path "/mnt/a"): mode 755 of the mount point directory is the decimal number 755'
+        " (octal 1363), not the octal mode 0755: quote it, mode: '0755'",
+        "virtiofs_guest_mounts[1] (tag \"b\", path \"/mnt/b\"): mode 'rwx' of the mount point directory is neither octal"
+        " (e.g. '0755') nor symbolic (e.g. 'u=rwx,g=rx,o=')"]
+    assert result["mounts"][2]["mode"] == 0  # kept, not replaced by the default

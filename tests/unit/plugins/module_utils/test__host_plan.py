@@ -72,7 +72,8 @@ def test_share_error_is_the_share_modules_check():
 
 def test_wrappers_not_a_dict():
     assert wrapper_errors(["a"]) == ["virtiofs_host_wrappers must be a dict of profile name -> {path, options}, got ['a']"]
-    assert wrapper_errors("x") == ["virtiofs_host_wrappers must be a dict of profile name -> {path, options}, got x"]
+    assert wrapper_errors("x") == ["virtiofs_host_wrappers must be a dict of profile name -> {path, options}, got x"
+                                   """ (a string: with -e, pass the dict as JSON, -e '{"virtiofs_host_wrappers": {...}}')"""]
 
 
 @pytest.mark.parametrize("wrappers,expected", [
@@ -574,7 +575,7 @@ def test_the_role_and_guest_keys_never_reach_the_share_module():
     assert "_virtiofs_host_role_share_keys" not in (ROOT / "roles/host/vars/main.yml").read_text()
     entry = {key: "x" for key in host_share_keys()}
     entry.update(domain="d", tag="t", source="/srv/t", wrapper="default", mount=True, mount_path="/mnt/t",
-                 mount_state="mounted", mount_nofail=True, mount_automount=False)
+                 mount_state="mounted", mount_nofail=True, mount_automount=False, mount_mode="0750")
     result = plan(virtiofs_host_shares=[entry])
     assert result["failure"] is None, result["failure"]
     assert result["shares"][0]["module"] == {"tag": "t", "source": "/srv/t",
@@ -893,3 +894,24 @@ def test_numbers_and_bools_where_text_or_a_number_belong():
                           role_spec=role_spec)["errors"]["variables"]
     assert errors == ["virtiofs_host_virtiofsd_version 1.1 is a number in YAML (1.10 is read as 1.1); quote it",
                       "virtiofs_host_restart_timeout must be a whole number, e.g. 4, got true"]
+
+
+def test_mount_mode_is_checked_on_the_host():
+    errors = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/s", "mount_mode": 755}])["errors"]["shares"]
+    assert errors == [f"{W}: mount_mode 755 of the mount point directory is the decimal number 755 (octal 1363), not the"
+                      " octal mode 0755: quote it, mode: '0755'"]
+
+
+def test_omit_in_a_share_entry():
+    errors = plan(virtiofs_host_shares=[{"domain": "a", "tag": "t", "source": "/s", "cache": "<<Omit>>"}])["errors"]["shares"]
+    assert errors == [f"{W}: cache is omit, which Ansible only applies to a module's or task's own options, not to a key inside"
+                      " a variable; use default(none) instead (null means the default)"]
+
+
+def test_apparmor_dir_and_extra_packages():
+    errors = plan(virtiofs_host_apparmor_dir="etc/apparmor.d", virtiofs_host_extra_packages=["htop", "", "-y"])["errors"]["install"]
+    assert errors == ['virtiofs_host_apparmor_dir "etc/apparmor.d" must be an absolute path, e.g. /etc/apparmor.d',
+                      'virtiofs_host_extra_packages: "" is not a package name; list package names only (no empty entries or'
+                      " options such as -y)",
+                      'virtiofs_host_extra_packages: "-y" is not a package name; list package names only (no empty entries or'
+                      " options such as -y)"]
