@@ -584,7 +584,9 @@ def plan_shares(shares: t.Any, wrappers: t.Sequence[t.Mapping[str, t.Any]], defa
                            "group": text(share.get("source_group"), source_group),
                            "mode": source_mode if mode is None or mode == "" else mode})
         if tag_ok and not blocking:
-            checked = {key: value for key, value in module.items() if key not in bad_keys and key not in accepted_unknown(share, accepted)}
+            # without the keys already reported (a wrong type, an unknown key)
+            reported = bad_keys | {key for key in share if key not in accepted}
+            checked = {key: value for key, value in module.items() if key not in reported}
             problems = share_problems(dict(checked, tag=tag), type_share)
             if not problems and "idmap" in checked:
                 problems = [p for _k, p in ansible_typed({"idmap": full_spec["idmap"]}, {"idmap": checked["idmap"]})[1]]
@@ -601,12 +603,8 @@ def _read_only(share: t.Mapping[t.Any, t.Any], profile: t.Optional[t.Mapping[str
     if share.get("readonly") is True:
         return True
     options = (profile or {}).get("options")
-    return isinstance(options, Mapping) and options.get("readonly") in (True, "true", "yes", "on", "1", 1)
-
-
-def accepted_unknown(share: t.Mapping[t.Any, t.Any], accepted: t.Sequence[str]) -> t.Set[t.Any]:
-    """The keys of ``share`` that are not in ``accepted`` (reported by :func:`unknown_key_errors`)."""
-    return {key for key in share if key not in accepted}
+    # typed as the wrapper module types it ("yes", 1, ...)
+    return isinstance(options, Mapping) and module_typed_options(options).get("readonly") is True
 
 
 def profile_overrides(share: t.Mapping[str, t.Any], profile: t.Mapping[str, t.Any],
